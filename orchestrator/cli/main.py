@@ -1,0 +1,399 @@
+"""``orchestrator``: workflows, schedules, triggers and executions from the shell.
+
+Exit codes: 0 ok; 1 the workflow failed with a user error; 2 bad input (message on stderr);
+3 pipeline fault (the store or the machinery failed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import yaml
+
+from orchestrator.cli.output import emit
+from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id
+from orchestrator.domain.cron import CronSchedule
+from orchestrator.domain.records import Outcome, ScheduleRecord
+from orchestrator.domain.schedules import validate_schedule
+from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT, parse_workflow
+from orchestrator.exceptions import (
+    InvalidInput,
+    NotFound,
+    OrchestratorError,
+    Problem,
+    StoreError,
+)
+from orchestrator.execution.blocks import block_types
+from orchestrator.settings import Settings
+from orchestrator.store import Store
+from orchestrator.store.migrate import upgrade
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_BAD_INPUT, EXIT_FAULT = 0, 1, 2, 3
+F = TypeVar("F", bound=Callable[..., Any])
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+env_option = click.option("--environment", "-e", default=DEFAULT_ENVIRONMENT, show_default=True,
+                          help="Tenant scope.")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _store() -> Store:
+    return Store(Settings.from_env().database_url)
+
+
+def _payload(raw: str | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(Problem(field="--payload", message=f"is not valid JSON ({exc.msg} at "
+                                   f"position {exc.pos})")) from None
+    if not isinstance(value, dict):
+        raise InvalidInput(Problem(field="--payload", message="must be a JSON object, e.g. "
+                                   "'{\"user\": \"ada\"}'"))
+    return value
+
+
+@click.group()
+@click.option("--verbose", "-v", is_flag=True, help="Log what happens.")
+def cli(verbose: bool) -> None:
+    """Run user-defined workflows on Dagster: schedules, triggers, executions."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+# ------------------------------------------------------------------------------------------ db
+
+@cli.group()
+def db() -> None:
+    """The orchestrator store."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply schema migrations (safe to repeat; existing data is kept)."""
+    revision = upgrade(Settings.from_env().database_url)
+    click.echo(f"orchestrator store at revision {revision}")
+
+
+# ----------------------------------------------------------------------------------- workflows
+
+@cli.group()
+def workflows() -> None:
+    """Workflow documents (YAML or JSON)."""
+
+
+def _load_document(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InvalidInput(Problem(field=str(path), message=f"cannot read file: {exc.strerror}"),
+                           subject="path") from None
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise InvalidInput(Problem(field=str(path), message=f"is not valid "
+                                   f"{'JSON' if path.suffix == '.json' else 'YAML'}: "
+                                   f"{str(exc).splitlines()[0]}"), subject="workflow") from None
+
+
+@workflows.command("apply")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@json_option
+def workflows_apply(paths: tuple[Path, ...], as_json: bool) -> None:
+    """Validate and store workflow documents; every document is checked before any is written."""
+    files: list[Path] = []
+    for path in paths:
+        files += sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml", ".json"}) \
+            if path.is_dir() else [path]
+    specs, problems = [], []
+    for path in files:
+        try:
+            specs.append(parse_workflow(_load_document(path), block_types()))
+        except InvalidInput as exc:
+            problems += [Problem(field=f"{path}: {p.field}", message=p.message)
+                         for p in exc.problems]
+    if problems:
+        raise InvalidInput(problems, subject="workflow document(s); nothing was applied")
+    store, now, results = _store(), _now(), []
+    for spec in specs:
+        record, changed = store.apply_workflow(spec, now)
+        results.append({"name": record.name, "environment": record.environment,
+                        "version": record.version, "changed": changed})
+    emit(results, as_json=as_json, columns=["environment", "name", "version", "changed"])
+
+
+@workflows.command("list")
+@click.option("--environment", "-e", default=None, help="Only this environment.")
+@json_option
+def workflows_list(environment: str | None, as_json: bool) -> None:
+    """List current workflows."""
+    rows = [{"environment": w.environment, "name": w.name, "version": w.version,
+             "blocks": len(w.document.get("blocks", [])), "updated_at": iso_utc(w.updated_at)}
+            for w in _store().list_workflows(environment)]
+    emit(rows, as_json=as_json, columns=["environment", "name", "version", "blocks", "updated_at"])
+
+
+@workflows.command("show")
+@click.argument("name")
+@env_option
+@click.option("--version", type=int, default=None, help="A past version.")
+@json_option
+def workflows_show(name: str, environment: str, version: int | None, as_json: bool) -> None:
+    """Show a workflow's document and version."""
+    emit(_store().get_workflow(environment, name, version).to_dict(), as_json=as_json)
+
+
+@workflows.command("delete")
+@click.argument("name")
+@env_option
+def workflows_delete(name: str, environment: str) -> None:
+    """Delete a workflow: history is kept, its schedules are paused."""
+    paused = _store().delete_workflow(environment, name, _now())
+    click.echo(f"deleted workflow {environment}/{name}; paused {paused} schedule(s)")
+
+
+# ----------------------------------------------------------------------------------- schedules
+
+@cli.group()
+def schedules() -> None:
+    """Cron (with an IANA timezone) and one-time schedules."""
+
+
+def _schedule_view(schedule: ScheduleRecord, now: datetime) -> dict[str, Any]:
+    data = schedule.to_dict()
+    if schedule.enabled and schedule.cron:
+        cron = CronSchedule(expression=schedule.cron, timezone=schedule.timezone)
+        data["upcoming"] = [iso_utc(u) for u in cron.upcoming(now, 5)]
+    elif schedule.enabled and schedule.next_run_at:
+        data["upcoming"] = [iso_utc(schedule.next_run_at)]
+    else:
+        data["upcoming"] = []
+    return data
+
+
+SCHEDULE_COLUMNS = ["id", "environment", "workflow", "cron", "timezone", "run_at", "enabled",
+                    "next_run_at", "key"]
+
+
+@schedules.command("create")
+@click.option("--workflow", "-w", required=True, help="Workflow name.")
+@click.option("--cron", default=None, help="5-field cron expression, e.g. '*/5 * * * *'.")
+@click.option("--timezone", "--tz", "timezone", default="UTC", show_default=True,
+              help="IANA timezone the cron expression is read in.")
+@click.option("--at", "run_at", default=None, help="One time, ISO-8601 with offset.")
+@click.option("--payload", default=None, help="JSON object passed as trigger.payload.")
+@click.option("--key", default=None, help="Your key: creating again with it updates instead.")
+@env_option
+@json_option
+def schedules_create(workflow: str, cron: str | None, timezone: str, run_at: str | None,
+                     payload: str | None, key: str | None, environment: str,
+                     as_json: bool) -> None:
+    """Create a schedule (or update the one with --key)."""
+    now = _now()
+    problems: list[Problem] = []
+    body: dict[str, Any] = {}
+    try:
+        body = _payload(payload)
+    except InvalidInput as exc:
+        problems += exc.problems
+    try:
+        spec = validate_schedule(workflow=workflow, environment=environment, cron=cron,
+                                 timezone=timezone, run_at=run_at, payload=body, key=key,
+                                 now=now)
+    except InvalidInput as exc:
+        problems += exc.problems
+    if problems:
+        raise InvalidInput(problems, subject="schedule")
+    record, created = _store().create_schedule(spec, now)
+    data = _schedule_view(record, now) | {"created": created}
+    emit(data, as_json=as_json)
+
+
+@schedules.command("list")
+@click.option("--environment", "-e", default=None, help="Only this environment.")
+@click.option("--workflow", "-w", default=None, help="Only this workflow.")
+@json_option
+def schedules_list(environment: str | None, workflow: str | None, as_json: bool) -> None:
+    """List schedules."""
+    rows = [s.to_dict() for s in _store().list_schedules(environment, workflow)]
+    emit(rows, as_json=as_json, columns=SCHEDULE_COLUMNS)
+
+
+@schedules.command("show")
+@click.argument("schedule_id")
+@json_option
+def schedules_show(schedule_id: str, as_json: bool) -> None:
+    """Show a schedule with its next five fire times (``upcoming``)."""
+    emit(_schedule_view(_store().get_schedule(schedule_id), _now()), as_json=as_json)
+
+
+@schedules.command("pause")
+@click.argument("schedule_id")
+@json_option
+def schedules_pause(schedule_id: str, as_json: bool) -> None:
+    """Stop a schedule from firing."""
+    now = _now()
+    emit(_schedule_view(_store().pause_schedule(schedule_id, now), now), as_json=as_json)
+
+
+@schedules.command("resume")
+@click.argument("schedule_id")
+@json_option
+def schedules_resume(schedule_id: str, as_json: bool) -> None:
+    """Resume a paused schedule from now on (missed occurrences are not replayed)."""
+    store, now = _store(), _now()
+    schedule = store.get_schedule(schedule_id)
+    if schedule.cron is None and schedule.run_at is not None and schedule.run_at <= now:
+        raise InvalidInput(Problem(field="run_at", message="this one-time schedule's instant "
+                                   "has passed; create a new schedule or use `schedules trigger`"))
+    nxt = (CronSchedule(expression=schedule.cron, timezone=schedule.timezone).next_after(now)
+           if schedule.cron else schedule.run_at)
+    assert nxt is not None
+    emit(_schedule_view(store.resume_schedule(schedule_id, nxt, now), now), as_json=as_json)
+
+
+@schedules.command("delete")
+@click.argument("schedule_id")
+def schedules_delete(schedule_id: str) -> None:
+    """Delete a schedule (its executions stay in the log)."""
+    _store().delete_schedule(schedule_id)
+    click.echo(f"deleted schedule {schedule_id}")
+
+
+@schedules.command("trigger")
+@click.argument("schedule_id")
+@json_option
+def schedules_trigger(schedule_id: str, as_json: bool) -> None:
+    """Queue one execution of the schedule's workflow now, with its payload."""
+    store = _store()
+    schedule = store.get_schedule(schedule_id)
+    store.get_workflow(schedule.environment, schedule.workflow)
+    _enqueue(store, Correlation(execution_id=new_id(), request_id=new_id(), source=Source.MANUAL,
+                                workflow=schedule.workflow, environment=schedule.environment,
+                                trigger_id=schedule.id, payload=schedule.payload), as_json)
+
+
+# ------------------------------------------------------------------------ triggers and runs
+
+def _enqueue(store: Store, correlation: Correlation, as_json: bool) -> None:
+    record, _ = store.create_execution(correlation, _now(), enqueue=True)
+    emit({"execution_id": record.execution_id, "request_id": record.request_id,
+          "status": record.status.value}, as_json=as_json)
+
+
+@cli.command("trigger")
+@click.argument("workflow")
+@click.option("--payload", default=None, help="JSON object passed as trigger.payload.")
+@env_option
+@json_option
+def trigger(workflow: str, payload: str | None, environment: str, as_json: bool) -> None:
+    """Queue an execution; queued_trigger_sensor launches its run."""
+    body = _payload(payload)
+    store = _store()
+    store.get_workflow(environment, workflow)
+    _enqueue(store, Correlation(execution_id=new_id(), request_id=new_id(), source=Source.MANUAL,
+                                workflow=workflow, environment=environment, payload=body),
+             as_json)
+
+
+@cli.command("run")
+@click.argument("workflow")
+@click.option("--payload", default=None, help="JSON object passed as trigger.payload.")
+@env_option
+@json_option
+def run(workflow: str, payload: str | None, environment: str, as_json: bool) -> None:
+    """Execute now, in-process, through the same job. Exit 0 success, 1 user error, 3 fault."""
+    from orchestrator.dagster.runner import run_in_process
+
+    body = _payload(payload)
+    settings = Settings.from_env()
+    store = Store(settings.database_url)
+    store.get_workflow(environment, workflow)
+    correlation = Correlation(execution_id=new_id(), request_id=new_id(), source=Source.MANUAL,
+                              workflow=workflow, environment=environment, payload=body)
+    record = run_in_process(correlation, settings)
+    emit(record.to_dict(), as_json=as_json)
+    if record.outcome is Outcome.USER_ERROR:
+        sys.exit(EXIT_USER_ERROR)
+    if record.outcome is not Outcome.SUCCESS:
+        sys.exit(EXIT_FAULT)
+
+
+# ---------------------------------------------------------------------------------- executions
+
+@cli.group()
+def executions() -> None:
+    """The execution log."""
+
+
+EXECUTION_COLUMNS = ["execution_id", "workflow", "source", "status", "outcome", "scheduled_for",
+                     "created_at", "dagster_run_id"]
+
+
+@executions.command("list")
+@click.option("--workflow", "-w", default=None)
+@click.option("--status", "-s", default=None,
+              type=click.Choice(["queued", "running", "success", "error", "cancelled"]))
+@click.option("--environment", "-e", default=None)
+@click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 1000))
+@json_option
+def executions_list(workflow: str | None, status: str | None, environment: str | None,
+                    limit: int, as_json: bool) -> None:
+    """Most recent executions first."""
+    rows = [e.to_dict() for e in _store().list_executions(
+        workflow=workflow, status=status, environment=environment, limit=limit)]
+    for row in rows:
+        row.pop("blocks", None)
+    emit(rows, as_json=as_json, columns=EXECUTION_COLUMNS)
+
+
+@executions.command("show")
+@click.argument("execution_id")
+@json_option
+def executions_show(execution_id: str, as_json: bool) -> None:
+    """Status, outcome, correlation, timings, Dagster run id and each block's entry."""
+    emit(_store().get_execution(execution_id).to_dict(), as_json=as_json)
+
+
+# ------------------------------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="orchestrator", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(EXIT_BAD_INPUT)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_BAD_INPUT)
+    except (InvalidInput, NotFound) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAULT)
+    except OrchestratorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAULT)
+    except SystemExit:
+        raise
+    except Exception as exc:  # never a stack trace or a connection string on the terminal
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        click.echo(f"error: internal error ({type(exc).__name__}); rerun with -v for details",
+                   err=True)
+        sys.exit(EXIT_FAULT)
+
+
+if __name__ == "__main__":
+    main()

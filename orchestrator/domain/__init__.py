@@ -1,0 +1,1 @@
+"""Plain-Python domain rules. Nothing here imports Dagster, SQLAlchemy or HTTP libraries."""

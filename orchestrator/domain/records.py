@@ -1,0 +1,139 @@
+"""Records read from the store: frozen keyword-only dataclasses; statuses are string enums."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from orchestrator.domain.correlation import Source, iso_utc
+
+
+class ExecutionStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({ExecutionStatus.SUCCESS, ExecutionStatus.ERROR,
+                               ExecutionStatus.CANCELLED})
+
+
+class Outcome(str, Enum):
+    SUCCESS = "success"
+    USER_ERROR = "user_error"
+    PIPELINE_FAULT = "pipeline_fault"
+    CANCELLED = "cancelled"
+
+
+class TriggerStatus(str, Enum):
+    QUEUED = "queued"
+    DISPATCHED = "dispatched"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _jsonable(v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowRecord(_Record):
+    name: str
+    environment: str
+    version: int
+    digest: str
+    document: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleRecord(_Record):
+    id: str
+    environment: str
+    workflow: str
+    cron: str | None
+    timezone: str
+    run_at: datetime | None
+    payload: dict[str, Any]
+    key: str | None
+    enabled: bool
+    next_run_at: datetime | None
+    last_scheduled_for: datetime | None
+    skipped_superseded: int
+    skipped_outside_window: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def one_time(self) -> bool:
+        return self.cron is None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionRecord(_Record):
+    execution_id: str
+    request_id: str
+    source: Source
+    workflow: str
+    environment: str
+    workflow_version: int | None
+    status: ExecutionStatus
+    outcome: Outcome | None
+    trigger_id: str | None
+    scheduled_for: datetime | None
+    idempotency_key: str | None
+    parent_execution_id: str | None
+    payload: dict[str, Any]
+    dagster_run_id: str | None
+    attempts: int
+    error: dict[str, Any] | None
+    output: Any
+    finalized_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    blocks: tuple[BlockEntry, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["blocks"] = [b.to_dict() for b in self.blocks]
+        return data
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockEntry(_Record):
+    block_id: str
+    block_type: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: float | None
+    error: str | None
+    output_size: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueuedTrigger(_Record):
+    execution_id: str
+    environment: str
+    workflow: str
+    status: TriggerStatus
+    created_at: datetime
+    dispatched_at: datetime | None

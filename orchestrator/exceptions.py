@@ -1,0 +1,89 @@
+"""Exceptions raised by orchestrator.
+
+Hierarchy::
+
+    OrchestratorError                 base; carries ``classification``
+    ├── InvalidInput                  bad input: one or more ``Problem`` (field + message)
+    ├── NotFound                      a named object does not exist (kind + key)
+    ├── StoreError                    the store failed (unreachable, driver error); a pipeline fault
+    └── WorkflowError                 a user/workflow error raised inside the execution core
+
+Messages say what was wrong and what to do; they never carry connection strings or stack traces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Classification(str, Enum):
+    """Who is to blame: the user's input/workflow, or the machinery."""
+
+    USER = "user_error"
+    PIPELINE = "pipeline_fault"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Problem:
+    """One thing wrong with an input: the field (dotted path) and what is allowed."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class OrchestratorError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    classification: Classification = Classification.PIPELINE
+
+
+class InvalidInput(OrchestratorError):
+    """Input rejected before anything was written. Lists every problem found."""
+
+    classification = Classification.USER
+
+    def __init__(self, problems: list[Problem] | Problem, *, subject: str = "input") -> None:
+        self.problems = [problems] if isinstance(problems, Problem) else list(problems)
+        self.subject = subject
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid {subject} ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class NotFound(OrchestratorError):
+    """A workflow, schedule or execution that does not exist (or is not visible)."""
+
+    classification = Classification.USER
+
+    def __init__(self, kind: str, key: str) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {key!r} not found")
+
+
+class StoreError(OrchestratorError):
+    """The store could not complete an operation. Raised by the store only; the message is safe
+    to show (no URL, no driver text)."""
+
+    classification = Classification.PIPELINE
+
+    def __init__(self, operation: str, *, transient: bool = True) -> None:
+        self.operation = operation
+        self.transient = transient
+        super().__init__(
+            f"the orchestrator store could not {operation}"
+            + (" (database unreachable or busy; retry later)" if transient else "")
+        )
+
+
+class WorkflowError(OrchestratorError):
+    """A user/workflow error inside the execution core (bad reference, missing field, ...)."""
+
+    classification = Classification.USER
+
+    def __init__(self, message: str, *, block_id: str | None = None) -> None:
+        self.block_id = block_id
+        super().__init__(message)

@@ -1,0 +1,116 @@
+"""The execution core: runs a workflow's blocks in dependency order and finalizes the execution.
+
+Classification happens here, at the boundary around the blocks, and nowhere else: a
+:class:`WorkflowError` or an exception raised by a block's own code is a **user error**, recorded
+and finalized by the core; anything that escapes (the store failing, a bug outside the blocks) is
+a **pipeline fault** and propagates to the caller, unfinalized.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.domain.records import BlockEntry, ExecutionRecord, ExecutionStatus, Outcome
+from orchestrator.domain.templating import render
+from orchestrator.domain.workflow import WorkflowSpec
+from orchestrator.exceptions import StoreError, WorkflowError
+from orchestrator.execution.blocks import BlockContext, block_types
+from orchestrator.execution.session import LoggingSession
+
+log = logging.getLogger(__name__)
+FINALIZED_BY_CORE = "core"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionResult:
+    record: ExecutionRecord
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return self.record.outcome
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        return self.record.error
+
+
+def trigger_scope(session: LoggingSession) -> dict[str, Any]:
+    c = session.correlation
+    return {
+        "payload": c.payload,
+        "source": c.source.value,
+        "scheduled_for": c.scheduled_for.isoformat() if c.scheduled_for else None,
+        "execution_id": c.execution_id,
+        "request_id": c.request_id,
+        "trigger_id": c.trigger_id,
+    }
+
+
+def run_workflow(spec: WorkflowSpec, session: LoggingSession) -> ExecutionResult:
+    """Run every block of ``spec`` and write the terminal state through ``session``."""
+    c = session.correlation
+    types = block_types()
+    scope: dict[str, Any] = {"trigger": trigger_scope(session)}
+    deadline = time.monotonic() + spec.timeout_seconds
+    for block in spec.blocks:
+        started = session.clock()
+        t0 = time.perf_counter()
+        session.block(BlockEntry(block_id=block.id, block_type=block.type, status="running",
+                                 started_at=started, finished_at=None, duration_ms=None,
+                                 error=None, output_size=None))
+        context = BlockContext(execution_id=c.execution_id, block_id=block.id,
+                               workflow=spec.name, environment=spec.environment)
+        try:
+            if time.monotonic() > deadline:
+                raise WorkflowError(f"workflow timed out after {spec.timeout_seconds}s before "
+                                    f"block `{block.id}`", block_id=block.id)
+            inputs = render(block.inputs, scope, block_id=block.id)
+            output = types[block.type](inputs, context)
+        except StoreError:
+            raise
+        except WorkflowError as exc:
+            return _fail(session, block.id, block.type, started, t0, str(exc), inputs_of(block))
+        except Exception as exc:  # the block's own code raised: the workflow's error
+            message = f"block `{block.id}` raised {type(exc).__name__}: {exc}"
+            return _fail(session, block.id, block.type, started, t0, message, inputs_of(block))
+        scope[block.id] = output
+        session.block(BlockEntry(block_id=block.id, block_type=block.type, status="success",
+                                 started_at=started, finished_at=session.clock(),
+                                 duration_ms=(time.perf_counter() - t0) * 1000, error=None,
+                                 output_size=_size(output)))
+    last = spec.blocks[-1].id
+    record = session.finish(status=ExecutionStatus.SUCCESS, outcome=Outcome.SUCCESS,
+                            finalized_by=FINALIZED_BY_CORE, output=_jsonable(scope[last]))
+    return ExecutionResult(record=record)
+
+
+def inputs_of(block: Any) -> dict[str, str]:
+    """The shape of a block's inputs (names and types), never their values."""
+    return {k: type(v).__name__ for k, v in block.inputs.items()}
+
+
+def _fail(session: LoggingSession, block_id: str, block_type: str, started: Any, t0: float,
+          message: str, input_shape: dict[str, str]) -> ExecutionResult:
+    log.info("user error in block %s: %s", block_id, message,
+             extra=session.correlation.log_fields())
+    session.block(BlockEntry(block_id=block_id, block_type=block_type, status="error",
+                             started_at=started, finished_at=session.clock(),
+                             duration_ms=(time.perf_counter() - t0) * 1000, error=message,
+                             output_size=None))
+    record = session.finish(
+        status=ExecutionStatus.ERROR, outcome=Outcome.USER_ERROR, finalized_by=FINALIZED_BY_CORE,
+        error={"message": message, "block": block_id, "inputs": input_shape,
+               "classification": Outcome.USER_ERROR.value})
+    return ExecutionResult(record=record)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, default=str))

@@ -1,0 +1,72 @@
+"""The logging session: the durable execution-log record of one execution.
+
+``queued -> running -> success | error | cancelled``. Exactly one terminal write wins (the store's
+conditional update); a repeated completion returns the first outcome; a failed terminal write is
+retried with backoff. The finalized marker lives in the store, never in process memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrator.domain.correlation import Correlation
+from orchestrator.domain.records import BlockEntry, ExecutionRecord, ExecutionStatus, Outcome
+from orchestrator.exceptions import StoreError
+from orchestrator.store import Store
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LoggingSession:
+    """Writes one execution's log through ``store``; ``clock`` is injected for tests."""
+
+    def __init__(self, store: Store, correlation: Correlation, *, clock: Clock = utc_now,
+                 retry_delays: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)) -> None:
+        self.store = store
+        self.correlation = correlation
+        self.clock = clock
+        self.retry_delays = retry_delays
+        self.attempt = 0
+
+    def open(self, *, dagster_run_id: str, workflow_version: int | None) -> ExecutionRecord:
+        """Ensure the execution row exists (a run launched by hand has none yet) and mark it
+        running for this attempt."""
+        self.store.create_execution(self.correlation, self.clock(),
+                                    workflow_version=workflow_version)
+        record = self.store.start_execution(self.correlation.execution_id,
+                                            dagster_run_id=dagster_run_id,
+                                            workflow_version=workflow_version, now=self.clock())
+        self.attempt = record.attempts
+        return record
+
+    def block(self, entry: BlockEntry) -> None:
+        self.store.record_block(self.correlation.execution_id, self.attempt, entry)
+
+    def finish(self, *, status: ExecutionStatus, outcome: Outcome, finalized_by: str,
+               error: dict[str, Any] | None = None, output: Any = None) -> ExecutionRecord:
+        """The terminal write, retried with backoff; returns the stored (first) outcome."""
+        for delay in (*self.retry_delays, None):
+            try:
+                record, won = self.store.finish_execution(
+                    self.correlation.execution_id, status=status, outcome=outcome,
+                    finalized_by=finalized_by, now=self.clock(), error=error, output=output)
+                if not won:
+                    log.info("execution already finalized as %s; keeping the first outcome",
+                             record.outcome, extra=self.correlation.log_fields())
+                return record
+            except StoreError:
+                if delay is None:
+                    raise
+                log.warning("terminal write failed; retrying in %.1fs", delay,
+                            extra=self.correlation.log_fields())
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover

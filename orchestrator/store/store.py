@@ -1,0 +1,436 @@
+"""Every database operation, in domain terms.
+
+Writes that can race (two sensor evaluations after a gRPC timeout, a retried run, the CLI beside
+the daemon) are conditional: inserts that tolerate a duplicate, compare-and-set updates. A
+duplicate is a normal outcome, reported in the return value.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from orchestrator.domain.correlation import Correlation, Source, new_id
+from orchestrator.domain.records import (
+    BlockEntry,
+    ExecutionRecord,
+    ExecutionStatus,
+    Outcome,
+    QueuedTrigger,
+    ScheduleRecord,
+    TriggerStatus,
+    WorkflowRecord,
+)
+from orchestrator.domain.schedules import ScheduleSpec
+from orchestrator.domain.workflow import WorkflowSpec
+from orchestrator.exceptions import NotFound, StoreError
+from orchestrator.store import tables as t
+from orchestrator.store.engine import READ_ONLY, engine_for
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _translated(operation: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Driver exceptions become :class:`StoreError`; nothing above the store sees SQLAlchemy."""
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except SQLAlchemyError as exc:
+                log.warning("store operation %r failed: %s", operation, type(exc).__name__)
+                raise StoreError(operation) from None
+
+        return wrapper
+
+    return decorate
+
+
+class Store:
+    """The orchestrator store on one database URL (SQLite or PostgreSQL)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = engine_for(url)
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+            yield conn
+
+    @_translated("check the database connection")
+    def ping(self) -> None:
+        with self._read() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    # ----------------------------------------------------------------- workflows
+
+    @_translated("apply the workflow")
+    def apply_workflow(self, spec: WorkflowSpec, now: datetime) -> tuple[WorkflowRecord, bool]:
+        """Store ``spec`` as the workflow's new current version. Returns the record and whether a
+        new version was written (re-applying an identical document writes nothing)."""
+        with self._write() as conn:
+            row = conn.execute(sa.select(t.workflows).where(
+                t.workflows.c.environment == spec.environment,
+                t.workflows.c.name == spec.name)).first()
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        workflow_id = conn.execute(t.workflows.insert().values(
+                            environment=spec.environment, name=spec.name, current_version=1,
+                            created_at=now, updated_at=now)).inserted_primary_key[0]
+                except IntegrityError:  # a concurrent apply created it; retry as an update
+                    return self.apply_workflow(spec, now)
+                version = 1
+            else:
+                current = conn.execute(sa.select(t.workflow_versions.c.digest).where(
+                    t.workflow_versions.c.workflow_id == row.id,
+                    t.workflow_versions.c.version == row.current_version)).scalar_one()
+                if current == spec.digest and row.deleted_at is None:
+                    return self._workflow(conn, spec.environment, spec.name), False
+                workflow_id = row.id
+                version = (conn.execute(sa.select(sa.func.max(t.workflow_versions.c.version))
+                                        .where(t.workflow_versions.c.workflow_id == row.id))
+                           .scalar_one() or 0) + 1
+                conn.execute(t.workflows.update().where(t.workflows.c.id == row.id).values(
+                    current_version=version, updated_at=now, deleted_at=None))
+            conn.execute(t.workflow_versions.insert().values(
+                workflow_id=workflow_id, version=version, digest=spec.digest,
+                document=spec.document, created_at=now))
+            return self._workflow(conn, spec.environment, spec.name), True
+
+    @_translated("read the workflow")
+    def get_workflow(self, environment: str, name: str, version: int | None = None,
+                     *, include_deleted: bool = False) -> WorkflowRecord:
+        with self._read() as conn:
+            record = self._workflow(conn, environment, name, version)
+        if record.deleted_at is not None and not include_deleted and version is None:
+            raise NotFound("workflow", f"{environment}/{name}")
+        return record
+
+    def _workflow(self, conn: sa.Connection, environment: str, name: str,
+                  version: int | None = None) -> WorkflowRecord:
+        w, v = t.workflows, t.workflow_versions
+        row = conn.execute(
+            sa.select(w, v.c.version, v.c.digest, v.c.document)
+            .join(v, v.c.workflow_id == w.c.id)
+            .where(w.c.environment == environment, w.c.name == name,
+                   v.c.version == (version if version is not None else w.c.current_version))
+        ).first()
+        if row is None:
+            raise NotFound("workflow", f"{environment}/{name}" + (f"@v{version}" if version else ""))
+        return WorkflowRecord(name=row.name, environment=row.environment, version=row.version,
+                              digest=row.digest, document=row.document, created_at=row.created_at,
+                              updated_at=row.updated_at, deleted_at=row.deleted_at)
+
+    @_translated("list workflows")
+    def list_workflows(self, environment: str | None = None) -> list[WorkflowRecord]:
+        w, v = t.workflows, t.workflow_versions
+        query = (sa.select(w, v.c.version, v.c.digest, v.c.document)
+                 .join(v, (v.c.workflow_id == w.c.id) & (v.c.version == w.c.current_version))
+                 .where(w.c.deleted_at.is_(None)).order_by(w.c.environment, w.c.name))
+        if environment is not None:
+            query = query.where(w.c.environment == environment)
+        with self._read() as conn:
+            return [WorkflowRecord(name=r.name, environment=r.environment, version=r.version,
+                                   digest=r.digest, document=r.document, created_at=r.created_at,
+                                   updated_at=r.updated_at) for r in conn.execute(query)]
+
+    @_translated("delete the workflow")
+    def delete_workflow(self, environment: str, name: str, now: datetime) -> int:
+        """Soft-delete: history stays, schedules are paused. Returns schedules paused."""
+        with self._write() as conn:
+            done = conn.execute(t.workflows.update().where(
+                t.workflows.c.environment == environment, t.workflows.c.name == name,
+                t.workflows.c.deleted_at.is_(None)).values(deleted_at=now, updated_at=now))
+            if done.rowcount == 0:
+                raise NotFound("workflow", f"{environment}/{name}")
+            paused = conn.execute(t.schedules.update().where(
+                t.schedules.c.environment == environment, t.schedules.c.workflow == name,
+                t.schedules.c.enabled.is_(True)).values(enabled=False, next_run_at=None,
+                                                         updated_at=now))
+            return paused.rowcount
+
+    # ----------------------------------------------------------------- schedules
+
+    @_translated("create the schedule")
+    def create_schedule(self, spec: ScheduleSpec, now: datetime) -> tuple[ScheduleRecord, bool]:
+        """Create a schedule (``next_run_at`` always set), or with ``spec.key`` upsert the one with
+        that key. Returns the record and whether it was created."""
+        self.get_workflow(spec.environment, spec.workflow)  # raises NotFound
+        values = dict(environment=spec.environment, workflow=spec.workflow, cron=spec.cron,
+                      timezone=spec.timezone, run_at=spec.run_at, payload=spec.payload,
+                      key=spec.key, enabled=True, next_run_at=spec.first_run_at(now),
+                      updated_at=now)
+        with self._write() as conn:
+            if spec.key is not None:
+                existing = conn.execute(sa.select(t.schedules).where(
+                    t.schedules.c.environment == spec.environment,
+                    t.schedules.c.key == spec.key)).first()
+                if existing is not None:
+                    same_timing = (existing.cron == spec.cron and
+                                   existing.timezone == spec.timezone and
+                                   existing.run_at == spec.run_at and existing.enabled)
+                    if same_timing:  # keep next_run_at: an upsert must not skip or replay
+                        values.pop("next_run_at")
+                    conn.execute(t.schedules.update().where(t.schedules.c.id == existing.id)
+                                 .values(**values))
+                    return self._schedule(conn, existing.id), False
+            schedule_id = "sch_" + new_id().replace("-", "")[:20]
+            try:
+                with conn.begin_nested():
+                    conn.execute(t.schedules.insert().values(id=schedule_id, created_at=now,
+                                                             **values))
+            except IntegrityError:
+                if spec.key is None:
+                    raise
+                return self.create_schedule(spec, now)  # lost a race on the key: upsert
+            return self._schedule(conn, schedule_id), True
+
+    @_translated("read the schedule")
+    def get_schedule(self, schedule_id: str) -> ScheduleRecord:
+        with self._read() as conn:
+            return self._schedule(conn, schedule_id)
+
+    def _schedule(self, conn: sa.Connection, schedule_id: str) -> ScheduleRecord:
+        row = conn.execute(sa.select(t.schedules).where(t.schedules.c.id == schedule_id)).first()
+        if row is None:
+            raise NotFound("schedule", schedule_id)
+        return ScheduleRecord(**row._asdict())
+
+    @_translated("list schedules")
+    def list_schedules(self, environment: str | None = None,
+                       workflow: str | None = None) -> list[ScheduleRecord]:
+        query = sa.select(t.schedules).order_by(t.schedules.c.created_at, t.schedules.c.id)
+        if environment is not None:
+            query = query.where(t.schedules.c.environment == environment)
+        if workflow is not None:
+            query = query.where(t.schedules.c.workflow == workflow)
+        with self._read() as conn:
+            return [ScheduleRecord(**r._asdict()) for r in conn.execute(query)]
+
+    @_translated("pause the schedule")
+    def pause_schedule(self, schedule_id: str, now: datetime) -> ScheduleRecord:
+        with self._write() as conn:
+            self._schedule(conn, schedule_id)
+            conn.execute(t.schedules.update().where(t.schedules.c.id == schedule_id)
+                         .values(enabled=False, next_run_at=None, updated_at=now))
+            return self._schedule(conn, schedule_id)
+
+    @_translated("resume the schedule")
+    def resume_schedule(self, schedule_id: str, next_run_at: datetime,
+                        now: datetime) -> ScheduleRecord:
+        """Enable with a freshly computed ``next_run_at`` (occurrences missed while paused are not
+        replayed)."""
+        with self._write() as conn:
+            self._schedule(conn, schedule_id)
+            conn.execute(t.schedules.update().where(t.schedules.c.id == schedule_id,
+                                                    t.schedules.c.enabled.is_(False))
+                         .values(enabled=True, next_run_at=next_run_at, updated_at=now))
+            return self._schedule(conn, schedule_id)
+
+    @_translated("delete the schedule")
+    def delete_schedule(self, schedule_id: str) -> None:
+        with self._write() as conn:
+            if conn.execute(t.schedules.delete().where(t.schedules.c.id == schedule_id)
+                            ).rowcount == 0:
+                raise NotFound("schedule", schedule_id)
+
+    @_translated("read due schedules")
+    def due_schedules(self, now: datetime, limit: int, *,
+                      after: tuple[datetime, str] | None = None) -> list[ScheduleRecord]:
+        """Enabled schedules with ``next_run_at <= now``, oldest first; one indexed range scan.
+        ``after`` continues from the last (next_run_at, id) of a previous page."""
+        s = t.schedules
+        query = (sa.select(s).where(s.c.next_run_at <= now, s.c.enabled.is_(True))
+                 .order_by(s.c.next_run_at, s.c.id).limit(limit))
+        if after is not None:
+            query = query.where(sa.tuple_(s.c.next_run_at, s.c.id) > sa.tuple_(*after))
+        with self._read() as conn:
+            return [ScheduleRecord(**r._asdict()) for r in conn.execute(query)]
+
+    @_translated("advance the schedule")
+    def advance_schedule(self, schedule_id: str, *, expected: datetime,
+                         next_run_at: datetime | None, now: datetime,
+                         dispatched: datetime | None = None, superseded: int = 0,
+                         outside_window: int = 0) -> bool:
+        """Compare-and-set ``next_run_at`` from ``expected``. ``None`` disables the schedule (a
+        dispatched one-time trigger). False when another evaluation already moved it."""
+        s = t.schedules
+        values: dict[str, Any] = dict(
+            next_run_at=next_run_at, updated_at=now,
+            skipped_superseded=s.c.skipped_superseded + superseded,
+            skipped_outside_window=s.c.skipped_outside_window + outside_window)
+        if next_run_at is None:
+            values["enabled"] = False
+        if dispatched is not None:
+            values["last_scheduled_for"] = dispatched
+        with self._write() as conn:
+            done = conn.execute(s.update().where(s.c.id == schedule_id, s.c.enabled.is_(True),
+                                                 s.c.next_run_at == expected).values(**values))
+            return done.rowcount == 1
+
+    # ----------------------------------------------------------------- executions
+
+    @_translated("record the execution")
+    def create_execution(self, correlation: Correlation, now: datetime, *,
+                         workflow_version: int | None = None,
+                         enqueue: bool = False) -> tuple[ExecutionRecord, bool]:
+        """Insert the execution (status ``queued``) unless it exists; with ``enqueue`` also its
+        queued-trigger row, in the same transaction. Returns the stored record (the first
+        writer's correlation wins) and whether this call created it."""
+        values = dict(
+            execution_id=correlation.execution_id, request_id=correlation.request_id,
+            source=correlation.source.value, workflow=correlation.workflow,
+            environment=correlation.environment, workflow_version=workflow_version,
+            status=ExecutionStatus.QUEUED.value, trigger_id=correlation.trigger_id,
+            scheduled_for=correlation.scheduled_for,
+            idempotency_key=correlation.idempotency_key,
+            parent_execution_id=correlation.parent_execution_id, payload=correlation.payload,
+            attempts=0, created_at=now)
+        with self._write() as conn:
+            created = False
+            if self._execution_row(conn, correlation.execution_id) is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(t.executions.insert().values(**values))
+                        if enqueue:
+                            conn.execute(t.queued_triggers.insert().values(
+                                execution_id=correlation.execution_id,
+                                environment=correlation.environment,
+                                workflow=correlation.workflow,
+                                status=TriggerStatus.QUEUED.value, created_at=now))
+                    created = True
+                except IntegrityError:
+                    pass  # a concurrent writer inserted it first
+            return self._execution(conn, correlation.execution_id), created
+
+    def _execution_row(self, conn: sa.Connection, execution_id: str) -> Any:
+        return conn.execute(sa.select(t.executions)
+                            .where(t.executions.c.execution_id == execution_id)).first()
+
+    def _execution(self, conn: sa.Connection, execution_id: str,
+                   with_blocks: bool = False) -> ExecutionRecord:
+        row = self._execution_row(conn, execution_id)
+        if row is None:
+            raise NotFound("execution", execution_id)
+        blocks: tuple[BlockEntry, ...] = ()
+        if with_blocks:
+            b = t.execution_blocks
+            blocks = tuple(
+                BlockEntry(block_id=r.block_id, block_type=r.block_type, status=r.status,
+                           started_at=r.started_at, finished_at=r.finished_at,
+                           duration_ms=r.duration_ms, error=r.error, output_size=r.output_size)
+                for r in conn.execute(sa.select(b).where(
+                    b.c.execution_id == execution_id, b.c.attempt == row.attempts)
+                    .order_by(b.c.started_at)))
+        return _execution_record(row, blocks)
+
+    @_translated("read the execution")
+    def get_execution(self, execution_id: str) -> ExecutionRecord:
+        with self._read() as conn:
+            return self._execution(conn, execution_id, with_blocks=True)
+
+    @_translated("list executions")
+    def list_executions(self, *, workflow: str | None = None, status: str | None = None,
+                        environment: str | None = None, trigger_id: str | None = None,
+                        limit: int = 50) -> list[ExecutionRecord]:
+        e = t.executions
+        query = sa.select(e).order_by(e.c.created_at.desc(), e.c.execution_id).limit(limit)
+        for column, value in ((e.c.workflow, workflow), (e.c.status, status),
+                              (e.c.environment, environment), (e.c.trigger_id, trigger_id)):
+            if value is not None:
+                query = query.where(column == value)
+        with self._read() as conn:
+            return [_execution_record(r, ()) for r in conn.execute(query)]
+
+    @_translated("start the execution")
+    def start_execution(self, execution_id: str, *, dagster_run_id: str,
+                        workflow_version: int | None, now: datetime) -> ExecutionRecord:
+        """Mark running and count the attempt; a terminal execution is left as it is."""
+        e = t.executions
+        with self._write() as conn:
+            conn.execute(e.update().where(
+                e.c.execution_id == execution_id,
+                e.c.status.in_([ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]))
+                .values(status=ExecutionStatus.RUNNING.value, attempts=e.c.attempts + 1,
+                        dagster_run_id=dagster_run_id, started_at=now,
+                        workflow_version=sa.func.coalesce(workflow_version,
+                                                          e.c.workflow_version)))
+            return self._execution(conn, execution_id)
+
+    @_translated("finalize the execution")
+    def finish_execution(self, execution_id: str, *, status: ExecutionStatus, outcome: Outcome,
+                         finalized_by: str, now: datetime, error: dict[str, Any] | None = None,
+                         output: Any = None) -> tuple[ExecutionRecord, bool]:
+        """The one terminal write: a conditional update that only a non-terminal execution
+        takes. Returns the stored record and whether this call won (a second completion is a
+        no-op returning the first outcome)."""
+        e = t.executions
+        with self._write() as conn:
+            done = conn.execute(e.update().where(
+                e.c.execution_id == execution_id,
+                e.c.status.in_([ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]))
+                .values(status=status.value, outcome=outcome.value, finalized_by=finalized_by,
+                        finished_at=now, error=error, output=output))
+            return self._execution(conn, execution_id), done.rowcount == 1
+
+    @_translated("record the block")
+    def record_block(self, execution_id: str, attempt: int, entry: BlockEntry) -> None:
+        b = t.execution_blocks
+        values = dict(block_type=entry.block_type, status=entry.status,
+                      started_at=entry.started_at, finished_at=entry.finished_at,
+                      duration_ms=entry.duration_ms, error=entry.error,
+                      output_size=entry.output_size)
+        with self._write() as conn:
+            updated = conn.execute(b.update().where(
+                b.c.execution_id == execution_id, b.c.attempt == attempt,
+                b.c.block_id == entry.block_id).values(**values))
+            if updated.rowcount == 0:
+                conn.execute(b.insert().values(execution_id=execution_id, attempt=attempt,
+                                               block_id=entry.block_id, **values))
+
+    # ----------------------------------------------------------------- queued triggers
+
+    @_translated("read queued triggers")
+    def queued_triggers(self, limit: int) -> list[QueuedTrigger]:
+        q = t.queued_triggers
+        with self._read() as conn:
+            rows = conn.execute(sa.select(q).where(q.c.status == TriggerStatus.QUEUED.value)
+                                .order_by(q.c.created_at, q.c.execution_id).limit(limit))
+            return [QueuedTrigger(**{**r._asdict(), "status": TriggerStatus(r.status)})
+                    for r in rows]
+
+    @_translated("mark triggers dispatched")
+    def mark_dispatched(self, execution_ids: Sequence[str], now: datetime) -> int:
+        if not execution_ids:
+            return 0
+        q = t.queued_triggers
+        with self._write() as conn:
+            return conn.execute(q.update().where(
+                q.c.execution_id.in_(list(execution_ids)),
+                q.c.status == TriggerStatus.QUEUED.value)
+                .values(status=TriggerStatus.DISPATCHED.value, dispatched_at=now)).rowcount
+
+
+def _execution_record(row: Any, blocks: tuple[BlockEntry, ...]) -> ExecutionRecord:
+    data = row._asdict()
+    data["source"] = Source(data["source"])
+    data["status"] = ExecutionStatus(data["status"])
+    data["outcome"] = Outcome(data["outcome"]) if data["outcome"] else None
+    return ExecutionRecord(**data, blocks=blocks)

@@ -1,0 +1,151 @@
+"""Table definitions (SQLAlchemy Core). Migrations in ``migrations/versions`` create them; this
+module is what queries are written against."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out. PostgreSQL stores ``timestamptz``; SQLite stores naive UTC
+    text, which sorts and compares correctly because every value is UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType: Any = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+metadata = sa.MetaData()
+
+workflows = sa.Table(
+    "workflows", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("environment", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("current_version", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("environment", "name", name="uq_workflows_environment_name"),
+)
+
+workflow_versions = sa.Table(
+    "workflow_versions", metadata,
+    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("document", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+schedules = sa.Table(
+    "schedules", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("environment", sa.String(64), nullable=False),
+    sa.Column("workflow", sa.String(64), nullable=False),
+    sa.Column("cron", sa.String(200), nullable=True),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("run_at", UTCDateTime, nullable=True),
+    sa.Column("payload", JSONType, nullable=False),
+    sa.Column("key", sa.String(200), nullable=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    # NULL whenever the schedule is disabled: the due query needs only this index.
+    sa.Column("next_run_at", UTCDateTime, nullable=True, index=True),
+    sa.Column("last_scheduled_for", UTCDateTime, nullable=True),
+    sa.Column("skipped_superseded", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("skipped_outside_window", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("environment", "key", name="uq_schedules_environment_key"),
+    # The lesson of schedulers whose triggers silently stopped: an enabled schedule without
+    # next_run_at is never due. The database refuses such a row, whatever path writes it.
+    sa.CheckConstraint("NOT enabled OR next_run_at IS NOT NULL",
+                       name="ck_schedules_enabled_has_next_run_at"),
+)
+
+executions = sa.Table(
+    "executions", metadata,
+    sa.Column("execution_id", sa.String(36), primary_key=True),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("workflow", sa.String(64), nullable=False),
+    sa.Column("environment", sa.String(64), nullable=False),
+    sa.Column("workflow_version", sa.Integer, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=True),
+    sa.Column("trigger_id", sa.String(64), nullable=True),
+    sa.Column("scheduled_for", UTCDateTime, nullable=True),
+    sa.Column("idempotency_key", sa.String(200), nullable=True),
+    sa.Column("parent_execution_id", sa.String(36), nullable=True),
+    sa.Column("payload", JSONType, nullable=False),
+    sa.Column("dagster_run_id", sa.String(64), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", JSONType, nullable=True),
+    sa.Column("output", JSONType, nullable=True),
+    # Durable "finalized by" marker: who wrote the terminal state (core, hook, reconciler).
+    sa.Column("finalized_by", sa.String(16), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Index("ix_executions_workflow_created", "environment", "workflow", "created_at"),
+    sa.Index("ix_executions_status_created", "status", "created_at"),
+    sa.Index("ix_executions_created", "created_at"),
+)
+
+execution_blocks = sa.Table(
+    "execution_blocks", metadata,
+    sa.Column("execution_id", sa.String(36), sa.ForeignKey("executions.execution_id"),
+              primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("block_id", sa.String(64), primary_key=True),
+    sa.Column("block_type", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("duration_ms", sa.Float, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("output_size", sa.Integer, nullable=True),
+)
+
+queued_triggers = sa.Table(
+    "queued_triggers", metadata,
+    sa.Column("execution_id", sa.String(36), sa.ForeignKey("executions.execution_id"),
+              primary_key=True),
+    sa.Column("environment", sa.String(64), nullable=False),
+    sa.Column("workflow", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("dispatched_at", UTCDateTime, nullable=True),
+    sa.Index("ix_queued_triggers_status_created", "status", "created_at"),
+)
+
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("execution_id", sa.String(36), nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("details", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("execution_id", "kind", name="uq_alerts_execution_kind"),
+)
