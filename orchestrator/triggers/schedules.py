@@ -51,19 +51,22 @@ def dispatch_due_schedules(store: Store, *, now: datetime, limit: int, runs: Run
     """Run one tick; return the runs to request (at most ``limit``) and what was advanced."""
     tick = ScheduleTick()
     after: tuple[datetime, str] | None = None
+    seen: set[str] = set()  # a schedule moved forward this tick can reappear on a later page
     for _ in range(MAX_PAGES_PER_TICK):
         if len(tick.dispatches) >= limit:
             break
         page = store.due_schedules(now, limit, after=after)
         if not page:
             break
+        after = (_due(page[-1]), page[-1].id)
+        page = [s for s in page if s.id not in seen]
+        seen.update(s.id for s in page)
         keys = {s.id: schedule_run_key(s.id, _due(s)) for s in page}
         states = runs(list(keys.values()))
         for schedule in page:
             if len(tick.dispatches) >= limit:
                 break
             _one(store, schedule, states.get(keys[schedule.id]), now, catchup_window, tick)
-        after = (_due(page[-1]), page[-1].id)
     return tick
 
 

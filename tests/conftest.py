@@ -1,0 +1,150 @@
+"""Shared fixtures: a clean environment, the store on SQLite and on a real PostgreSQL, and
+factories. PostgreSQL tests fail (never skip) when ``CI=true`` and the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from orchestrator.domain.schedules import ScheduleSpec, validate_schedule
+from orchestrator.domain.workflow import parse_workflow
+from orchestrator.execution.blocks import block_types
+from orchestrator.store import Store
+from orchestrator.store.engine import dispose_all
+from orchestrator.store.migrate import upgrade
+from orchestrator.store.tables import metadata
+
+PG_ADMIN_URL = os.environ.get("ORCHESTRATOR_TEST_PG_URL",
+                              "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's settings."""
+    for name in list(os.environ):
+        if name.startswith("ORCHESTRATOR_") and name != "ORCHESTRATOR_TEST_PG_URL":
+            monkeypatch.delenv(name)
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        engine = sa.create_engine(PG_ADMIN_URL)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:
+        return type(exc).__name__
+
+
+def require_postgres() -> None:
+    problem = _postgres_reachable()
+    if problem is None:
+        return
+    message = f"PostgreSQL at 127.0.0.1:5432 is not reachable ({problem})"
+    if IN_CI:
+        pytest.fail(message + "; CI requires it (.ci/run starts it)")
+    pytest.skip(message)
+
+
+def create_pg_database(prefix: str = "orch_test") -> str:
+    """A fresh database on the local server; returns its SQLAlchemy URL."""
+    require_postgres()
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    dispose_all()
+    name = url.rsplit("/", 1)[1]
+    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_store_url() -> Iterator[str]:
+    url = create_pg_database()
+    upgrade(url)
+    yield url
+    drop_pg_database(url)
+
+
+def _truncate(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same tests on both backends."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'orchestrator.sqlite'}"
+        upgrade(url)
+        return url
+    url = request.getfixturevalue("pg_store_url")
+    _truncate(url)
+    return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Store:
+    return Store(store_url)
+
+
+NOW = datetime(2030, 1, 15, 12, 0, 30, tzinfo=UTC)
+
+
+def workflow_doc(name: str = "digest", **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": name,
+        "blocks": [
+            {"id": "fetch", "type": "transform", "with": {"total": 3}},
+            {"id": "summary", "type": "transform",
+             "with": {"count": "{{ fetch.total }}", "who": "{{ trigger.payload.user }}"}},
+        ],
+    }
+    doc.update(extra)
+    return doc
+
+
+@pytest.fixture
+def make_workflow(store: Store) -> Callable[..., Any]:
+    def make(name: str = "digest", now: datetime = NOW, **extra: Any) -> Any:
+        return store.apply_workflow(parse_workflow(workflow_doc(name, **extra), block_types()),
+                                    now)[0]
+
+    return make
+
+
+@pytest.fixture
+def make_schedule(store: Store, make_workflow: Callable[..., Any]) -> Callable[..., Any]:
+    def make(*, workflow: str = "digest", now: datetime = NOW, **fields: Any) -> Any:
+        try:
+            store.get_workflow(fields.get("environment", "default"), workflow)
+        except Exception:
+            make_workflow(workflow, environment=fields.get("environment", "default"))
+        fields.setdefault("payload", {"user": "ada"})
+        if "cron" not in fields and "run_at" not in fields:
+            fields["cron"] = "* * * * *"
+        spec: ScheduleSpec = validate_schedule(workflow=workflow, now=now, **fields)
+        return store.create_schedule(spec, now)[0]
+
+    return make

@@ -1,0 +1,59 @@
+"""Dagster fixtures: a real (temporary) Dagster instance and sensor evaluation helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import pytest
+from dagster._core.storage.tags import SENSOR_NAME_TAG
+
+from orchestrator.dagster.definitions import build_definitions
+from orchestrator.dagster.jobs import execute_workflow
+from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.domain.correlation import DAGSTER_RUN_KEY_TAG
+from orchestrator.settings import Settings
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def real_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def minutes_ago(n: float) -> datetime:
+    return real_now() - timedelta(minutes=n)
+
+
+class SensorHarness:
+    """Evaluates one of our sensors on a real instance, as the daemon would."""
+
+    def __init__(self, instance: dg.DagsterInstance, store_url: str, name: str,
+                 **settings: Any) -> None:
+        self.instance = instance
+        self.store_url = store_url
+        self.settings = Settings(database_url=store_url, **settings)
+        self.sensor = build_definitions(self.settings).get_sensor_def(name)
+        self.name = name
+
+    def tick(self) -> list[dg.RunRequest]:
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            resources={"store": OrchestratorStore(database_url=self.store_url)})
+        result = self.sensor(context)
+        return list(result.run_requests or [])
+
+    def create_runs(self, requests: list[dg.RunRequest],
+                    status: dg.DagsterRunStatus = dg.DagsterRunStatus.STARTING) -> None:
+        """What the daemon does with the requests: one run per run key, tagged like its own."""
+        for request in requests:
+            self.instance.create_run_for_job(
+                job_def=execute_workflow, run_config=request.run_config, status=status,
+                tags={**request.tags, DAGSTER_RUN_KEY_TAG: request.run_key,
+                      SENSOR_NAME_TAG: self.name})

@@ -1,0 +1,175 @@
+"""The store's contract, run on SQLite and on PostgreSQL: what every caller relies on."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from orchestrator.domain.correlation import Correlation, Source
+from orchestrator.domain.records import ExecutionStatus, Outcome, TriggerStatus
+from orchestrator.domain.schedules import validate_schedule
+from orchestrator.domain.workflow import parse_workflow
+from orchestrator.exceptions import NotFound, StoreError
+from orchestrator.execution.blocks import block_types
+from orchestrator.store import Store
+from orchestrator.store import tables as t
+from tests.conftest import NOW, workflow_doc
+
+
+def _correlation(execution_id: str = "e-1", **extra: object) -> Correlation:
+    fields = dict(execution_id=execution_id, request_id="r-1", source=Source.API,
+                  workflow="digest", environment="default", payload={"user": "ada"})
+    fields.update(extra)
+    return Correlation(**fields)  # type: ignore[arg-type]
+
+
+class TestWorkflows:
+    def test_apply_versions_and_keeps_history(self, store: Store) -> None:
+        v1, created = store.apply_workflow(parse_workflow(workflow_doc(), block_types()), NOW)
+        assert (v1.version, created) == (1, True)
+        same, changed = store.apply_workflow(parse_workflow(workflow_doc(), block_types()), NOW)
+        assert (same.version, changed) == (1, False)
+        v2, changed = store.apply_workflow(
+            parse_workflow(workflow_doc(timeout_seconds=60), block_types()), NOW)
+        assert (v2.version, changed) == (2, True)
+        assert store.get_workflow("default", "digest").version == 2
+        assert "timeout_seconds" not in store.get_workflow("default", "digest", 1).document
+
+    def test_environments_are_separate(self, store: Store, make_workflow) -> None:
+        make_workflow("digest")
+        make_workflow("digest", environment="acme")
+        assert {(w.environment, w.name) for w in store.list_workflows()} == {
+            ("default", "digest"), ("acme", "digest")}
+        assert [w.name for w in store.list_workflows("acme")] == ["digest"]
+
+    def test_delete_keeps_history_and_pauses_schedules(self, store: Store, make_schedule) -> None:
+        schedule = make_schedule()
+        assert store.delete_workflow("default", "digest", NOW) == 1
+        with pytest.raises(NotFound):
+            store.get_workflow("default", "digest")
+        assert store.get_workflow("default", "digest", 1).version == 1
+        paused = store.get_schedule(schedule.id)
+        assert (paused.enabled, paused.next_run_at) == (False, None)
+
+
+class TestSchedules:
+    def test_every_created_schedule_has_next_run_at(self, store: Store, make_schedule) -> None:
+        cron = make_schedule(cron="*/5 * * * *")
+        once = make_schedule(run_at="2030-02-01T09:00:00+01:00")
+        assert cron.next_run_at == NOW.replace(minute=5, second=0)
+        assert once.next_run_at == NOW.replace(month=2, day=1, hour=8, minute=0, second=0)
+
+    def test_database_refuses_enabled_schedule_without_next_run_at(self, store: Store,
+                                                                    make_schedule) -> None:
+        schedule = make_schedule()
+        with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
+            conn.execute(t.schedules.update().where(t.schedules.c.id == schedule.id)
+                         .values(next_run_at=None))
+        assert store.get_schedule(schedule.id).next_run_at is not None
+
+    def test_key_upserts_and_keeps_id(self, store: Store, make_schedule) -> None:
+        first = make_schedule(key="tenant-7-daily", cron="0 9 * * *")
+        again = make_schedule(key="tenant-7-daily", cron="0 9 * * *", payload={"user": "bob"})
+        assert again.id == first.id
+        assert again.next_run_at == first.next_run_at
+        assert again.payload == {"user": "bob"}
+        edited = make_schedule(key="tenant-7-daily", cron="0 10 * * *")
+        # Editing the cron recomputes next_run_at from now (10:00 has passed today).
+        assert edited.id == first.id
+        assert edited.next_run_at == NOW.replace(day=16, hour=10, minute=0, second=0)
+        assert len(store.list_schedules()) == 1
+
+    def test_unknown_workflow_is_rejected_and_nothing_written(self, store: Store) -> None:
+        with pytest.raises(NotFound):
+            store.create_schedule(validate_schedule(workflow="nope", cron="* * * * *", now=NOW),
+                                  NOW)
+        assert store.list_schedules() == []
+
+    def test_due_is_oldest_first_and_limited(self, store: Store, make_schedule) -> None:
+        late = make_schedule(run_at="2030-01-15T12:03:00Z")
+        early = make_schedule(run_at="2030-01-15T12:01:00Z")
+        middle = make_schedule(run_at="2030-01-15T12:02:00Z")
+        make_schedule(run_at="2030-01-15T13:00:00Z")  # not due
+        later = NOW + timedelta(minutes=10)
+        assert [s.id for s in store.due_schedules(later, 10)] == [early.id, middle.id, late.id]
+        first_two = store.due_schedules(later, 2)
+        assert [s.id for s in first_two] == [early.id, middle.id]
+        rest = store.due_schedules(later, 2, after=(middle.next_run_at, middle.id))
+        assert [s.id for s in rest] == [late.id]
+
+    def test_advance_is_compare_and_set(self, store: Store, make_schedule) -> None:
+        schedule = make_schedule()
+        due, following = schedule.next_run_at, schedule.next_run_at + timedelta(minutes=1)
+        assert store.advance_schedule(schedule.id, expected=due, next_run_at=following, now=NOW,
+                                      dispatched=due)
+        # A second, overlapping evaluation with the stale value changes nothing.
+        assert not store.advance_schedule(schedule.id, expected=due,
+                                          next_run_at=following + timedelta(minutes=1), now=NOW)
+        stored = store.get_schedule(schedule.id)
+        assert (stored.next_run_at, stored.last_scheduled_for) == (following, due)
+
+    def test_advance_to_none_disables(self, store: Store, make_schedule) -> None:
+        once = make_schedule(run_at="2030-01-15T12:01:00Z")
+        assert store.advance_schedule(once.id, expected=once.next_run_at, next_run_at=None,
+                                      now=NOW)
+        stored = store.get_schedule(once.id)
+        assert (stored.enabled, stored.next_run_at) == (False, None)
+        assert store.due_schedules(NOW + timedelta(days=1), 10) == []
+
+    def test_pause_and_resume(self, store: Store, make_schedule) -> None:
+        schedule = make_schedule()
+        assert store.pause_schedule(schedule.id, NOW).enabled is False
+        assert store.due_schedules(NOW + timedelta(days=1), 10) == []
+        resumed = store.resume_schedule(schedule.id, NOW + timedelta(hours=1), NOW)
+        assert (resumed.enabled, resumed.next_run_at) == (True, NOW + timedelta(hours=1))
+
+
+class TestExecutions:
+    def test_insert_if_absent_keeps_first_correlation(self, store: Store, make_workflow) -> None:
+        record, created = store.create_execution(_correlation(), NOW)
+        assert created and record.status is ExecutionStatus.QUEUED
+        again, created = store.create_execution(_correlation(request_id="other"), NOW)
+        assert not created and again.request_id == "r-1"
+
+    def test_exactly_one_terminal_write_wins(self, store: Store) -> None:
+        store.create_execution(_correlation(), NOW)
+        running = store.start_execution("e-1", dagster_run_id="run-1", workflow_version=1, now=NOW)
+        assert (running.status, running.attempts) == (ExecutionStatus.RUNNING, 1)
+        first, won = store.finish_execution("e-1", status=ExecutionStatus.ERROR,
+                                            outcome=Outcome.USER_ERROR, finalized_by="core",
+                                            now=NOW, error={"message": "boom"})
+        assert won
+        second, won = store.finish_execution("e-1", status=ExecutionStatus.SUCCESS,
+                                             outcome=Outcome.SUCCESS, finalized_by="hook", now=NOW)
+        assert not won
+        assert (second.status, second.outcome, second.finalized_by) == (
+            ExecutionStatus.ERROR, Outcome.USER_ERROR, "core")
+        # A retried run does not reopen a terminal execution.
+        retried = store.start_execution("e-1", dagster_run_id="run-2", workflow_version=1, now=NOW)
+        assert retried.status is ExecutionStatus.ERROR and retried.attempts == 1
+
+    def test_list_filters(self, store: Store) -> None:
+        store.create_execution(_correlation("e-1"), NOW)
+        store.create_execution(_correlation("e-2", workflow="other"), NOW + timedelta(seconds=1))
+        assert [e.execution_id for e in store.list_executions()] == ["e-2", "e-1"]
+        assert [e.execution_id for e in store.list_executions(workflow="digest")] == ["e-1"]
+        assert store.list_executions(status="success") == []
+
+    def test_enqueue_and_mark_dispatched(self, store: Store) -> None:
+        store.create_execution(_correlation("e-1"), NOW, enqueue=True)
+        store.create_execution(_correlation("e-2"), NOW + timedelta(seconds=1), enqueue=True)
+        assert [q.execution_id for q in store.queued_triggers(10)] == ["e-1", "e-2"]
+        assert store.mark_dispatched(["e-1"], NOW) == 1
+        assert store.mark_dispatched(["e-1"], NOW) == 0  # already marked
+        remaining = store.queued_triggers(10)
+        assert [(q.execution_id, q.status) for q in remaining] == [("e-2", TriggerStatus.QUEUED)]
+
+
+def test_unreachable_database_is_a_store_error_without_the_url() -> None:
+    store = Store("postgresql+psycopg2://secret_user:hunter2@127.0.0.1:1/nowhere")
+    with pytest.raises(StoreError) as raised:
+        store.list_schedules()
+    assert "hunter2" not in str(raised.value) and "127.0.0.1" not in str(raised.value)
+    assert "could not list schedules" in str(raised.value)
