@@ -3,7 +3,9 @@
 Rules (Dagster docs, "Customizing a schedule's execution timezone"):
 
 - a local time that does not exist (clocks spring forward) runs at the first instant after the
-  gap, i.e. the transition itself; several times inside one gap collapse into that one run;
+  gap, i.e. the transition itself; several times inside one gap collapse into that one run
+  (for schedules that repeat every hour, a nonexistent time is simply skipped: the next real
+  hour has its own run);
 - a local time that exists twice (clocks fall back) runs once, at the later instant;
 - a schedule that repeats every hour (hour field ``*``) runs every real hour, so during the
   repeated hour it fires for both instants.
@@ -14,6 +16,7 @@ UTC instants by :func:`_instants_for`. Time is always an argument: nothing here 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,12 +31,17 @@ from orchestrator.exceptions import InvalidInput, Problem
 _MAX_SHIFT = timedelta(hours=3)
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())  # scans the tz database: once per process
+
+
 def parse_timezone(name: str, *, field: str = "timezone") -> ZoneInfo:
     """The IANA zone called ``name`` or :class:`InvalidInput` naming the field."""
     if not isinstance(name, str) or not name:
         raise InvalidInput(Problem(field=field, message="must be an IANA timezone name, e.g. UTC"))
     try:
-        if name not in available_timezones() and name != "UTC":
+        if name not in _zone_names() and name != "UTC":
             raise ZoneInfoNotFoundError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -88,9 +96,9 @@ def _instants_for(wall: datetime, tz: ZoneInfo, *, every_hour: bool) -> list[dat
     earlier = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
     later = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
     if not _exists(wall, tz):
+        if every_hour:
+            return []
         # In a gap both folds are fictitious; the transition is the first real instant after it.
-        # zoneinfo maps fold=0 with the pre-gap offset, i.e. past the transition; walk back from
-        # there to the first instant whose local time is at or after `wall`'s gap end.
         return [_transition_after(min(earlier, later), tz)]
     if earlier == later:
         return [earlier]

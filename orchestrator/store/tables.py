@@ -38,7 +38,7 @@ JSONType: Any = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 metadata = sa.MetaData()
 
 workflows = sa.Table(
-    "workflows", metadata,
+    "orch_workflows", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("environment", sa.String(64), nullable=False),
     sa.Column("name", sa.String(64), nullable=False),
@@ -46,12 +46,12 @@ workflows = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("deleted_at", UTCDateTime, nullable=True),
-    sa.UniqueConstraint("environment", "name", name="uq_workflows_environment_name"),
+    sa.UniqueConstraint("environment", "name", name="orch_uq_workflows_environment_name"),
 )
 
 workflow_versions = sa.Table(
-    "workflow_versions", metadata,
-    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), primary_key=True),
+    "orch_workflow_versions", metadata,
+    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("orch_workflows.id"), primary_key=True),
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("document", JSONType, nullable=False),
@@ -59,7 +59,7 @@ workflow_versions = sa.Table(
 )
 
 schedules = sa.Table(
-    "schedules", metadata,
+    "orch_schedules", metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("environment", sa.String(64), nullable=False),
     sa.Column("workflow", sa.String(64), nullable=False),
@@ -70,21 +70,22 @@ schedules = sa.Table(
     sa.Column("key", sa.String(200), nullable=True),
     sa.Column("enabled", sa.Boolean, nullable=False),
     # NULL whenever the schedule is disabled: the due query needs only this index.
-    sa.Column("next_run_at", UTCDateTime, nullable=True, index=True),
+    sa.Column("next_run_at", UTCDateTime, nullable=True),
     sa.Column("last_scheduled_for", UTCDateTime, nullable=True),
     sa.Column("skipped_superseded", sa.Integer, nullable=False, server_default="0"),
     sa.Column("skipped_outside_window", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
-    sa.UniqueConstraint("environment", "key", name="uq_schedules_environment_key"),
+    sa.Index("orch_ix_schedules_next_run_at", "next_run_at"),
+    sa.UniqueConstraint("environment", "key", name="orch_uq_schedules_environment_key"),
     # The lesson of schedulers whose triggers silently stopped: an enabled schedule without
     # next_run_at is never due. The database refuses such a row, whatever path writes it.
     sa.CheckConstraint("NOT enabled OR next_run_at IS NOT NULL",
-                       name="ck_schedules_enabled_has_next_run_at"),
+                       name="orch_ck_schedules_enabled_has_next_run_at"),
 )
 
 executions = sa.Table(
-    "executions", metadata,
+    "orch_executions", metadata,
     sa.Column("execution_id", sa.String(36), primary_key=True),
     sa.Column("request_id", sa.String(128), nullable=False),
     sa.Column("source", sa.String(16), nullable=False),
@@ -107,14 +108,14 @@ executions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("finished_at", UTCDateTime, nullable=True),
-    sa.Index("ix_executions_workflow_created", "environment", "workflow", "created_at"),
-    sa.Index("ix_executions_status_created", "status", "created_at"),
-    sa.Index("ix_executions_created", "created_at"),
+    sa.Index("orch_ix_executions_workflow_created", "environment", "workflow", "created_at"),
+    sa.Index("orch_ix_executions_status_created", "status", "created_at"),
+    sa.Index("orch_ix_executions_created", "created_at"),
 )
 
 execution_blocks = sa.Table(
-    "execution_blocks", metadata,
-    sa.Column("execution_id", sa.String(36), sa.ForeignKey("executions.execution_id"),
+    "orch_execution_blocks", metadata,
+    sa.Column("execution_id", sa.String(36), sa.ForeignKey("orch_executions.execution_id"),
               primary_key=True),
     sa.Column("attempt", sa.Integer, primary_key=True),
     sa.Column("block_id", sa.String(64), primary_key=True),
@@ -128,24 +129,24 @@ execution_blocks = sa.Table(
 )
 
 queued_triggers = sa.Table(
-    "queued_triggers", metadata,
-    sa.Column("execution_id", sa.String(36), sa.ForeignKey("executions.execution_id"),
+    "orch_queued_triggers", metadata,
+    sa.Column("execution_id", sa.String(36), sa.ForeignKey("orch_executions.execution_id"),
               primary_key=True),
     sa.Column("environment", sa.String(64), nullable=False),
     sa.Column("workflow", sa.String(64), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("dispatched_at", UTCDateTime, nullable=True),
-    sa.Index("ix_queued_triggers_status_created", "status", "created_at"),
+    sa.Index("orch_ix_queued_triggers_status_created", "status", "created_at"),
 )
 
 alerts = sa.Table(
-    "alerts", metadata,
+    "orch_alerts", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("execution_id", sa.String(36), nullable=True),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("details", JSONType, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.UniqueConstraint("execution_id", "kind", name="uq_alerts_execution_kind"),
+    sa.UniqueConstraint("execution_id", "kind", name="orch_uq_alerts_execution_kind"),
 )

@@ -21,7 +21,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "workflows",
+        "orch_workflows",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("environment", sa.String(64), nullable=False),
         sa.Column("name", sa.String(64), nullable=False),
@@ -29,18 +29,18 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
         sa.Column("deleted_at", UTCDateTime, nullable=True),
-        sa.UniqueConstraint("environment", "name", name="uq_workflows_environment_name"),
+        sa.UniqueConstraint("environment", "name", name="orch_uq_workflows_environment_name"),
     )
     op.create_table(
-        "workflow_versions",
-        sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), primary_key=True),
+        "orch_workflow_versions",
+        sa.Column("workflow_id", sa.Integer, sa.ForeignKey("orch_workflows.id"), primary_key=True),
         sa.Column("version", sa.Integer, primary_key=True),
         sa.Column("digest", sa.String(64), nullable=False),
         sa.Column("document", JSONType, nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
     )
     op.create_table(
-        "schedules",
+        "orch_schedules",
         sa.Column("id", sa.String(40), primary_key=True),
         sa.Column("environment", sa.String(64), nullable=False),
         sa.Column("workflow", sa.String(64), nullable=False),
@@ -56,13 +56,13 @@ def upgrade() -> None:
         sa.Column("skipped_outside_window", sa.Integer, nullable=False, server_default="0"),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
-        sa.UniqueConstraint("environment", "key", name="uq_schedules_environment_key"),
+        sa.UniqueConstraint("environment", "key", name="orch_uq_schedules_environment_key"),
         sa.CheckConstraint("NOT enabled OR next_run_at IS NOT NULL",
-                           name="ck_schedules_enabled_has_next_run_at"),
+                           name="orch_ck_schedules_enabled_has_next_run_at"),
     )
-    op.create_index("ix_schedules_next_run_at", "schedules", ["next_run_at"])
+    op.create_index("orch_ix_schedules_next_run_at", "orch_schedules", ["next_run_at"])
     op.create_table(
-        "executions",
+        "orch_executions",
         sa.Column("execution_id", sa.String(36), primary_key=True),
         sa.Column("request_id", sa.String(128), nullable=False),
         sa.Column("source", sa.String(16), nullable=False),
@@ -85,13 +85,13 @@ def upgrade() -> None:
         sa.Column("started_at", UTCDateTime, nullable=True),
         sa.Column("finished_at", UTCDateTime, nullable=True),
     )
-    op.create_index("ix_executions_workflow_created", "executions",
+    op.create_index("orch_ix_executions_workflow_created", "orch_executions",
                     ["environment", "workflow", "created_at"])
-    op.create_index("ix_executions_status_created", "executions", ["status", "created_at"])
-    op.create_index("ix_executions_created", "executions", ["created_at"])
+    op.create_index("orch_ix_executions_status_created", "orch_executions", ["status", "created_at"])
+    op.create_index("orch_ix_executions_created", "orch_executions", ["created_at"])
     op.create_table(
-        "execution_blocks",
-        sa.Column("execution_id", sa.String(36), sa.ForeignKey("executions.execution_id"),
+        "orch_execution_blocks",
+        sa.Column("execution_id", sa.String(36), sa.ForeignKey("orch_executions.execution_id"),
                   primary_key=True),
         sa.Column("attempt", sa.Integer, primary_key=True),
         sa.Column("block_id", sa.String(64), primary_key=True),
@@ -104,8 +104,8 @@ def upgrade() -> None:
         sa.Column("output_size", sa.Integer, nullable=True),
     )
     op.create_table(
-        "queued_triggers",
-        sa.Column("execution_id", sa.String(36), sa.ForeignKey("executions.execution_id"),
+        "orch_queued_triggers",
+        sa.Column("execution_id", sa.String(36), sa.ForeignKey("orch_executions.execution_id"),
                   primary_key=True),
         sa.Column("environment", sa.String(64), nullable=False),
         sa.Column("workflow", sa.String(64), nullable=False),
@@ -113,21 +113,21 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("dispatched_at", UTCDateTime, nullable=True),
     )
-    op.create_index("ix_queued_triggers_status_created", "queued_triggers",
+    op.create_index("orch_ix_queued_triggers_status_created", "orch_queued_triggers",
                     ["status", "created_at"])
     op.create_table(
-        "alerts",
+        "orch_alerts",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("execution_id", sa.String(36), nullable=True),
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("message", sa.Text, nullable=False),
         sa.Column("details", JSONType, nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
-        sa.UniqueConstraint("execution_id", "kind", name="uq_alerts_execution_kind"),
+        sa.UniqueConstraint("execution_id", "kind", name="orch_uq_alerts_execution_kind"),
     )
 
 
 def downgrade() -> None:
     for table in ("alerts", "queued_triggers", "execution_blocks", "executions", "schedules",
                   "workflow_versions", "workflows"):
-        op.drop_table(table)
+        op.drop_table(f"orch_{table}")

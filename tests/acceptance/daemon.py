@@ -1,0 +1,78 @@
+"""Running the real ``dagster-daemon`` against a temporary ``DAGSTER_HOME``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def write_dagster_yaml(home: Path, *, postgres_url: str | None = None,
+                       queued_max_concurrent: int | None = None) -> None:
+    config: dict[str, Any] = {"telemetry": {"enabled": False}}
+    if postgres_url:
+        # postgresql+psycopg2://user@host:port/db -> dagster-postgres's own url form
+        config["storage"] = {"postgres": {"postgres_url": postgres_url.replace(
+            "postgresql+psycopg2://", "postgresql://")}}
+    if queued_max_concurrent is not None:
+        config["run_coordinator"] = {
+            "module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
+            "config": {"max_concurrent_runs": queued_max_concurrent}}
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+
+
+def environment(home: Path, store_url: str, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    env.update(DAGSTER_HOME=str(home), ORCHESTRATOR_DATABASE_URL=store_url,
+               ORCHESTRATOR_SENSOR_INTERVAL_SECONDS="1", PYTHONUNBUFFERED="1", **settings)
+    return env
+
+
+class Daemon:
+    """``dagster-daemon run`` in its own process group, so SIGKILL takes its code server too."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+                cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, log: Path) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; daemon log tail:\n{tail}")
