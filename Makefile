@@ -1,0 +1,44 @@
+# `make dev`  : set up and run the product on the embedded default (SQLite).
+# `make test` : set up and run the whole suite (SQLite and the local PostgreSQL).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DAGSTER_HOME
+
+.PHONY: install dev test lint db-upgrade clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	cp examples/dagster.dev.yaml $@
+
+db-upgrade: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/orchestrator db upgrade
+
+dev: db-upgrade
+	$(BIN)/orchestrator workflows apply examples/workflows
+	$(BIN)/orchestrator schedules create --workflow daily-digest --cron '* * * * *' \
+		--payload '{"user": "demo"}' --key demo-every-minute
+	@echo "Dagster UI: http://127.0.0.1:3000  (DAGSTER_HOME=$(DAGSTER_HOME))"
+	$(BIN)/dagster dev -w workspace.yaml --host 127.0.0.1 --port 3000
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check orchestrator tests
+	$(BIN)/mypy orchestrator
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -1,0 +1,399 @@
+"""Acceptance tests of the ``orchestrator`` command line: the real executable in a subprocess, on
+SQLite and on PostgreSQL (``store_url``), asserting what a user sees: stdout/stderr text, exit
+codes (0 ok, 1 user error in ``run``, 2 bad input, 3 pipeline fault) and ``--json`` fields."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
+ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+EXIT_OK, EXIT_USER_ERROR, EXIT_BAD_INPUT, EXIT_FAULT = 0, 1, 2, 3
+
+CLI = Callable[..., subprocess.CompletedProcess[str]]
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+@pytest.fixture
+def cli_env(tmp_path: Path, store_url: str) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    env["DAGSTER_HOME"] = str(home)
+    env["ORCHESTRATOR_DATABASE_URL"] = store_url
+    return env
+
+
+@pytest.fixture
+def cli(cli_env: dict[str, str], tmp_path: Path) -> CLI:
+    def run(*args: str, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(ORCHESTRATOR), *args], env=cli_env if env is None else env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+
+    return run
+
+
+def describe(proc: subprocess.CompletedProcess[str]) -> str:
+    return (f"command: {proc.args[1:]}\nexit: {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert proc.returncode == EXIT_OK, describe(proc)
+    return proc
+
+
+def ok_json(proc: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(ok(proc).stdout)
+
+
+def bad_input(proc: subprocess.CompletedProcess[str]) -> str:
+    """Exit 2 with a message on stderr and no stack trace; returns stderr."""
+    assert proc.returncode == EXIT_BAD_INPUT, describe(proc)
+    assert proc.stderr.strip(), describe(proc)
+    assert "Traceback" not in proc.stderr, describe(proc)
+    return proc.stderr
+
+
+def write_doc(path: Path, doc: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def digest_doc(total: int = 3) -> dict[str, Any]:
+    return {
+        "name": "digest",
+        "blocks": [
+            {"id": "fetch", "type": "transform", "with": {"total": total}},
+            {"id": "summary", "type": "transform",
+             "with": {"count": "{{ fetch.total }}", "who": "{{ trigger.payload.user }}"}},
+        ],
+    }
+
+
+def apply_digest(cli: CLI, tmp_path: Path) -> None:
+    ok(cli("workflows", "apply", str(write_doc(tmp_path / "digest.yaml", digest_doc()))))
+
+
+def parse_iso(value: str) -> datetime:
+    assert ISO_UTC.match(value), value
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def assert_upcoming_every_five_minutes(data: dict[str, Any]) -> None:
+    upcoming = data["upcoming"]
+    assert isinstance(upcoming, list) and len(upcoming) == 5, data
+    instants = [parse_iso(u) for u in upcoming]
+    assert all(b - a == timedelta(minutes=5) for a, b in zip(instants, instants[1:])), upcoming
+    assert all(i.minute % 5 == 0 and i.second == 0 for i in instants), upcoming
+    assert instants[0] > datetime.now(UTC) - timedelta(minutes=1), upcoming
+    assert data["next_run_at"] == upcoming[0], data
+
+
+# ------------------------------------------------------------------------------------------ db
+
+def test_db_upgrade_prints_revision_and_is_repeatable(cli: CLI) -> None:
+    first = ok(cli("db", "upgrade"))
+    assert re.search(r"revision \S+", first.stdout), describe(first)
+    second = ok(cli("db", "upgrade"))
+    assert second.stdout == first.stdout
+
+
+# ----------------------------------------------------------------------------------- workflows
+
+def test_workflows_apply_list_and_show_track_versions(cli: CLI, tmp_path: Path) -> None:
+    path = write_doc(tmp_path / "digest.yaml", digest_doc())
+
+    applied = ok_json(cli("workflows", "apply", str(path), "--json"))
+    assert applied == [{"name": "digest", "environment": "default", "version": 1,
+                        "changed": True}]
+    listed = ok_json(cli("workflows", "list", "--json"))
+    assert [(w["environment"], w["name"], w["version"], w["blocks"]) for w in listed] == [
+        ("default", "digest", 1, 2)]
+
+    again = ok_json(cli("workflows", "apply", str(path), "--json"))
+    assert again == [{"name": "digest", "environment": "default", "version": 1,
+                      "changed": False}]
+    assert [w["version"] for w in ok_json(cli("workflows", "list", "--json"))] == [1]
+
+    write_doc(path, digest_doc(total=4))
+    changed = ok_json(cli("workflows", "apply", str(path), "--json"))
+    assert changed == [{"name": "digest", "environment": "default", "version": 2,
+                        "changed": True}]
+    assert [w["version"] for w in ok_json(cli("workflows", "list", "--json"))] == [2]
+
+    shown = ok_json(cli("workflows", "show", "digest", "--json"))
+    assert shown["name"] == "digest"
+    assert shown["version"] == 2
+    assert shown["document"]["name"] == "digest"
+    assert shown["document"]["blocks"] == digest_doc(total=4)["blocks"]
+
+    # The human form of apply is a table naming the workflow.
+    table = ok(cli("workflows", "apply", str(path)))
+    assert "digest" in table.stdout and "VERSION" in table.stdout
+
+
+def test_workflows_show_unknown_is_bad_input(cli: CLI) -> None:
+    stderr = bad_input(cli("workflows", "show", "nope", "--json"))
+    assert "not found" in stderr
+
+
+def test_workflows_apply_reports_every_problem_with_its_field(cli: CLI, tmp_path: Path) -> None:
+    path = write_doc(tmp_path / "broken.yaml", {
+        "name": "broken",
+        "blocks": [
+            {"id": "a", "type": "no_such_type"},                       # unknown block type
+            {"id": "a", "type": "transform"},                          # duplicate id
+            {"id": "b", "type": "transform",
+             "with": {"x": "{{ ghost.y }}", "y": "{{ c.z }}"}},         # unknown block + cycle
+            {"id": "c", "type": "transform", "with": {"z": "{{ b.y }}"}},
+        ],
+    })
+    stderr = bad_input(cli("workflows", "apply", str(path)))
+    assert "nothing was applied" in stderr
+    assert "blocks[0].type" in stderr and "no_such_type" in stderr
+    assert "blocks[1].id" in stderr and "duplicate" in stderr
+    assert "blocks[2].with" in stderr and "ghost" in stderr
+    assert "cycle" in stderr and re.search(r"\bb -> c -> b\b|\bc -> b -> c\b", stderr), stderr
+    assert "4 problem(s)" in stderr
+    assert ok_json(cli("workflows", "list", "--json")) == []
+
+
+def test_workflows_apply_directory_is_all_or_nothing(cli: CLI, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    write_doc(folder / "a_good.yaml", digest_doc())
+    write_doc(folder / "b_bad.yaml", {"name": "bad", "blocks": [
+        {"id": "x", "type": "transform", "with": {"v": "{{ missing.field }}"}}]})
+
+    stderr = bad_input(cli("workflows", "apply", str(folder)))
+    assert "b_bad.yaml" in stderr and "blocks[0].with" in stderr and "missing" in stderr
+    assert "a_good.yaml" not in stderr
+    assert ok_json(cli("workflows", "list", "--json")) == []
+
+    # Once the bad one is fixed, the same directory applies both.
+    write_doc(folder / "b_bad.yaml", {"name": "bad", "blocks": [
+        {"id": "x", "type": "transform", "with": {"v": 1}}]})
+    applied = ok_json(cli("workflows", "apply", str(folder), "--json"))
+    assert sorted(a["name"] for a in applied) == ["bad", "digest"]
+
+
+# ----------------------------------------------------------------------------------- schedules
+
+def test_schedules_create_rejects_bad_input_and_writes_nothing(cli: CLI, tmp_path: Path) -> None:
+    apply_digest(cli, tmp_path)
+    past = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cases: list[tuple[str, list[str], str]] = [
+        ("invalid cron", ["-w", "digest", "--cron", "61 * * * *"], "cron"),
+        ("unknown timezone", ["-w", "digest", "--cron", "* * * * *", "--timezone", "Mars/Base"],
+         "timezone"),
+        ("--at in the past", ["-w", "digest", "--at", past], "run_at"),
+        ("unknown workflow", ["-w", "nope", "--cron", "* * * * *"], "workflow"),
+        ("both --cron and --at", ["-w", "digest", "--cron", "* * * * *", "--at", future],
+         "cron"),
+        ("bad --payload JSON", ["-w", "digest", "--cron", "* * * * *", "--payload", "{bad"],
+         "--payload"),
+    ]
+    for label, args, field in cases:
+        proc = cli("schedules", "create", *args, "--json")
+        stderr = bad_input(proc)
+        assert field in stderr, f"{label}: field {field!r} not named\n{describe(proc)}"
+        assert proc.stdout == "", f"{label}: printed a result\n{describe(proc)}"
+    assert "Mars/Base" in cli("schedules", "create", *cases[1][1]).stderr
+    assert "past" in cli("schedules", "create", *cases[2][1]).stderr
+    assert "not found" in cli("schedules", "create", *cases[3][1]).stderr
+    assert "exactly one" in cli("schedules", "create", *cases[4][1]).stderr
+    assert "not valid JSON" in cli("schedules", "create", *cases[5][1]).stderr
+    assert ok_json(cli("schedules", "list", "--json")) == []
+
+
+def test_schedules_create_reports_bad_cron_and_bad_timezone_together(
+        cli: CLI, tmp_path: Path) -> None:
+    apply_digest(cli, tmp_path)
+    stderr = bad_input(cli("schedules", "create", "-w", "digest", "--cron", "61 * * * *",
+                           "--timezone", "Mars/Base"))
+    lines = [line.strip() for line in stderr.splitlines()]
+    assert any(line.startswith("- cron:") and "61 * * * *" in line for line in lines), stderr
+    assert any(line.startswith("- timezone:") and "Mars/Base" in line for line in lines), stderr
+    assert "2 problem(s)" in stderr
+    assert ok_json(cli("schedules", "list", "--json")) == []
+
+
+def test_schedule_lifecycle(cli: CLI, tmp_path: Path) -> None:
+    apply_digest(cli, tmp_path)
+
+    created = ok_json(cli("schedules", "create", "--workflow", "digest", "--cron", "*/5 * * * *",
+                          "--timezone", "Europe/Berlin", "--payload", '{"user": "ada"}',
+                          "--json"))
+    schedule_id = created["id"]
+    assert schedule_id
+    assert created["enabled"] is True
+    assert created["created"] is True
+    assert created["cron"] == "*/5 * * * *"
+    assert created["timezone"] == "Europe/Berlin"
+    assert created["payload"] == {"user": "ada"}
+    assert_upcoming_every_five_minutes(created)
+
+    shown = ok_json(cli("schedules", "show", schedule_id, "--json"))
+    assert shown["id"] == schedule_id
+    assert_upcoming_every_five_minutes(shown)
+
+    listed = ok_json(cli("schedules", "list", "--json"))
+    assert [s["id"] for s in listed] == [schedule_id]
+
+    # --key makes create idempotent: the same schedule, created once.
+    keyed = ok_json(cli("schedules", "create", "-w", "digest", "--cron", "*/5 * * * *",
+                        "--key", "k1", "--json"))
+    keyed_again = ok_json(cli("schedules", "create", "-w", "digest", "--cron", "*/5 * * * *",
+                              "--key", "k1", "--json"))
+    assert keyed["created"] is True
+    assert keyed_again["created"] is False
+    assert keyed_again["id"] == keyed["id"] != schedule_id
+    assert len(ok_json(cli("schedules", "list", "--json"))) == 2
+
+    paused = ok_json(cli("schedules", "pause", schedule_id, "--json"))
+    assert paused["enabled"] is False
+    assert paused["next_run_at"] is None
+    assert paused["upcoming"] == []
+    assert ok_json(cli("schedules", "show", schedule_id, "--json"))["enabled"] is False
+
+    resumed = ok_json(cli("schedules", "resume", schedule_id, "--json"))
+    assert resumed["enabled"] is True
+    assert resumed["next_run_at"] is not None
+    assert parse_iso(resumed["next_run_at"]) > datetime.now(UTC) - timedelta(minutes=1)
+    assert_upcoming_every_five_minutes(resumed)
+
+    deleted = ok(cli("schedules", "delete", schedule_id))
+    assert schedule_id in deleted.stdout
+    assert "not found" in bad_input(cli("schedules", "show", schedule_id, "--json"))
+    assert "not found" in bad_input(cli("schedules", "delete", schedule_id))
+    assert [s["id"] for s in ok_json(cli("schedules", "list", "--json"))] == [keyed["id"]]
+
+
+def test_one_time_schedule_shows_its_single_instant(cli: CLI, tmp_path: Path) -> None:
+    apply_digest(cli, tmp_path)
+    at = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    created = ok_json(cli("schedules", "create", "-w", "digest",
+                          "--at", at.isoformat(), "--json"))
+    expected = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert created["cron"] is None
+    assert created["run_at"] == expected
+    assert created["next_run_at"] == expected
+    assert created["upcoming"] == [expected]
+
+
+# ------------------------------------------------------------------------ run and executions
+
+def test_run_reports_success_and_user_error(cli: CLI, tmp_path: Path) -> None:
+    apply_digest(cli, tmp_path)
+    ok(cli("workflows", "apply", str(write_doc(tmp_path / "oops.yaml", {
+        "name": "oops",
+        "blocks": [
+            {"id": "fetch", "type": "transform", "with": {"total": 3}},
+            {"id": "use", "type": "transform", "with": {"x": "{{ fetch.nope }}"}},
+        ],
+    }))))
+
+    good = ok_json(cli("run", "digest", "--payload", '{"user":"ada"}', "--json"))
+    assert good["status"] == "success"
+    assert good["outcome"] == "success"
+    assert good["source"] == "manual"
+    assert good["payload"] == {"user": "ada"}
+    assert good["output"] == {"count": 3, "who": "ada"}
+    assert good["workflow_version"] == 1
+
+    failed_proc = cli("run", "oops", "--json")
+    assert failed_proc.returncode == EXIT_USER_ERROR, describe(failed_proc)
+    assert "Traceback" not in failed_proc.stderr
+    failed = json.loads(failed_proc.stdout)
+    assert failed["status"] == "error"
+    assert failed["outcome"] == "user_error"
+    assert "nope" in json.dumps(failed["error"])
+
+    listed = ok_json(cli("executions", "list", "--json"))
+    by_id = {e["execution_id"]: e for e in listed}
+    assert set(by_id) == {good["execution_id"], failed["execution_id"]}
+    assert by_id[good["execution_id"]]["status"] == "success"
+    assert by_id[failed["execution_id"]]["status"] == "error"
+    assert by_id[failed["execution_id"]]["outcome"] == "user_error"
+    assert [e["execution_id"] for e in ok_json(
+        cli("executions", "list", "--status", "error", "--json"))] == [failed["execution_id"]]
+
+    shown_good = ok_json(cli("executions", "show", good["execution_id"], "--json"))
+    assert shown_good["status"] == "success"
+    assert [(b["block_id"], b["status"]) for b in shown_good["blocks"]] == [
+        ("fetch", "success"), ("summary", "success")]
+
+    shown_failed = ok_json(cli("executions", "show", failed["execution_id"], "--json"))
+    assert shown_failed["outcome"] == "user_error"
+    blocks = {b["block_id"]: b for b in shown_failed["blocks"]}
+    assert blocks["fetch"]["status"] == "success"
+    assert blocks["use"]["status"] == "error"
+    assert "nope" in (blocks["use"]["error"] or "")
+
+
+def test_trigger_queues_a_manual_execution(cli: CLI, tmp_path: Path) -> None:
+    apply_digest(cli, tmp_path)
+    queued = ok_json(cli("trigger", "digest", "--payload", '{"user": "ada"}', "--json"))
+    assert queued["status"] == "queued"
+    assert queued["execution_id"]
+
+    shown = ok_json(cli("executions", "show", queued["execution_id"], "--json"))
+    assert shown["execution_id"] == queued["execution_id"]
+    assert shown["status"] == "queued"
+    assert shown["source"] == "manual"
+    assert shown["workflow"] == "digest"
+    assert shown["payload"] == {"user": "ada"}
+
+    listed = ok_json(cli("executions", "list", "--json"))
+    assert [e["execution_id"] for e in listed] == [queued["execution_id"]]
+
+    assert "not found" in bad_input(cli("trigger", "nope", "--json"))
+    assert "not found" in bad_input(cli("executions", "show", "no-such-execution"))
+
+
+def test_payload_must_be_a_json_object(cli: CLI, tmp_path: Path) -> None:
+    apply_digest(cli, tmp_path)
+    for args in (["trigger", "digest"], ["run", "digest"],
+                 ["schedules", "create", "-w", "digest", "--cron", "* * * * *"]):
+        proc = cli(*args, "--payload", "[1,2]", "--json")
+        stderr = bad_input(proc)
+        assert "--payload" in stderr and "JSON object" in stderr, describe(proc)
+        assert proc.stdout == "", describe(proc)
+    assert ok_json(cli("executions", "list", "--json")) == []
+    assert ok_json(cli("schedules", "list", "--json")) == []
+
+
+# -------------------------------------------------------------------------------- pipeline fault
+
+def test_unreachable_store_is_a_fault_without_secrets_or_traceback(
+        cli: CLI, cli_env: dict[str, str], tmp_path: Path) -> None:
+    env = cli_env | {"ORCHESTRATOR_DATABASE_URL":
+                     "postgresql+psycopg2://user:s3cret@127.0.0.1:1/x"}
+    doc = write_doc(tmp_path / "digest.yaml", digest_doc())
+    for args in (["workflows", "list"], ["workflows", "list", "--json"],
+                 ["workflows", "apply", str(doc)], ["schedules", "list"],
+                 ["executions", "show", "x"], ["trigger", "digest"], ["db", "upgrade"]):
+        proc = cli(*args, env=env)
+        assert proc.returncode == EXIT_FAULT, describe(proc)
+        assert "error:" in proc.stderr, describe(proc)
+        for text in (proc.stdout, proc.stderr):
+            assert "s3cret" not in text, describe(proc)
+            assert "Traceback" not in text, describe(proc)
