@@ -57,7 +57,8 @@ def parse_timezone(name: str, *, field: str = "timezone") -> ZoneInfo:
 def validate_cron(expression: str, *, field: str = "cron") -> str:
     """Normalise and check a 5-field cron expression; raise :class:`InvalidInput` otherwise."""
     if not isinstance(expression, str) or not expression.strip():
-        raise InvalidInput(Problem(field=field, message="is required (5-field cron, e.g. '0 9 * * *')"))
+        raise InvalidInput(
+            Problem(field=field, message="is required (5-field cron, e.g. '0 9 * * *')"))
     normalised = " ".join(expression.split())
     parts = normalised.split(" ")
     if len(parts) != 5:
@@ -209,15 +210,3 @@ class CronSchedule:
     def upcoming(self, moment: datetime, count: int = 5) -> list[datetime]:
         it = self.iter_after(moment)
         return [next(it) for _ in range(count)]
-
-    def latest_at_or_before(self, moment: datetime, since: datetime) -> tuple[datetime, int]:
-        """The latest fire instant ``<= moment`` that is ``>= since``, and how many fire instants
-        in ``[since, moment]`` came before it. ``since`` must itself be a fire instant."""
-        latest = since
-        skipped = 0
-        for instant in self.iter_after(since):
-            if instant > moment:
-                return latest, skipped
-            latest = instant
-            skipped += 1
-        raise AssertionError("unreachable")  # pragma: no cover

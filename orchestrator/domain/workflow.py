@@ -114,7 +114,8 @@ def parse_workflow(document: Any, block_types: Collection[str]) -> WorkflowSpec:
         block_type = raw.get("type")
         if block_type not in block_types:
             problems.append(Problem(field=f"{where}.type", message=f"unknown block type "
-                                    f"{block_type!r}; registered: {', '.join(sorted(block_types))}"))
+                                    f"{block_type!r}; registered: "
+                                    f"{', '.join(sorted(block_types))}"))
         inputs = raw.get("with", {})
         if not isinstance(inputs, Mapping):
             problems.append(Problem(field=f"{where}.with", message="must be a mapping of inputs"))

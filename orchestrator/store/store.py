@@ -91,9 +91,11 @@ class Store:
             if row is None:
                 try:
                     with conn.begin_nested():
-                        workflow_id = conn.execute(t.workflows.insert().values(
+                        inserted = conn.execute(t.workflows.insert().values(
                             environment=spec.environment, name=spec.name, current_version=1,
-                            created_at=now, updated_at=now)).inserted_primary_key[0]
+                            created_at=now, updated_at=now)).inserted_primary_key
+                        assert inserted is not None
+                        workflow_id = inserted[0]
                 except IntegrityError:  # a concurrent apply created it; retry as an update
                     return self.apply_workflow(spec, now)
                 version = 1
@@ -133,7 +135,8 @@ class Store:
                    v.c.version == (version if version is not None else w.c.current_version))
         ).first()
         if row is None:
-            raise NotFound("workflow", f"{environment}/{name}" + (f"@v{version}" if version else ""))
+            suffix = f"@v{version}" if version else ""
+            raise NotFound("workflow", f"{environment}/{name}{suffix}")
         return WorkflowRecord(name=row.name, environment=row.environment, version=row.version,
                               digest=row.digest, document=row.document, created_at=row.created_at,
                               updated_at=row.updated_at, deleted_at=row.deleted_at)
@@ -260,7 +263,9 @@ class Store:
         query = (sa.select(s).where(s.c.next_run_at <= now, s.c.enabled.is_(True))
                  .order_by(s.c.next_run_at, s.c.id).limit(limit))
         if after is not None:
-            query = query.where(sa.tuple_(s.c.next_run_at, s.c.id) > sa.tuple_(*after))
+            query = query.where(sa.tuple_(s.c.next_run_at, s.c.id) >
+                                sa.tuple_(sa.literal(after[0], t.UTCDateTime),
+                                          sa.literal(after[1])))
         with self._read() as conn:
             return [ScheduleRecord(**r._asdict()) for r in conn.execute(query)]
 

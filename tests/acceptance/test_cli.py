@@ -4,6 +4,7 @@ codes (0 ok, 1 user error in ``run``, 2 bad input, 3 pipeline fault) and ``--jso
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -100,7 +101,7 @@ def assert_upcoming_every_five_minutes(data: dict[str, Any]) -> None:
     upcoming = data["upcoming"]
     assert isinstance(upcoming, list) and len(upcoming) == 5, data
     instants = [parse_iso(u) for u in upcoming]
-    assert all(b - a == timedelta(minutes=5) for a, b in zip(instants, instants[1:])), upcoming
+    assert all(b - a == timedelta(minutes=5) for a, b in itertools.pairwise(instants)), upcoming
     assert all(i.minute % 5 == 0 and i.second == 0 for i in instants), upcoming
     assert instants[0] > datetime.now(UTC) - timedelta(minutes=1), upcoming
     assert data["next_run_at"] == upcoming[0], data

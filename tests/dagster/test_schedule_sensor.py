@@ -58,7 +58,7 @@ def test_due_schedule_is_requested_with_correlation(sensor, store: Store, make_s
 
 
 def test_repeated_evaluation_without_run_requests_same_key(sensor, store, make_schedule) -> None:
-    schedule, _ = _one_time(make_schedule, 1)
+    _schedule, _ = _one_time(make_schedule, 1)
     first, second = sensor.tick(), sensor.tick()
     assert [r.run_key for r in first] == [r.run_key for r in second]
     assert first[0].tags == second[0].tags

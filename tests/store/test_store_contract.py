@@ -137,7 +137,7 @@ class TestExecutions:
         store.create_execution(_correlation(), NOW)
         running = store.start_execution("e-1", dagster_run_id="run-1", workflow_version=1, now=NOW)
         assert (running.status, running.attempts) == (ExecutionStatus.RUNNING, 1)
-        first, won = store.finish_execution("e-1", status=ExecutionStatus.ERROR,
+        _first, won = store.finish_execution("e-1", status=ExecutionStatus.ERROR,
                                             outcome=Outcome.USER_ERROR, finalized_by="core",
                                             now=NOW, error={"message": "boom"})
         assert won
