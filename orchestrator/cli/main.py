@@ -98,12 +98,12 @@ def _load_document(path: Path) -> Any:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise InvalidInput(Problem(field=str(path), message=f"cannot read file: {exc.strerror}"),
+        raise InvalidInput(Problem(field="file", message=f"cannot read it: {exc.strerror}"),
                            subject="path") from None
     try:
         return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InvalidInput(Problem(field=str(path), message=f"is not valid "
+        raise InvalidInput(Problem(field="file", message=f"is not valid "
                                    f"{'JSON' if path.suffix == '.json' else 'YAML'}: "
                                    f"{str(exc).splitlines()[0]}"), subject="workflow") from None
 
@@ -255,6 +255,7 @@ def schedules_resume(schedule_id: str, as_json: bool) -> None:
     """Resume a paused schedule from now on (missed occurrences are not replayed)."""
     store, now = _store(), _now()
     schedule = store.get_schedule(schedule_id)
+    store.get_workflow(schedule.environment, schedule.workflow)  # deleted: NotFound, exit 2
     if schedule.cron is None and schedule.run_at is not None and schedule.run_at <= now:
         raise InvalidInput(Problem(field="run_at", message="this one-time schedule's instant "
                                    "has passed; create a new schedule or use `schedules trigger`"))

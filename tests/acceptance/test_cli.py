@@ -201,27 +201,25 @@ def test_schedules_create_rejects_bad_input_and_writes_nothing(cli: CLI, tmp_pat
     apply_digest(cli, tmp_path)
     past = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     future = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    cases: list[tuple[str, list[str], str]] = [
-        ("invalid cron", ["-w", "digest", "--cron", "61 * * * *"], "cron"),
+    cases: list[tuple[str, list[str], str, str]] = [
+        # (what, arguments, field named on stderr, what the message says)
+        ("invalid cron", ["-w", "digest", "--cron", "61 * * * *"], "cron:",
+         "not a valid cron expression"),
         ("unknown timezone", ["-w", "digest", "--cron", "* * * * *", "--timezone", "Mars/Base"],
-         "timezone"),
-        ("--at in the past", ["-w", "digest", "--at", past], "run_at"),
-        ("unknown workflow", ["-w", "nope", "--cron", "* * * * *"], "workflow"),
+         "timezone:", "Mars/Base"),
+        ("--at in the past", ["-w", "digest", "--at", past], "run_at:", "past"),
+        ("unknown workflow", ["-w", "nope", "--cron", "* * * * *"], "workflow", "not found"),
         ("both --cron and --at", ["-w", "digest", "--cron", "* * * * *", "--at", future],
-         "cron"),
+         "cron:", "exactly one"),
         ("bad --payload JSON", ["-w", "digest", "--cron", "* * * * *", "--payload", "{bad"],
-         "--payload"),
+         "--payload:", "not valid JSON"),
     ]
-    for label, args, field in cases:
+    for label, args, field, message in cases:
         proc = cli("schedules", "create", *args, "--json")
         stderr = bad_input(proc)
         assert field in stderr, f"{label}: field {field!r} not named\n{describe(proc)}"
+        assert message in stderr, f"{label}: {message!r} not said\n{describe(proc)}"
         assert proc.stdout == "", f"{label}: printed a result\n{describe(proc)}"
-    assert "Mars/Base" in cli("schedules", "create", *cases[1][1]).stderr
-    assert "past" in cli("schedules", "create", *cases[2][1]).stderr
-    assert "not found" in cli("schedules", "create", *cases[3][1]).stderr
-    assert "exactly one" in cli("schedules", "create", *cases[4][1]).stderr
-    assert "not valid JSON" in cli("schedules", "create", *cases[5][1]).stderr
     assert ok_json(cli("schedules", "list", "--json")) == []
 
 
