@@ -73,11 +73,6 @@ class Store:
         with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
             yield conn
 
-    @_translated("check the database connection")
-    def ping(self) -> None:
-        with self._read() as conn:
-            conn.execute(sa.text("SELECT 1"))
-
     # ----------------------------------------------------------------- workflows
 
     @_translated("apply the workflow")
