@@ -17,14 +17,6 @@ class ExecutionStatus(str, Enum):
     ERROR = "error"
     CANCELLED = "cancelled"
 
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-
-TERMINAL_STATUSES = frozenset({ExecutionStatus.SUCCESS, ExecutionStatus.ERROR,
-                               ExecutionStatus.CANCELLED})
-
 
 class Outcome(str, Enum):
     SUCCESS = "success"

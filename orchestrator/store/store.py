@@ -346,6 +346,16 @@ class Store:
         with self._read() as conn:
             return self._execution(conn, execution_id, with_blocks=True)
 
+    @_translated("read executions")
+    def executions_by_id(self, execution_ids: Sequence[str]) -> dict[str, ExecutionRecord]:
+        """Many executions in one query (without block entries)."""
+        if not execution_ids:
+            return {}
+        e = t.executions
+        with self._read() as conn:
+            rows = conn.execute(sa.select(e).where(e.c.execution_id.in_(list(execution_ids))))
+            return {r.execution_id: _execution_record(r, ()) for r in rows}
+
     @_translated("list executions")
     def list_executions(self, *, workflow: str | None = None, status: str | None = None,
                         environment: str | None = None, trigger_id: str | None = None,

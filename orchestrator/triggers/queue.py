@@ -33,10 +33,10 @@ def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int,
         tick.marked += store.mark_dispatched(started, now)
         if not started:
             break
-    for trigger in queued:
-        if states.get(keys[trigger.execution_id]) is RunState.SUBMITTED:
-            continue
-        record = store.get_execution(trigger.execution_id)
-        tick.dispatches.append(Dispatch(run_key=keys[trigger.execution_id],
-                                        correlation=correlation_of(record)))
+    pending = [q.execution_id for q in queued
+               if states.get(keys[q.execution_id]) is not RunState.SUBMITTED]
+    records = store.executions_by_id(pending)
+    for execution_id in pending:
+        tick.dispatches.append(Dispatch(run_key=keys[execution_id],
+                                        correlation=correlation_of(records[execution_id])))
     return tick
