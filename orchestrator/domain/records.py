@@ -101,6 +101,7 @@ class ExecutionRecord(_Record):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    heartbeat_at: datetime | None = None
     blocks: tuple[BlockEntry, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:

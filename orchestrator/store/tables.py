@@ -108,9 +108,13 @@ executions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("finished_at", UTCDateTime, nullable=True),
+    # The run worker's lease: refreshed while the op runs; a running execution whose heartbeat
+    # is older than the lease timeout lost its worker (killed), which no hook reports.
+    sa.Column("heartbeat_at", UTCDateTime, nullable=True),
     sa.Index("orch_ix_executions_workflow_created", "environment", "workflow", "created_at"),
     sa.Index("orch_ix_executions_status_created", "status", "created_at"),
     sa.Index("orch_ix_executions_created", "created_at"),
+    sa.Index("orch_ix_executions_status_heartbeat", "status", "heartbeat_at"),
 )
 
 execution_blocks = sa.Table(
@@ -148,5 +152,16 @@ alerts = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("details", JSONType, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("environment", sa.String(64), nullable=True),
+    sa.Column("workflow", sa.String(64), nullable=True),
+    # pending (to POST) | delivered | failed (gave up) | none (no webhook configured)
+    sa.Column("delivery_status", sa.String(16), nullable=False, server_default="none"),
+    sa.Column("delivery_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_delivery_at", UTCDateTime, nullable=True),
+    sa.Column("delivered_at", UTCDateTime, nullable=True),
+    sa.Column("last_delivery_error", sa.Text, nullable=True),
+    # One alert per execution and kind: the hook and the reconciler may both try.
     sa.UniqueConstraint("execution_id", "kind", name="orch_uq_alerts_execution_kind"),
+    sa.Index("orch_ix_alerts_delivery", "delivery_status", "next_delivery_at"),
+    sa.Index("orch_ix_alerts_created", "created_at"),
 )
