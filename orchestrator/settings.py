@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from orchestrator.exceptions import InvalidInput, Problem
 
@@ -22,10 +23,21 @@ class Settings:
     max_runs_per_tick: int = 50
     sensor_interval_seconds: int = 5
     catchup_window: timedelta = timedelta(hours=1)
+    alert_webhook_url: str | None = None
+    dagster_ui_url: str = "http://127.0.0.1:3000"
+    heartbeat_interval_seconds: int = 10
+    lease_timeout_seconds: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        heartbeat = _int(env, "ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS", 10, minimum=1)
+        lease = _int(env, "ORCHESTRATOR_LEASE_TIMEOUT_SECONDS", 60, minimum=2)
+        if lease <= heartbeat:
+            raise InvalidInput(Problem(
+                field="ORCHESTRATOR_LEASE_TIMEOUT_SECONDS",
+                message=f"{lease} must be greater than ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS "
+                        f"({heartbeat}); use at least three heartbeats"), subject="settings")
         return cls(
             database_url=env.get(DATABASE_URL_VAR) or default_database_url(env),
             max_runs_per_tick=_int(env, "ORCHESTRATOR_MAX_RUNS_PER_TICK", 50, minimum=1),
@@ -33,6 +45,11 @@ class Settings:
                                          minimum=1),
             catchup_window=timedelta(
                 seconds=_int(env, "ORCHESTRATOR_CATCHUP_WINDOW_SECONDS", 3600, minimum=0)),
+            alert_webhook_url=_url(env, "ORCHESTRATOR_ALERT_WEBHOOK_URL"),
+            dagster_ui_url=(_url(env, "ORCHESTRATOR_DAGSTER_UI_URL")
+                            or "http://127.0.0.1:3000").rstrip("/"),
+            heartbeat_interval_seconds=heartbeat,
+            lease_timeout_seconds=lease,
         )
 
 
@@ -60,3 +77,14 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
         raise InvalidInput(Problem(field=name, message=f"{raw!r} is not allowed; use a whole "
                                    f"number >= {minimum}"), subject="settings")
     return value
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    parsed = urlsplit(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise InvalidInput(Problem(field=name, message="is not an http(s) URL; use e.g. "
+                                   "https://hooks.example.com/alerts"), subject="settings")
+    return raw

@@ -368,6 +368,30 @@ def executions_show(execution_id: str, as_json: bool) -> None:
     emit(_store().get_execution(execution_id).to_dict(), as_json=as_json)
 
 
+# -------------------------------------------------------------------------------------- alerts
+
+@cli.group()
+def alerts() -> None:
+    """Alerts raised for pipeline faults (never for user errors)."""
+
+
+ALERT_COLUMNS = ["id", "created_at", "kind", "environment", "workflow", "execution_id",
+                 "delivery_status", "message"]
+
+
+@alerts.command("list")
+@click.option("--environment", "-e", default=None)
+@click.option("--execution", "execution_id", default=None, help="Only this execution's alerts.")
+@click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 1000))
+@json_option
+def alerts_list(environment: str | None, execution_id: str | None, limit: int,
+                as_json: bool) -> None:
+    """Most recent alerts first, with their webhook delivery status."""
+    rows = [a.to_dict() for a in _store().list_alerts(
+        environment=environment, execution_id=execution_id, limit=limit)]
+    emit(rows, as_json=as_json, columns=ALERT_COLUMNS)
+
+
 # ------------------------------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> None:

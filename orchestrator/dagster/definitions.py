@@ -6,7 +6,11 @@ import dagster as dg
 
 from orchestrator.dagster.jobs import execute_workflow
 from orchestrator.dagster.resources import OrchestratorStore
-from orchestrator.dagster.sensors import build_queue_sensor, build_schedule_sensor
+from orchestrator.dagster.sensors import (
+    build_queue_sensor,
+    build_reconciler_sensor,
+    build_schedule_sensor,
+)
 from orchestrator.settings import Settings
 
 
@@ -14,6 +18,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions(
         jobs=[execute_workflow],
-        sensors=[build_schedule_sensor(settings), build_queue_sensor(settings)],
-        resources={"store": OrchestratorStore(database_url=settings.database_url)},
+        sensors=[build_schedule_sensor(settings), build_queue_sensor(settings),
+                 build_reconciler_sensor(settings)],
+        resources={"store": OrchestratorStore.from_settings(settings)},
     )

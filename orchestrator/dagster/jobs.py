@@ -6,19 +6,33 @@ or is created fresh with ``source=manual`` for a run launched by hand from the l
 
 # No `from __future__ import annotations`: Dagster reads these annotations at runtime.
 
+import time
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    MAX_RETRIES_TAG,
+    RETRY_NUMBER_TAG,
+    RETRY_ON_ASSET_OR_OP_FAILURE_TAG,
+)
 
 from orchestrator.dagster.resources import OrchestratorStore
-from orchestrator.domain.correlation import TAG_OUTCOME, Correlation, Source, new_id
-from orchestrator.domain.records import ExecutionStatus, Outcome
+from orchestrator.domain.correlation import (
+    TAG_EXECUTION_ID,
+    TAG_OUTCOME,
+    Correlation,
+    Source,
+    new_id,
+)
+from orchestrator.domain.records import Outcome
 from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT, parse_workflow
-from orchestrator.exceptions import OrchestratorError
+from orchestrator.exceptions import OrchestratorError, StoreError
 from orchestrator.execution.blocks import block_types
 from orchestrator.execution.core import ExecutionResult, run_workflow
-from orchestrator.execution.session import LoggingSession
+from orchestrator.execution.session import Heartbeat, LoggingSession
+from orchestrator.execution.settle import RunEnd, Settlement, settle
 
 JOB_NAME = "execute_workflow"
 OP_NAME = "run_workflow"
@@ -58,6 +72,13 @@ def run_config_for(correlation: Correlation) -> dict[str, Any]:
     return {"ops": {OP_NAME: {"config": correlation.to_config()}}}
 
 
+# A lost database connection is retried inside the run (the op runs again, the same execution id,
+# attempt + 1) with exponential backoff; anything else fails the run at once.
+STORE_RETRIES = 3
+STORE_RETRY_BASE_SECONDS = 2.0
+RECONCILE_TAG = "orchestrator/reconcile"
+
+
 @dg.op(name=OP_NAME, out=dg.Out(dg.Nothing))
 def run_workflow_op(context: dg.OpExecutionContext, config: ExecuteWorkflowConfig,
                     store: OrchestratorStore) -> dg.Output[None]:
@@ -68,17 +89,28 @@ def run_workflow_op(context: dg.OpExecutionContext, config: ExecuteWorkflowConfi
         context.instance.add_run_tags(context.run_id, missing)
     fields = correlation.log_fields()
     context.log.info(f"execution {fields['execution_id']} request {fields['request_id']}: "
-                     f"workflow {correlation.environment}/{correlation.workflow}")
+                     f"workflow {correlation.environment}/{correlation.workflow}, "
+                     f"attempt {context.retry_number + 1}")
 
     db = store.get()
     session = LoggingSession(db, correlation)
     try:
         workflow = db.get_workflow(correlation.environment, correlation.workflow)
         spec = parse_workflow(workflow.document, block_types())
-        session.open(dagster_run_id=context.run_id, workflow_version=workflow.version)
-        result = run_workflow(spec, session)
-    except Exception as exc:
-        _finalize_fault(context, session, exc)
+        record = session.open(dagster_run_id=context.run_id, workflow_version=workflow.version)
+        if record.status.terminal:  # finalized before (a re-executed run): never run it twice
+            context.log.info(f"execution already finalized as {record.outcome}; not running "
+                             "its blocks again")
+            return _report(context, ExecutionResult(record=record), fail_run=False)
+        with Heartbeat(db, correlation.execution_id,
+                       interval=store.settings().heartbeat_interval_seconds):
+            result = run_workflow(spec, session)
+    except StoreError as exc:
+        if exc.transient and context.retry_number < STORE_RETRIES:
+            wait = STORE_RETRY_BASE_SECONDS * 2 ** context.retry_number
+            context.log.warning(f"{exc}; retrying the op in {wait:g}s "
+                                f"(retry {context.retry_number + 1} of {STORE_RETRIES})")
+            raise dg.RetryRequested(max_retries=STORE_RETRIES, seconds_to_wait=wait) from exc
         raise
     return _report(context, result, fail_run=spec.fail_run_on_user_error)
 
@@ -93,6 +125,8 @@ def _report(context: dg.OpExecutionContext, result: ExecutionResult,
     if outcome is Outcome.USER_ERROR and result.error:
         message = result.error.get("message", "")
         metadata["error"] = message
+        if result.error.get("block"):
+            metadata["block"] = result.error["block"]
         context.log.error(f"workflow error (user_error, no alert): {message}")
         if fail_run:
             raise dg.Failure(description=f"workflow error: {message}", metadata=metadata,
@@ -100,23 +134,83 @@ def _report(context: dg.OpExecutionContext, result: ExecutionResult,
     return dg.Output(None, metadata=metadata)
 
 
-def _finalize_fault(context: dg.OpExecutionContext, session: LoggingSession,
-                    exc: BaseException) -> None:
-    """Record a pipeline fault; guarded, so a failing store here never becomes a second fault."""
-    message = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
+def fault_message(exc: BaseException | None) -> str:
+    """What the execution log and the alert say about a pipeline fault: our own errors' messages
+    (written to be safe), otherwise only the exception type (details stay in the run's logs)."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OrchestratorError):
+            return str(seen)
+        seen = seen.__cause__
+    name = type(exc).__name__ if exc is not None else "unknown error"
+    return f"internal error ({name}) outside the workflow; see the Dagster run's logs"
+
+
+def will_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether Dagster's run retries will re-execute this failing run (same execution id)."""
+    if not instance.run_retries_enabled:
+        return False
+    on_op_failure = run.tags.get(RETRY_ON_ASSET_OR_OP_FAILURE_TAG)
+    if (on_op_failure is None and not instance.run_retries_retry_on_asset_or_op_failure) or (
+            on_op_failure is not None and on_op_failure.lower() == "false"):
+        return False
+    max_retries = int(run.tags.get(MAX_RETRIES_TAG, instance.run_retries_max_retries))
+    return int(run.tags.get(RETRY_NUMBER_TAG, "0")) < max_retries
+
+
+@dg.failure_hook(name="classify_failure", required_resource_keys={"store"})
+def classify_failure(context: dg.HookContext) -> None:
+    """The op failed. Read the durable state: a user error the core finalized stays silent;
+    otherwise finalize as a pipeline fault and alert once. Guarded: a failure here is logged and
+    tagged on the run, and the reconciler settles the execution on a later tick."""
+    instance = context.instance
+    run = instance.get_run_by_id(context.run_id)
+    execution_id = run.tags.get(TAG_EXECUTION_ID) if run else None
+    if run is None or execution_id is None:
+        context.log.error("op failed before the execution was identified; no execution to "
+                          "finalize")
+        return
+    message = fault_message(context.op_exception)
+    run_end = RunEnd.FAILED_WILL_RETRY if will_be_retried(instance, run) else RunEnd.FAILED
+    resource: OrchestratorStore = context.resources.store
     try:
-        session.finish(status=ExecutionStatus.ERROR, outcome=Outcome.PIPELINE_FAULT,
-                       finalized_by="op", error={"message": message,
-                                                 "classification": "pipeline_fault"})
-        context.instance.add_run_tags(context.run_id,
-                                      {TAG_OUTCOME: Outcome.PIPELINE_FAULT.value})
-    except Exception as cleanup:  # the reconciler heals this later
-        context.log.warning(f"could not record the pipeline fault: {type(cleanup).__name__}")
+        outcome = _settle_with_retries(resource, execution_id, run_end, message)
+    except Exception as exc:
+        context.log.warning(f"could not settle execution {execution_id} "
+                            f"({type(exc).__name__}); the reconciler will")
+        with suppress(Exception):
+            instance.add_run_tags(context.run_id, {RECONCILE_TAG: "pending"})
+        return
+    if outcome.left_for_retry:
+        context.log.info(f"pipeline fault ({message}); Dagster will retry the run, execution "
+                         f"{execution_id} stays open")
+        return
+    record = outcome.execution
+    with suppress(Exception):
+        instance.add_run_tags(context.run_id, {TAG_OUTCOME: (record.outcome or
+                                                             Outcome.PIPELINE_FAULT).value})
+    if record.outcome is Outcome.USER_ERROR:
+        context.log.info("run failed on a user error (fail_run_on_user_error); no alert")
+    elif record.outcome is Outcome.PIPELINE_FAULT:
+        context.log.error(f"pipeline fault, alert {outcome.alert.id if outcome.alert else '?'}:"
+                          f" {(record.error or {}).get('message', message)}")
 
 
-@dg.job(name=JOB_NAME, executor_def=dg.in_process_executor,
+def _settle_with_retries(resource: OrchestratorStore, execution_id: str, run_end: RunEnd,
+                         message: str) -> Settlement:
+    delays = (0.5, 1.0, 2.0)
+    for delay in (*delays, None):
+        try:
+            return settle(resource.get(), resource.alerter(), execution_id, run_end=run_end,
+                          message=message, finalized_by="hook")
+        except StoreError:
+            if delay is None:
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dg.job(name=JOB_NAME, executor_def=dg.in_process_executor, hooks={classify_failure},
         tags={"orchestrator/job": JOB_NAME})
 def execute_workflow() -> None:
     run_workflow_op()
-
-

@@ -1,18 +1,50 @@
-"""The orchestrator store as a Dagster resource."""
+"""The orchestrator store (and the settings the run needs) as a Dagster resource."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from typing import Any
+
 import dagster as dg
 
-from orchestrator.settings import Settings
+from orchestrator.alerts import Alerter
+from orchestrator.execution.session import utc_now
+from orchestrator.settings import DATABASE_URL_VAR, Settings
 from orchestrator.store import Store
 
 
 class OrchestratorStore(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """The SQL store. ``database_url`` defaults to ``ORCHESTRATOR_DATABASE_URL``, else SQLite
-    under ``DAGSTER_HOME``."""
+    """The SQL store. Unset fields come from the environment (``Settings.from_env``):
+    ``database_url`` from ``ORCHESTRATOR_DATABASE_URL``, else SQLite under ``DAGSTER_HOME``."""
 
     database_url: str | None = None
+    alert_webhook_url: str | None = None
+    dagster_ui_url: str | None = None
+    heartbeat_interval_seconds: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OrchestratorStore:
+        return cls(database_url=settings.database_url,
+                   alert_webhook_url=settings.alert_webhook_url,
+                   dagster_ui_url=settings.dagster_ui_url,
+                   heartbeat_interval_seconds=settings.heartbeat_interval_seconds)
+
+    def settings(self) -> Settings:
+        env = dict(os.environ)
+        if self.database_url:
+            env[DATABASE_URL_VAR] = self.database_url
+        settings = Settings.from_env(env)
+        overrides: dict[str, Any] = {name: value for name, value in (
+            ("alert_webhook_url", self.alert_webhook_url),
+            ("dagster_ui_url", self.dagster_ui_url),
+            ("heartbeat_interval_seconds", self.heartbeat_interval_seconds)) if value}
+        return dataclasses.replace(settings, **overrides)
 
     def get(self) -> Store:
-        return Store(self.database_url or Settings.from_env().database_url)
+        return Store(self.database_url or self.settings().database_url)
+
+    def alerter(self) -> Alerter:
+        settings = self.settings()
+        return Alerter(store=Store(settings.database_url), webhook_url=settings.alert_webhook_url,
+                       ui_url=settings.dagster_ui_url, clock=utc_now)

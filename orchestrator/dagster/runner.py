@@ -24,6 +24,6 @@ def run_in_process(correlation: Correlation, settings: Settings,
     with dg.DagsterInstance.get() if instance is None else nullcontext(instance) as dagster:
         execute_workflow.execute_in_process(
             run_config=run_config_for(correlation), instance=dagster,
-            resources={"store": OrchestratorStore(database_url=settings.database_url)},
+            resources={"store": OrchestratorStore.from_settings(settings)},
             tags=correlation.tags(), raise_on_error=False)
     return store.get_execution(correlation.execution_id)

@@ -1,43 +1,25 @@
-"""``schedule_trigger_sensor`` and ``queued_trigger_sensor``: read the clock once, call the
-dispatcher, turn its dispatches into run requests."""
+"""``schedule_trigger_sensor`` and ``queued_trigger_sensor`` read the clock once, call the
+dispatcher and turn its dispatches into run requests; ``execution_reconciler`` settles what no
+failure hook saw."""
 
 # No `from __future__ import annotations`: Dagster reads these annotations at runtime.
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-from dagster._core.storage.tags import SENSOR_NAME_TAG
 
 from orchestrator.dagster.jobs import execute_workflow, run_config_for
 from orchestrator.dagster.resources import OrchestratorStore
-from orchestrator.domain.correlation import DAGSTER_RUN_KEY_TAG
+from orchestrator.dagster.runs import DagsterRuns, run_lookup
+from orchestrator.execution.reconcile import reconcile
 from orchestrator.settings import Settings
-from orchestrator.triggers.dispatch import Dispatch, RunLookup, RunState
+from orchestrator.triggers.dispatch import Dispatch
 from orchestrator.triggers.queue import dispatch_queued_triggers
 from orchestrator.triggers.schedules import dispatch_due_schedules
 
 SCHEDULE_SENSOR = "schedule_trigger_sensor"
 QUEUE_SENSOR = "queued_trigger_sensor"
-
-
-def run_lookup(instance: dg.DagsterInstance, sensor_name: str) -> RunLookup:
-    """One query to Dagster's run storage for a batch of run keys."""
-
-    def lookup(keys: Sequence[str]) -> dict[str, RunState]:
-        if not keys:
-            return {}
-        records = instance.get_run_records(
-            dg.RunsFilter(tags={DAGSTER_RUN_KEY_TAG: list(keys), SENSOR_NAME_TAG: sensor_name}))
-        states: dict[str, RunState] = {}
-        for record in records:
-            key = record.dagster_run.tags.get(DAGSTER_RUN_KEY_TAG)
-            started = record.dagster_run.status != dg.DagsterRunStatus.NOT_STARTED
-            if key and (started or key not in states):
-                states[key] = RunState.SUBMITTED if started else RunState.NOT_STARTED
-        return states
-
-    return lookup
+RECONCILER_SENSOR = "execution_reconciler"
 
 
 def _requests(dispatches: list[Dispatch]) -> list[dg.RunRequest]:
@@ -78,3 +60,27 @@ def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
         return dg.SensorResult(run_requests=_requests(tick.dispatches))
 
     return queued_trigger_sensor
+
+
+def build_reconciler_sensor(settings: Settings) -> dg.SensorDefinition:
+    @dg.sensor(name=RECONCILER_SENSOR, minimum_interval_seconds=settings.sensor_interval_seconds,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Settles executions whose runs ended without a hook (terminated, "
+                           "killed, failed to start) and retries alert webhooks.")
+    def execution_reconciler(context: dg.SensorEvaluationContext,
+                             store: OrchestratorStore) -> dg.SkipReason:
+        tick = reconcile(store.get(), DagsterRuns(context.instance), store.alerter(),
+                         now=datetime.now(UTC),
+                         cursor=(datetime.fromisoformat(context.cursor) if context.cursor
+                                 else None),
+                         lease_timeout=timedelta(seconds=settings.lease_timeout_seconds))
+        context.update_cursor(tick.cursor.isoformat())
+        for settlement in tick.settled:
+            record = settlement.execution
+            context.log.info(f"settled execution {record.execution_id} as {record.outcome}"
+                             + (f", alert {settlement.alert.id}" if settlement.alert else ""))
+        return dg.SkipReason(f"settled {len(tick.finalized)} execution(s), "
+                             f"{tick.expired_leases} expired lease(s), delivered "
+                             f"{tick.delivered} alert(s)")
+
+    return execution_reconciler

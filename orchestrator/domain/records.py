@@ -17,12 +17,25 @@ class ExecutionStatus(str, Enum):
     ERROR = "error"
     CANCELLED = "cancelled"
 
+    @property
+    def terminal(self) -> bool:
+        return self in (ExecutionStatus.SUCCESS, ExecutionStatus.ERROR, ExecutionStatus.CANCELLED)
+
 
 class Outcome(str, Enum):
     SUCCESS = "success"
     USER_ERROR = "user_error"
     PIPELINE_FAULT = "pipeline_fault"
     CANCELLED = "cancelled"
+
+
+class DeliveryStatus(str, Enum):
+    """An alert's webhook delivery: ``none`` when no webhook is configured."""
+
+    NONE = "none"
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
 
 
 class TriggerStatus(str, Enum):
@@ -130,3 +143,20 @@ class QueuedTrigger(_Record):
     status: TriggerStatus
     created_at: datetime
     dispatched_at: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertRecord(_Record):
+    id: int
+    execution_id: str | None
+    kind: str
+    message: str
+    details: dict[str, Any]
+    environment: str | None
+    workflow: str | None
+    created_at: datetime
+    delivery_status: DeliveryStatus
+    delivery_attempts: int
+    next_delivery_at: datetime | None
+    delivered_at: datetime | None
+    last_delivery_error: str | None

@@ -1,5 +1,6 @@
-"""Block types. Built-ins: ``transform`` (outputs its resolved inputs) and ``python`` (calls a
-callable registered in code by name; never an import path taken from a document).
+"""Block types. Built-ins: ``transform`` (outputs its resolved inputs), ``python`` (calls a
+callable registered in code by name; never an import path taken from a document) and ``http``
+(:mod:`orchestrator.execution.http_block`).
 
 Custom block types register in code::
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from orchestrator.domain.records import BlockEntry, ExecutionRecord, ExecutionSt
 from orchestrator.domain.templating import render
 from orchestrator.domain.workflow import WorkflowSpec
 from orchestrator.exceptions import StoreError, WorkflowError
-from orchestrator.execution.blocks import BlockContext, block_types
+from orchestrator.execution.blocks import BlockContext, BlockFunction, block_types
 from orchestrator.execution.session import LoggingSession
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,21 @@ def trigger_scope(session: LoggingSession) -> dict[str, Any]:
 
 
 def run_workflow(spec: WorkflowSpec, session: LoggingSession) -> ExecutionResult:
-    """Run every block of ``spec`` and write the terminal state through ``session``."""
+    """Run every block of ``spec`` and write the terminal state through ``session``.
+
+    Each block runs on a worker thread so that ``timeout_seconds`` bounds the whole workflow,
+    whatever a block does; a block still running at the deadline is abandoned (its thread cannot
+    write to the execution log) and the execution ends as a user error.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"blocks-{spec.name}")
+    try:
+        return _run_blocks(spec, session, pool)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_blocks(spec: WorkflowSpec, session: LoggingSession,
+                pool: ThreadPoolExecutor) -> ExecutionResult:
     c = session.correlation
     types = block_types()
     scope: dict[str, Any] = {"trigger": trigger_scope(session)}
@@ -65,11 +80,9 @@ def run_workflow(spec: WorkflowSpec, session: LoggingSession) -> ExecutionResult
         context = BlockContext(execution_id=c.execution_id, block_id=block.id,
                                workflow=spec.name, environment=spec.environment)
         try:
-            if time.monotonic() > deadline:
-                raise WorkflowError(f"workflow timed out after {spec.timeout_seconds}s before "
-                                    f"block `{block.id}`", block_id=block.id)
             inputs = render(block.inputs, scope, block_id=block.id)
-            output = types[block.type](inputs, context)
+            output = _call(pool, types[block.type], inputs, context,
+                           deadline=deadline, timeout=spec.timeout_seconds)
         except StoreError:
             raise
         except WorkflowError as exc:
@@ -86,6 +99,22 @@ def run_workflow(spec: WorkflowSpec, session: LoggingSession) -> ExecutionResult
     record = session.finish(status=ExecutionStatus.SUCCESS, outcome=Outcome.SUCCESS,
                             finalized_by=FINALIZED_BY_CORE, output=_jsonable(scope[last]))
     return ExecutionResult(record=record)
+
+
+def _call(pool: ThreadPoolExecutor, fn: BlockFunction, inputs: dict[str, Any],
+          context: BlockContext, *, deadline: float, timeout: int) -> Any:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise WorkflowError(f"workflow timed out after {timeout}s before block "
+                            f"`{context.block_id}`", block_id=context.block_id)
+    future = pool.submit(fn, inputs, context)
+    try:
+        return future.result(timeout=remaining)
+    except TimeoutError:
+        if future.done():  # the block itself raised TimeoutError
+            raise
+        raise WorkflowError(f"workflow timed out after {timeout}s in block "
+                            f"`{context.block_id}`", block_id=context.block_id) from None
 
 
 def inputs_of(block: Any) -> dict[str, str]:

@@ -8,6 +8,7 @@ retried with backoff. The finalized marker lives in the store, never in process 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -70,3 +71,35 @@ class LoggingSession:
                             extra=self.correlation.log_fields())
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class Heartbeat:
+    """Renews the execution's lease every ``interval`` seconds on a daemon thread, for as long as
+    the ``with`` block runs. A run worker that dies stops renewing; the reconciler notices."""
+
+    def __init__(self, store: Store, execution_id: str, *, interval: float,
+                 clock: Clock = utc_now) -> None:
+        self.store = store
+        self.execution_id = execution_id
+        self.interval = interval
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True,
+                                        name=f"heartbeat-{execution_id}")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                if not self.store.heartbeat(self.execution_id, self.clock()):
+                    return  # finalized: nothing left to renew
+            except StoreError:
+                log.warning("heartbeat of execution %s failed; retrying in %ss",
+                            self.execution_id, self.interval)

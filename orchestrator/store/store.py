@@ -15,11 +15,20 @@ from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.domain.records import (
+    AlertRecord,
     BlockEntry,
+    DeliveryStatus,
     ExecutionRecord,
     ExecutionStatus,
     Outcome,
@@ -49,11 +58,19 @@ def _translated(operation: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 return fn(*args, **kwargs)
             except SQLAlchemyError as exc:
                 log.warning("store operation %r failed: %s", operation, type(exc).__name__)
-                raise StoreError(operation) from None
+                raise StoreError(operation, transient=_transient(exc)) from None
 
         return wrapper
 
     return decorate
+
+
+def _transient(exc: SQLAlchemyError) -> bool:
+    """A lost or refused connection, a busy database, an exhausted pool: worth retrying. A
+    constraint or SQL error is not."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout)
 
 
 class Store:
@@ -379,7 +396,7 @@ class Store:
                 e.c.execution_id == execution_id,
                 e.c.status.in_([ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]))
                 .values(status=ExecutionStatus.RUNNING.value, attempts=e.c.attempts + 1,
-                        dagster_run_id=dagster_run_id, started_at=now,
+                        dagster_run_id=dagster_run_id, started_at=now, heartbeat_at=now,
                         workflow_version=sa.func.coalesce(workflow_version,
                                                           e.c.workflow_version)))
             return self._execution(conn, execution_id)
@@ -399,6 +416,28 @@ class Store:
                 .values(status=status.value, outcome=outcome.value, finalized_by=finalized_by,
                         finished_at=now, error=error, output=output))
             return self._execution(conn, execution_id), done.rowcount == 1
+
+    @_translated("renew the execution's heartbeat")
+    def heartbeat(self, execution_id: str, now: datetime) -> bool:
+        """Renew a running execution's lease; False once it is no longer running."""
+        e = t.executions
+        with self._write() as conn:
+            return conn.execute(e.update().where(
+                e.c.execution_id == execution_id,
+                e.c.status == ExecutionStatus.RUNNING.value).values(heartbeat_at=now)
+            ).rowcount == 1
+
+    @_translated("read stale executions")
+    def stale_executions(self, heartbeat_before: datetime,
+                         limit: int = 100) -> list[ExecutionRecord]:
+        """Running executions whose worker has not renewed its lease since ``heartbeat_before``
+        (indexed on status and heartbeat), oldest first."""
+        e = t.executions
+        with self._read() as conn:
+            rows = conn.execute(sa.select(e).where(
+                e.c.status == ExecutionStatus.RUNNING.value,
+                e.c.heartbeat_at < heartbeat_before).order_by(e.c.heartbeat_at).limit(limit))
+            return [_execution_record(r, ()) for r in rows]
 
     @_translated("record the block")
     def record_block(self, execution_id: str, attempt: int, entry: BlockEntry) -> None:
@@ -436,6 +475,89 @@ class Store:
                 q.c.execution_id.in_(list(execution_ids)),
                 q.c.status == TriggerStatus.QUEUED.value)
                 .values(status=TriggerStatus.DISPATCHED.value, dispatched_at=now)).rowcount
+
+    # ----------------------------------------------------------------- alerts
+
+    @_translated("record the alert")
+    def record_alert(self, *, execution_id: str | None, kind: str, message: str,
+                     details: dict[str, Any], environment: str | None, workflow: str | None,
+                     now: datetime, deliver: bool) -> tuple[AlertRecord, bool]:
+        """Insert the alert unless this execution already has one of this kind (the hook and
+        the reconciler may both try). Returns the stored alert and whether this call created
+        it."""
+        a = t.alerts
+        with self._write() as conn:
+            created = False
+            try:
+                with conn.begin_nested():
+                    inserted = conn.execute(a.insert().values(
+                        execution_id=execution_id, kind=kind, message=message, details=details,
+                        environment=environment, workflow=workflow, created_at=now,
+                        delivery_status=(DeliveryStatus.PENDING if deliver
+                                         else DeliveryStatus.NONE).value,
+                        delivery_attempts=0, next_delivery_at=now if deliver else None))
+                    alert_id = inserted.inserted_primary_key[0]  # type: ignore[index]
+                created = True
+            except IntegrityError:
+                alert_id = conn.execute(sa.select(a.c.id).where(
+                    a.c.execution_id == execution_id, a.c.kind == kind)).scalar_one()
+            row = conn.execute(sa.select(a).where(a.c.id == alert_id)).one()
+            return _alert_record(row), created
+
+    @_translated("list alerts")
+    def list_alerts(self, *, environment: str | None = None, execution_id: str | None = None,
+                    limit: int = 50) -> list[AlertRecord]:
+        a = t.alerts
+        query = sa.select(a).order_by(a.c.created_at.desc(), a.c.id.desc()).limit(limit)
+        if environment is not None:
+            query = query.where(a.c.environment == environment)
+        if execution_id is not None:
+            query = query.where(a.c.execution_id == execution_id)
+        with self._read() as conn:
+            return [_alert_record(r) for r in conn.execute(query)]
+
+    @_translated("read alerts to deliver")
+    def alerts_to_deliver(self, now: datetime, limit: int = 20) -> list[AlertRecord]:
+        a = t.alerts
+        with self._read() as conn:
+            rows = conn.execute(sa.select(a).where(
+                a.c.delivery_status == DeliveryStatus.PENDING.value,
+                a.c.next_delivery_at <= now).order_by(a.c.next_delivery_at).limit(limit))
+            return [_alert_record(r) for r in rows]
+
+    @_translated("claim the alert delivery")
+    def claim_alert_delivery(self, alert_id: int, *, now: datetime, lease_until: datetime) -> bool:
+        """Take the right to POST this alert now (compare-and-set on ``next_delivery_at``), so
+        the hook and the reconciler never deliver one alert twice at once."""
+        a = t.alerts
+        with self._write() as conn:
+            return conn.execute(a.update().where(
+                a.c.id == alert_id, a.c.delivery_status == DeliveryStatus.PENDING.value,
+                a.c.next_delivery_at <= now).values(next_delivery_at=lease_until)).rowcount == 1
+
+    @_translated("record the alert delivery")
+    def record_alert_delivery(self, alert_id: int, *, now: datetime, error: str | None,
+                              retry_at: datetime | None) -> None:
+        """After one POST: delivered (``error`` None), to retry at ``retry_at``, or given up
+        (``retry_at`` None)."""
+        a = t.alerts
+        if error is None:
+            values: dict[str, Any] = dict(delivery_status=DeliveryStatus.DELIVERED.value,
+                                          delivered_at=now, next_delivery_at=None,
+                                          last_delivery_error=None)
+        else:
+            values = dict(delivery_status=(DeliveryStatus.PENDING if retry_at
+                                           else DeliveryStatus.FAILED).value,
+                          next_delivery_at=retry_at, last_delivery_error=error[:500])
+        with self._write() as conn:
+            conn.execute(a.update().where(a.c.id == alert_id).values(
+                delivery_attempts=a.c.delivery_attempts + 1, **values))
+
+
+def _alert_record(row: Any) -> AlertRecord:
+    data = row._asdict()
+    data["delivery_status"] = DeliveryStatus(data["delivery_status"])
+    return AlertRecord(**data)
 
 
 def _execution_record(row: Any, blocks: tuple[BlockEntry, ...]) -> ExecutionRecord:

@@ -1,0 +1,111 @@
+"""Raising and delivering alerts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from orchestrator.domain.correlation import iso_utc
+from orchestrator.domain.records import AlertRecord, DeliveryStatus, ExecutionRecord
+from orchestrator.store import Store
+
+log = logging.getLogger("orchestrator.alerts")
+
+KIND_PIPELINE_FAULT = "pipeline_fault"
+# After the first immediate attempt, delivery is retried by the reconciler at these delays
+# (about 2 hours in all); then it is marked `failed` and stays listed.
+RETRY_DELAYS = tuple(timedelta(seconds=s) for s in (10, 30, 60, 120, 300, 600, 1800, 3600))
+DELIVERY_TIMEOUT_SECONDS = 5.0
+CLAIM_SECONDS = 30
+
+
+@dataclass(kw_only=True)
+class Alerter:
+    """Raises alerts through ``store`` and POSTs them to ``webhook_url`` when set."""
+
+    store: Store
+    webhook_url: str | None
+    ui_url: str
+    clock: Callable[[], datetime]
+
+    def run_url(self, run_id: str | None) -> str | None:
+        return f"{self.ui_url}/runs/{run_id}" if run_id else None
+
+    def pipeline_fault(self, execution: ExecutionRecord) -> AlertRecord:
+        """The alert for a finalized pipeline fault; raising it twice returns the first."""
+        error = execution.error or {}
+        message = (f"pipeline fault in {execution.environment}/{execution.workflow}, execution "
+                   f"{execution.execution_id}: {error.get('message', 'unknown error')}")
+        details: dict[str, Any] = {
+            "execution_id": execution.execution_id, "request_id": execution.request_id,
+            "source": execution.source.value, "trigger_id": execution.trigger_id,
+            "scheduled_for": iso_utc(execution.scheduled_for) if execution.scheduled_for
+            else None,
+            "idempotency_key": execution.idempotency_key,
+            "parent_execution_id": execution.parent_execution_id,
+            "workflow": execution.workflow, "environment": execution.environment,
+            "outcome": execution.outcome.value if execution.outcome else None,
+            "error": error, "dagster_run_id": execution.dagster_run_id,
+            "run_url": self.run_url(execution.dagster_run_id),
+        }
+        alert, created = self.store.record_alert(
+            execution_id=execution.execution_id, kind=KIND_PIPELINE_FAULT, message=message,
+            details=details, environment=execution.environment, workflow=execution.workflow,
+            now=self.clock(), deliver=self.webhook_url is not None)
+        if created:
+            log.error("ALERT %s", message, extra={"execution_id": execution.execution_id,
+                                                  "request_id": execution.request_id})
+            if alert.delivery_status is DeliveryStatus.PENDING:
+                self.deliver(alert)
+        return alert
+
+    def deliver_due(self, limit: int = 20) -> int:
+        """POST every alert whose delivery is due; returns how many were delivered."""
+        if self.webhook_url is None:
+            return 0
+        return sum(self.deliver(a) for a in self.store.alerts_to_deliver(self.clock(), limit))
+
+    def deliver(self, alert: AlertRecord) -> bool:
+        """One delivery attempt; never raises. True when the webhook accepted the alert."""
+        if self.webhook_url is None:
+            return False
+        now = self.clock()
+        try:
+            if not self.store.claim_alert_delivery(
+                    alert.id, now=now, lease_until=now + timedelta(seconds=CLAIM_SECONDS)):
+                return False  # another process is delivering it, or it is not due
+            error = self._post(alert)
+            attempt = alert.delivery_attempts
+            retry_at = (now + RETRY_DELAYS[attempt]) if attempt < len(RETRY_DELAYS) else None
+            self.store.record_alert_delivery(alert.id, now=self.clock(), error=error,
+                                             retry_at=None if error is None else retry_at)
+        except Exception as exc:  # the store failed: the claim expires and a later tick retries
+            log.warning("could not record delivery of alert %s: %s", alert.id,
+                        type(exc).__name__)
+            return False
+        if error is not None:
+            log.warning("alert %s not delivered (%s); %s", alert.id, error,
+                        f"retrying at {iso_utc(retry_at)}" if retry_at else "giving up")
+        return error is None
+
+    def _post(self, alert: AlertRecord) -> str | None:
+        assert self.webhook_url is not None
+        run_url = alert.details.get("run_url")
+        text = f":rotating_light: {alert.message}" + (f" <{run_url}|Dagster run>"
+                                                      if run_url else "")
+        body = {"text": text, "kind": alert.kind, "alert_id": alert.id,
+                "message": alert.message, "created_at": iso_utc(alert.created_at),
+                **alert.details}
+        try:
+            with httpx.Client(timeout=DELIVERY_TIMEOUT_SECONDS) as client:
+                response = client.post(self.webhook_url, json=body)
+        except httpx.HTTPError as exc:
+            return f"could not reach the alert webhook ({type(exc).__name__})"
+        if response.is_success:
+            return None
+        return f"the alert webhook answered HTTP {response.status_code}"

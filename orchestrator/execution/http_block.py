@@ -1,0 +1,120 @@
+"""The ``http`` block: one HTTP request through a real client (httpx).
+
+Classification follows who is at fault: a 4xx answer is the workflow's error (wrong URL, bad
+credentials, bad payload) and becomes a user error carrying the status and the provider's own
+message. A 5xx answer, a 408/429, a timeout or a refused connection may pass: the block retries
+with exponential backoff and, when the retries are spent, fails as a user error too (the provider
+is the workflow's dependency, not our machinery).
+
+``with``: ``url`` (required), ``method`` (GET), ``headers``, ``params``, ``json`` or ``body``,
+``timeout_seconds`` (10), ``retries`` (3), ``backoff_seconds`` (0.5).
+Output: ``{"status": int, "headers": {...}, "body": parsed JSON or text}``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from orchestrator.exceptions import WorkflowError
+from orchestrator.execution.blocks import BlockContext, register_block_type, require
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+RETRYABLE_STATUS = frozenset({408, 429})
+MAX_TIMEOUT_SECONDS = 300.0
+MAX_RETRIES = 10
+MESSAGE_LIMIT = 300
+
+
+def _number(inputs: dict[str, Any], field: str, default: float, low: float, high: float,
+            context: BlockContext) -> float:
+    value = inputs.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise WorkflowError(f"block `{context.block_id}`: `{field}` must be a number from {low:g} "
+                            f"to {high:g}, got {value!r}", block_id=context.block_id)
+    return float(value)
+
+
+def _provider_message(response: httpx.Response) -> str:
+    """The provider's own explanation: a JSON ``message``/``error``/``detail``, else the text."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("message", "error", "detail", "error_description"):
+            value = data.get(key)
+            if isinstance(value, dict):
+                value = value.get("message")
+            if isinstance(value, str) and value:
+                return value[:MESSAGE_LIMIT]
+    text = response.text.strip()
+    return text[:MESSAGE_LIMIT] if text else (response.reason_phrase or "no message")
+
+
+def _body(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+@register_block_type("http")
+def http_block(inputs: dict[str, Any], context: BlockContext) -> dict[str, Any]:
+    url = require(inputs, "url", context)
+    parts = urlsplit(str(url))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise WorkflowError(f"block `{context.block_id}`: `url` must be an http(s) URL, got "
+                            f"{str(url)[:100]!r}", block_id=context.block_id)
+    method = str(inputs.get("method", "GET")).upper()
+    if method not in METHODS:
+        raise WorkflowError(f"block `{context.block_id}`: `method` must be one of "
+                            f"{', '.join(METHODS)}, got {method!r}", block_id=context.block_id)
+    timeout = _number(inputs, "timeout_seconds", 10, 0.1, MAX_TIMEOUT_SECONDS, context)
+    retries = int(_number(inputs, "retries", 3, 0, MAX_RETRIES, context))
+    backoff = _number(inputs, "backoff_seconds", 0.5, 0, 60, context)
+    request: dict[str, Any] = {"headers": inputs.get("headers") or {},
+                               "params": inputs.get("params") or None}
+    if "json" in inputs:
+        request["json"] = inputs["json"]
+    elif "body" in inputs:
+        request["content"] = str(inputs["body"])
+
+    failure = ""
+    with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+        for attempt in range(retries + 1):
+            if attempt:
+                time.sleep(min(backoff * 2 ** (attempt - 1), 30.0))
+            try:
+                response = client.request(method, str(url), **request)
+            except httpx.TimeoutException:
+                failure = f"timed out after {timeout:g}s"
+                continue
+            except httpx.TransportError as exc:  # refused, reset, DNS
+                failure = f"could not connect ({type(exc).__name__})"
+                continue
+            if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
+                failure = f"HTTP {response.status_code}: {_provider_message(response)}"
+                continue
+            if response.status_code >= 400:
+                raise WorkflowError(
+                    f"block `{context.block_id}`: {method} {_safe(url)} answered HTTP "
+                    f"{response.status_code}: {_provider_message(response)}",
+                    block_id=context.block_id)
+            return {"status": response.status_code, "headers": dict(response.headers),
+                    "body": _body(response)}
+    raise WorkflowError(f"block `{context.block_id}`: {method} {_safe(url)} failed after "
+                        f"{retries + 1} attempt(s): {failure}", block_id=context.block_id)
+
+
+def _safe(url: Any) -> str:
+    """The URL without credentials or query string (which may carry tokens)."""
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"

@@ -1,0 +1,178 @@
+"""The reconciler: settles what no hook saw.
+
+Failure hooks do not run when a resource fails to initialize, when a run is terminated, or when
+its worker process is killed. Every tick, the reconciler
+
+1. reads the runs of ``execute_workflow`` that ended since its cursor (one indexed query per
+   page of Dagster's run storage, one query of ours per page) and settles each execution still
+   open: ``cancelled`` for a cancelled run, ``pipeline_fault`` plus one alert for a failed one
+   (unless Dagster will retry it), and raises the alert a crashed hook left out;
+2. finds running executions whose heartbeat lease expired (their worker died): marks the Dagster
+   run failed and settles the execution as a pipeline fault;
+3. retries alert webhooks that are due.
+
+Everything it does is idempotent, so a tick that fails halfway (the store down) is simply done
+again by the next one; the cursor only moves past runs that are settled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Protocol
+
+from orchestrator.alerts import Alerter
+from orchestrator.domain.records import ExecutionRecord
+from orchestrator.execution.settle import RunEnd, Settlement, settle
+from orchestrator.store import Store
+
+log = logging.getLogger(__name__)
+FINALIZED_BY = "reconciler"
+PAGE = 200
+
+
+class RunPhase(str, Enum):
+    ACTIVE = "active"  # queued, starting, started, canceling
+    SUCCESS = "success"
+    FAILURE = "failure"
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunInfo:
+    run_id: str
+    execution_id: str | None
+    phase: RunPhase
+    updated_at: datetime  # the run storage's update timestamp: the cursor
+    will_retry: bool | None = None  # for failures: None while Dagster has not decided
+    retry_run_id: str | None = None  # the run Dagster launched to retry this one
+    has_outcome_tag: bool = False
+
+
+class RunSource(Protocol):
+    """What the reconciler needs from Dagster's run storage."""
+
+    def ended_since(self, after: datetime, limit: int) -> Sequence[RunInfo]:
+        """Ended runs of the job updated strictly after ``after``, oldest update first."""
+
+    def by_id(self, run_ids: Sequence[str]) -> dict[str, RunInfo]: ...
+
+    def mark_failed(self, run_id: str, message: str) -> None: ...
+
+    def tag_outcome(self, run_id: str, outcome: str) -> None: ...
+
+
+@dataclass(kw_only=True)
+class ReconcileTick:
+    cursor: datetime
+    settled: list[Settlement] = field(default_factory=list)
+    expired_leases: int = 0
+    delivered: int = 0
+
+    @property
+    def finalized(self) -> list[ExecutionRecord]:
+        return [s.execution for s in self.settled if s.finalized]
+
+
+def reconcile(store: Store, runs: RunSource, alerter: Alerter, *, now: datetime,
+              cursor: datetime | None, lease_timeout: timedelta,
+              lookback: timedelta = timedelta(days=1)) -> ReconcileTick:
+    tick = ReconcileTick(cursor=cursor if cursor is not None else now - lookback)
+    _settle_ended_runs(store, runs, alerter, tick)
+    _expire_leases(store, runs, alerter, tick, now=now, lease_timeout=lease_timeout)
+    tick.delivered = alerter.deliver_due()
+    return tick
+
+
+def _run_end(run: RunInfo) -> RunEnd | None:
+    """None: not decided yet (Dagster has not said whether it retries this failure)."""
+    if run.phase is RunPhase.CANCELED:
+        return RunEnd.CANCELED
+    if run.phase is RunPhase.SUCCESS:
+        return RunEnd.SUCCEEDED
+    if run.will_retry is None:
+        return None
+    return RunEnd.FAILED_WILL_RETRY if run.will_retry else RunEnd.FAILED
+
+
+def _message(run: RunInfo) -> str:
+    if run.phase is RunPhase.CANCELED:
+        return "the Dagster run was cancelled before the execution finished"
+    if run.phase is RunPhase.SUCCESS:
+        return "the Dagster run ended without finalizing the execution"
+    return "the Dagster run failed before the execution was finalized (see the run's logs)"
+
+
+def _settle_ended_runs(store: Store, runs: RunSource, alerter: Alerter,
+                       tick: ReconcileTick) -> None:
+    while True:
+        page = runs.ended_since(tick.cursor, PAGE)
+        executions = store.executions_by_id(
+            [r.execution_id for r in page if r.execution_id is not None])
+        for run in page:
+            execution = executions.get(run.execution_id or "")
+            if execution is not None and not _settle_run(store, runs, alerter, tick, run,
+                                                         execution):
+                return  # not decided yet: the cursor stays before this run for the next tick
+            tick.cursor = max(tick.cursor, run.updated_at)
+        if len(page) < PAGE:
+            return
+        if page[0].updated_at != page[-1].updated_at:
+            # A full page may have cut between runs updated at the same instant: re-read from
+            # just before the last one (settling is idempotent).
+            tick.cursor = page[-1].updated_at - timedelta(microseconds=1)
+
+
+def _settle_run(store: Store, runs: RunSource, alerter: Alerter, tick: ReconcileTick,
+                run: RunInfo, execution: ExecutionRecord) -> bool:
+    """False when the run cannot be settled yet."""
+    if not execution.status.terminal and execution.dagster_run_id not in (None, run.run_id):
+        return True  # a later run (a retry, a re-execution) owns the execution now
+    if execution.status.terminal and not (
+            execution.outcome and execution.outcome.value == "pipeline_fault"):
+        return True  # finalized by the core or settled before: nothing to do
+    run_end = _run_end(run)
+    if run_end is None:
+        return False
+    if run_end is RunEnd.FAILED_WILL_RETRY and not execution.status.terminal:
+        return True  # the retry run settles it; an expired lease catches a retry that never came
+    settlement = settle(store, alerter, execution.execution_id, run_end=run_end,
+                        message=_message(run), finalized_by=FINALIZED_BY)
+    if settlement.finalized:
+        tick.settled.append(settlement)
+    if settlement.finalized and settlement.execution.outcome and not run.has_outcome_tag:
+        runs.tag_outcome(run.run_id, settlement.execution.outcome.value)
+    return True
+
+
+def _expire_leases(store: Store, runs: RunSource, alerter: Alerter, tick: ReconcileTick, *,
+                   now: datetime, lease_timeout: timedelta) -> None:
+    stale = store.stale_executions(now - lease_timeout)
+    known = runs.by_id([e.dagster_run_id for e in stale if e.dagster_run_id])
+    for execution in stale:
+        run = known.get(execution.dagster_run_id or "")
+        if run is not None and run.phase is not RunPhase.ACTIVE:
+            if run.retry_run_id is not None:
+                continue  # Dagster launched the retry; its op takes the execution over
+            if (run.phase is RunPhase.FAILURE and run.will_retry and execution.heartbeat_at
+                    and now - execution.heartbeat_at < 2 * lease_timeout):
+                continue  # give Dagster's retry daemon time to launch the retry
+            _settle_run(store, runs, alerter, tick,
+                        RunInfo(run_id=run.run_id, execution_id=run.execution_id,
+                                phase=run.phase, updated_at=run.updated_at, will_retry=False,
+                                has_outcome_tag=run.has_outcome_tag), execution)
+            continue
+        seconds = int(lease_timeout.total_seconds())
+        message = (f"the run worker stopped (no heartbeat for over {seconds}s); the process "
+                   "was probably killed")
+        if run is not None:
+            runs.mark_failed(run.run_id, message)
+        settlement = settle(store, alerter, execution.execution_id, run_end=RunEnd.FAILED,
+                            message=message, finalized_by=FINALIZED_BY)
+        tick.expired_leases += 1
+        tick.settled.append(settlement)
+        if run is not None and settlement.finalized and settlement.execution.outcome:
+            runs.tag_outcome(run.run_id, settlement.execution.outcome.value)
