@@ -174,7 +174,7 @@ def classify_failure(context: dg.HookContext) -> None:
     run_end = RunEnd.FAILED_WILL_RETRY if will_be_retried(instance, run) else RunEnd.FAILED
     resource: OrchestratorStore = context.resources.store
     try:
-        outcome = _settle_with_retries(resource, execution_id, run_end, message)
+        outcome = _settle_with_retries(resource, execution_id, context.run_id, run_end, message)
     except Exception as exc:
         context.log.warning(f"could not settle execution {execution_id} "
                             f"({type(exc).__name__}); the reconciler will")
@@ -196,13 +196,13 @@ def classify_failure(context: dg.HookContext) -> None:
                           f" {(record.error or {}).get('message', message)}")
 
 
-def _settle_with_retries(resource: OrchestratorStore, execution_id: str, run_end: RunEnd,
-                         message: str) -> Settlement:
+def _settle_with_retries(resource: OrchestratorStore, execution_id: str, run_id: str,
+                         run_end: RunEnd, message: str) -> Settlement:
     delays = (0.5, 1.0, 2.0)
     for delay in (*delays, None):
         try:
-            return settle(resource.get(), resource.alerter(), execution_id, run_end=run_end,
-                          message=message, finalized_by="hook")
+            return settle(resource.get(), resource.alerter(), execution_id, run_id=run_id,
+                          run_end=run_end, message=message, finalized_by="hook")
         except StoreError:
             if delay is None:
                 raise

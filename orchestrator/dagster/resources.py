@@ -46,5 +46,5 @@ class OrchestratorStore(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def alerter(self) -> Alerter:
         settings = self.settings()
-        return Alerter(store=Store(settings.database_url), webhook_url=settings.alert_webhook_url,
+        return Alerter(store=self.get(), webhook_url=settings.alert_webhook_url,
                        ui_url=settings.dagster_ui_url, clock=utc_now)

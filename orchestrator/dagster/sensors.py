@@ -68,19 +68,18 @@ def build_reconciler_sensor(settings: Settings) -> dg.SensorDefinition:
                description="Settles executions whose runs ended without a hook (terminated, "
                            "killed, failed to start) and retries alert webhooks.")
     def execution_reconciler(context: dg.SensorEvaluationContext,
-                             store: OrchestratorStore) -> dg.SkipReason:
+                             store: OrchestratorStore) -> dg.SensorResult:
         tick = reconcile(store.get(), DagsterRuns(context.instance), store.alerter(),
                          now=datetime.now(UTC),
                          cursor=(datetime.fromisoformat(context.cursor) if context.cursor
                                  else None),
                          lease_timeout=timedelta(seconds=settings.lease_timeout_seconds))
-        context.update_cursor(tick.cursor.isoformat())
         for settlement in tick.settled:
             record = settlement.execution
             context.log.info(f"settled execution {record.execution_id} as {record.outcome}"
                              + (f", alert {settlement.alert.id}" if settlement.alert else ""))
-        return dg.SkipReason(f"settled {len(tick.finalized)} execution(s), "
-                             f"{tick.expired_leases} expired lease(s), delivered "
-                             f"{tick.delivered} alert(s)")
+        return dg.SensorResult(cursor=tick.cursor.isoformat(), skip_reason=dg.SkipReason(
+            f"settled {len(tick.finalized)} execution(s), {tick.expired_leases} expired "
+            f"lease(s), delivered {tick.delivered} alert(s)"))
 
     return execution_reconciler

@@ -139,7 +139,8 @@ def _settle_run(store: Store, runs: RunSource, alerter: Alerter, tick: Reconcile
         return False
     if run_end is RunEnd.FAILED_WILL_RETRY and not execution.status.terminal:
         return True  # the retry run settles it; an expired lease catches a retry that never came
-    settlement = settle(store, alerter, execution.execution_id, run_end=run_end,
+    settlement = settle(store, alerter, execution.execution_id, run_id=run.run_id,
+                        run_end=run_end,
                         message=_message(run), finalized_by=FINALIZED_BY)
     if settlement.finalized:
         tick.settled.append(settlement)
@@ -170,7 +171,8 @@ def _expire_leases(store: Store, runs: RunSource, alerter: Alerter, tick: Reconc
                    "was probably killed")
         if run is not None:
             runs.mark_failed(run.run_id, message)
-        settlement = settle(store, alerter, execution.execution_id, run_end=RunEnd.FAILED,
+        settlement = settle(store, alerter, execution.execution_id,
+                            run_id=execution.dagster_run_id or "", run_end=RunEnd.FAILED,
                             message=message, finalized_by=FINALIZED_BY)
         tick.expired_leases += 1
         tick.settled.append(settlement)

@@ -36,8 +36,8 @@ class Settlement:
     left_for_retry: bool = False
 
 
-def settle(store: Store, alerter: Alerter, execution_id: str, *, run_end: RunEnd,
-           message: str, finalized_by: str) -> Settlement:
+def settle(store: Store, alerter: Alerter, execution_id: str, *, run_id: str,
+           run_end: RunEnd, message: str, finalized_by: str) -> Settlement:
     """Finalize ``execution_id`` unless it already is; alert once if it is a pipeline fault."""
     record = store.get_execution(execution_id)
     if record.status.terminal:
@@ -51,7 +51,8 @@ def settle(store: Store, alerter: Alerter, execution_id: str, *, run_end: RunEnd
         status, outcome = ExecutionStatus.ERROR, Outcome.PIPELINE_FAULT
     record, won = store.finish_execution(
         execution_id, status=status, outcome=outcome, finalized_by=finalized_by,
-        now=alerter.clock(), error={"message": message, "classification": outcome.value})
+        now=alerter.clock(), error={"message": message, "classification": outcome.value},
+        dagster_run_id=run_id)
     return Settlement(execution=record, finalized=won, alert=_alert(alerter, record))
 
 

@@ -404,17 +404,20 @@ class Store:
     @_translated("finalize the execution")
     def finish_execution(self, execution_id: str, *, status: ExecutionStatus, outcome: Outcome,
                          finalized_by: str, now: datetime, error: dict[str, Any] | None = None,
-                         output: Any = None) -> tuple[ExecutionRecord, bool]:
+                         output: Any = None,
+                         dagster_run_id: str | None = None) -> tuple[ExecutionRecord, bool]:
         """The one terminal write: a conditional update that only a non-terminal execution
         takes. Returns the stored record and whether this call won (a second completion is a
-        no-op returning the first outcome)."""
+        no-op returning the first outcome). ``dagster_run_id`` fills in the run of an execution
+        that failed before it started."""
         e = t.executions
         with self._write() as conn:
             done = conn.execute(e.update().where(
                 e.c.execution_id == execution_id,
                 e.c.status.in_([ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]))
                 .values(status=status.value, outcome=outcome.value, finalized_by=finalized_by,
-                        finished_at=now, error=error, output=output))
+                        finished_at=now, error=error, output=output,
+                        dagster_run_id=sa.func.coalesce(e.c.dagster_run_id, dagster_run_id)))
             return self._execution(conn, execution_id), done.rowcount == 1
 
     @_translated("renew the execution's heartbeat")

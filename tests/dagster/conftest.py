@@ -41,12 +41,14 @@ class SensorHarness:
         self.settings = Settings(database_url=store_url, **settings)
         self.sensor = build_definitions(self.settings).get_sensor_def(name)
         self.name = name
+        self.cursor: str | None = None
 
     def tick(self) -> list[dg.RunRequest]:
         context = dg.build_sensor_context(
-            instance=self.instance,
-            resources={"store": OrchestratorStore(database_url=self.store_url)})
+            instance=self.instance, cursor=self.cursor,
+            resources={"store": OrchestratorStore.from_settings(self.settings)})
         result = self.sensor(context)
+        self.cursor = result.cursor or context.cursor
         return list(result.run_requests or [])
 
     def create_runs(self, requests: list[dg.RunRequest],
