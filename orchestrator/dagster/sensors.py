@@ -74,10 +74,11 @@ def build_reconciler_sensor(settings: Settings) -> dg.SensorDefinition:
                          cursor=(datetime.fromisoformat(context.cursor) if context.cursor
                                  else None),
                          lease_timeout=timedelta(seconds=settings.lease_timeout_seconds))
-        for settlement in tick.settled:
-            record = settlement.execution
-            context.log.info(f"settled execution {record.execution_id} as {record.outcome}"
-                             + (f", alert {settlement.alert.id}" if settlement.alert else ""))
+        if tick.settled:
+            shown = ", ".join(f"{s.execution.execution_id} {s.execution.outcome.value}"
+                              for s in tick.settled[:10] if s.execution.outcome)
+            more = f" and {len(tick.settled) - 10} more" if len(tick.settled) > 10 else ""
+            context.log.info(f"settled {len(tick.settled)} execution(s): {shown}{more}")
         return dg.SensorResult(cursor=tick.cursor.isoformat(), skip_reason=dg.SkipReason(
             f"settled {len(tick.finalized)} execution(s), {tick.expired_leases} expired "
             f"lease(s), delivered {tick.delivered} alert(s)"))
