@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.storage.tags import (
     MAX_RETRIES_TAG,
     RETRY_NUMBER_TAG,
@@ -171,7 +172,13 @@ def classify_failure(context: dg.HookContext) -> None:
                           "finalize")
         return
     message = fault_message(context.op_exception)
-    run_end = RunEnd.FAILED_WILL_RETRY if will_be_retried(instance, run) else RunEnd.FAILED
+    if isinstance(context.op_exception, DagsterExecutionInterruptedError | KeyboardInterrupt) \
+            or run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED):
+        run_end, message = RunEnd.CANCELED, "the Dagster run was terminated"
+    elif will_be_retried(instance, run):
+        run_end = RunEnd.FAILED_WILL_RETRY
+    else:
+        run_end = RunEnd.FAILED
     resource: OrchestratorStore = context.resources.store
     try:
         outcome = _settle_with_retries(resource, execution_id, context.run_id, run_end, message)
@@ -191,6 +198,8 @@ def classify_failure(context: dg.HookContext) -> None:
                                                              Outcome.PIPELINE_FAULT).value})
     if record.outcome is Outcome.USER_ERROR:
         context.log.info("run failed on a user error (fail_run_on_user_error); no alert")
+    elif record.outcome is Outcome.CANCELLED:
+        context.log.info(f"execution {execution_id} cancelled; no alert")
     elif record.outcome is Outcome.PIPELINE_FAULT:
         context.log.error(f"pipeline fault, alert {outcome.alert.id if outcome.alert else '?'}:"
                           f" {(record.error or {}).get('message', message)}")

@@ -127,7 +127,7 @@ def _settle_ended_runs(store: Store, runs: RunSource, alerter: Alerter,
 
 
 def _settle_run(store: Store, runs: RunSource, alerter: Alerter, tick: ReconcileTick,
-                run: RunInfo, execution: ExecutionRecord) -> bool:
+                run: RunInfo, execution: ExecutionRecord, message: str | None = None) -> bool:
     """False when the run cannot be settled yet."""
     if not execution.status.terminal and execution.dagster_run_id not in (None, run.run_id):
         return True  # a later run (a retry, a re-execution) owns the execution now
@@ -140,8 +140,8 @@ def _settle_run(store: Store, runs: RunSource, alerter: Alerter, tick: Reconcile
     if run_end is RunEnd.FAILED_WILL_RETRY and not execution.status.terminal:
         return True  # the retry run settles it; an expired lease catches a retry that never came
     settlement = settle(store, alerter, execution.execution_id, run_id=run.run_id,
-                        run_end=run_end,
-                        message=_message(run), finalized_by=FINALIZED_BY)
+                        run_end=run_end, message=message or _message(run),
+                        finalized_by=FINALIZED_BY)
     if settlement.finalized:
         tick.settled.append(settlement)
     if settlement.finalized and settlement.execution.outcome and not run.has_outcome_tag:
@@ -153,28 +153,28 @@ def _expire_leases(store: Store, runs: RunSource, alerter: Alerter, tick: Reconc
                    now: datetime, lease_timeout: timedelta) -> None:
     stale = store.stale_executions(now - lease_timeout)
     known = runs.by_id([e.dagster_run_id for e in stale if e.dagster_run_id])
+    seconds = int(lease_timeout.total_seconds())
+    message = (f"the run worker stopped (no heartbeat for over {seconds}s); the process was "
+               "probably killed")
     for execution in stale:
         run = known.get(execution.dagster_run_id or "")
-        if run is not None and run.phase is not RunPhase.ACTIVE:
-            if run.retry_run_id is not None:
-                continue  # Dagster launched the retry; its op takes the execution over
-            if (run.phase is RunPhase.FAILURE and run.will_retry and execution.heartbeat_at
-                    and now - execution.heartbeat_at < 2 * lease_timeout):
-                continue  # give Dagster's retry daemon time to launch the retry
-            _settle_run(store, runs, alerter, tick,
-                        RunInfo(run_id=run.run_id, execution_id=run.execution_id,
-                                phase=run.phase, updated_at=run.updated_at, will_retry=False,
-                                has_outcome_tag=run.has_outcome_tag), execution)
-            continue
-        seconds = int(lease_timeout.total_seconds())
-        message = (f"the run worker stopped (no heartbeat for over {seconds}s); the process "
-                   "was probably killed")
-        if run is not None:
+        if run is not None and run.phase is RunPhase.ACTIVE:
+            # Dagster still thinks it runs: fail it, so Dagster's own retry policy applies.
             runs.mark_failed(run.run_id, message)
-        settlement = settle(store, alerter, execution.execution_id,
-                            run_id=execution.dagster_run_id or "", run_end=RunEnd.FAILED,
-                            message=message, finalized_by=FINALIZED_BY)
-        tick.expired_leases += 1
-        tick.settled.append(settlement)
-        if run is not None and settlement.finalized and settlement.execution.outcome:
-            runs.tag_outcome(run.run_id, settlement.execution.outcome.value)
+            run = runs.by_id([run.run_id]).get(run.run_id)
+            tick.expired_leases += 1
+        if run is None:
+            settlement = settle(store, alerter, execution.execution_id,
+                                run_id=execution.dagster_run_id or "", run_end=RunEnd.FAILED,
+                                message=message, finalized_by=FINALIZED_BY)
+            tick.settled.append(settlement)
+            continue
+        if run.retry_run_id is not None:
+            continue  # Dagster launched the retry; its op takes the execution over
+        if (run.phase is RunPhase.FAILURE and run.will_retry is not False
+                and execution.heartbeat_at and now - execution.heartbeat_at < 2 * lease_timeout):
+            continue  # give Dagster's retry daemon time to launch the retry
+        final = RunInfo(run_id=run.run_id, execution_id=run.execution_id, phase=run.phase,
+                        updated_at=run.updated_at, will_retry=False,
+                        has_outcome_tag=run.has_outcome_tag)
+        _settle_run(store, runs, alerter, tick, final, execution, message=message)

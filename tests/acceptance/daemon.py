@@ -18,8 +18,11 @@ BIN = Path(sys.executable).parent
 
 
 def write_dagster_yaml(home: Path, *, postgres_url: str | None = None,
-                       queued_max_concurrent: int | None = None) -> None:
+                       queued_max_concurrent: int | None = None,
+                       run_retries: int | None = None) -> None:
     config: dict[str, Any] = {"telemetry": {"enabled": False}}
+    if run_retries is not None:
+        config["run_retries"] = {"enabled": True, "max_retries": run_retries}
     if postgres_url:
         # postgresql+psycopg2://user@host:port/db -> dagster-postgres's own url form
         config["storage"] = {"postgres": {"postgres_url": postgres_url.replace(
@@ -41,15 +44,17 @@ def environment(home: Path, store_url: str, **settings: str) -> dict[str, str]:
 class Daemon:
     """``dagster-daemon run`` in its own process group, so SIGKILL takes its code server too."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path,
+                 workspace: Path = REPO / "workspace.yaml") -> None:
         self.env = env
         self.log = log
+        self.workspace = workspace
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+                [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)],
                 cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
 
