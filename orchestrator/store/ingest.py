@@ -205,7 +205,15 @@ class IngestStore:
         """Most recent first, buffered executions included (as ``queued``)."""
         records = self.store.list_executions(environment=environment, workflow=workflow,
                                              status=status, limit=limit)
-        views = [_view(r.to_dict(), buffered=False, expires_at=None) for r in records]
+        k = t.idempotency_keys
+        keyed = [r.execution_id for r in records if r.idempotency_key is not None]
+        with self.store._read() as conn:
+            expiries: dict[str, datetime] = {
+                r.execution_id: r.expires_at for r in conn.execute(
+                    sa.select(k.c.execution_id, k.c.expires_at)
+                    .where(k.c.execution_id.in_(keyed)))} if keyed else {}
+        views = [_view(r.to_dict(), buffered=False, expires_at=expiries.get(r.execution_id))
+                 for r in records]
         for view in views:
             view.pop("blocks", None)
         if status in (None, ExecutionStatus.QUEUED.value):

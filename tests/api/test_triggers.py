@@ -65,6 +65,8 @@ def test_expired_key_starts_a_fresh_execution(acme: Client) -> None:
     assert shown["idempotency_key"] == "short" and shown["idempotency_key_expires_at"]
     assert acme.post("/v1/workflows/digest/trigger", body).json()["execution_id"] == \
         first["execution_id"]
+    [listed] = acme.get("/v1/executions").json()["executions"]
+    assert listed["idempotency_key_expires_at"] == shown["idempotency_key_expires_at"]
     time.sleep(1.3)
     fresh = acme.post("/v1/workflows/digest/trigger", body).json()
     assert fresh["execution_id"] != first["execution_id"] and not fresh["deduplicated"]
