@@ -5,7 +5,8 @@ One burst of one tenant cannot hold back another tenant's single trigger beyond 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from orchestrator.store import tables as t
 from orchestrator.store.store import Store, _translated, insert_execution
 
 BUFFER_STUCK_KIND = "buffer_stuck"
+log = logging.getLogger(__name__)
 
 
 def _round_robin(table: sa.Table, where: Any, limit: int) -> sa.Select[Any]:
@@ -94,6 +96,10 @@ class FairQueue:
                             created_at=now, environment=row.environment,
                             workflow=row.workflow))
                     created += 1
+                    log.error("alert %s: execution %s of %s/%s has waited %ss in the burst buffer",
+                              BUFFER_STUCK_KIND, row.execution_id, row.environment, row.workflow,
+                              waited, extra={"execution_id": row.execution_id,
+                                             "request_id": row.request_id})
                 except IntegrityError:
                     pass
         return created
@@ -121,8 +127,6 @@ class FairQueue:
 
 def _aware(value: datetime) -> datetime:
     # Aggregates bypass the column type on SQLite: min() comes back as text or naive.
-    from datetime import UTC
-
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
