@@ -1,10 +1,12 @@
-# `make dev`  : set up and run the product on the embedded default (SQLite).
+# `make dev`  : set up and run the product on the embedded default (SQLite): `dagster dev` and the
+#               HTTP API (`orchestrator serve`, port API_PORT).
 # `make test` : set up and run the whole suite (SQLite and the local PostgreSQL).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+API_PORT ?= 8080
 export DAGSTER_HOME
 
 .PHONY: install dev test lint db-upgrade clean
@@ -31,6 +33,10 @@ dev: db-upgrade
 	$(BIN)/orchestrator schedules create --workflow daily-digest --cron '* * * * *' \
 		--payload '{"user": "demo"}' --key demo-every-minute
 	@echo "Dagster UI: http://127.0.0.1:3000  (DAGSTER_HOME=$(DAGSTER_HOME))"
+	@echo "HTTP API:   http://127.0.0.1:$(API_PORT)/openapi.json  (a key: $(BIN)/orchestrator keys create -e default)"
+	@# The API runs beside `dagster dev` and stops with it (Ctrl-C, or dagster dev exiting).
+	$(BIN)/orchestrator serve --host 127.0.0.1 --port $(API_PORT) & api=$$!; \
+	trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml --host 127.0.0.1 --port 3000
 
 test: install

@@ -8,6 +8,8 @@ Layout (one folder per part):
 - ``execution/``  the execution core (runs a workflow's blocks) and the logging session.
 - ``dagster/``    thin Dagster adapters: resources, the ``execute_workflow`` job, sensors.
 - ``cli/``        the ``orchestrator`` command line.
+- ``api/``        the HTTP API (Starlette, served by uvicorn): thin handlers over
+                  ``triggers/ingest.py``.
 """
 
 from __future__ import annotations

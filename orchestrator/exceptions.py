@@ -5,6 +5,7 @@ Hierarchy::
     OrchestratorError                 base; carries ``classification``
     ├── InvalidInput                  bad input: one or more ``Problem`` (field + message)
     ├── NotFound                      a named object does not exist (kind + key)
+    ├── Conflict                      refused by stored state (a replayed webhook delivery)
     ├── StoreError                    the store failed (unreachable, driver error); a pipeline fault
     └── WorkflowError                 a user/workflow error raised inside the execution core
 
@@ -62,6 +63,12 @@ class NotFound(OrchestratorError):
         self.kind = kind
         self.key = key
         super().__init__(f"{kind} {key!r} not found")
+
+
+class Conflict(OrchestratorError):
+    """The request conflicts with what is stored (e.g. a webhook signature seen before)."""
+
+    classification = Classification.USER
 
 
 class StoreError(OrchestratorError):

@@ -420,5 +420,93 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_FAULT)
 
 
+
+# ------------------------------------------------------------- HTTP API: keys, webhooks, serve
+
+@cli.group()
+def keys() -> None:
+    """API keys: each is scoped to one environment."""
+
+
+@keys.command("create")
+@click.option("--environment", "-e", required=True, help="The environment the key may use.")
+@json_option
+def keys_create(environment: str, as_json: bool) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from orchestrator.domain.workflow import validate_name
+    from orchestrator.store.access import AccessStore
+
+    problems = validate_name(environment, "--environment")
+    if problems:
+        raise InvalidInput(problems)
+    record, key = AccessStore(_store()).create_api_key(environment, _now())
+    emit(record.to_dict() | {"key": key}, as_json=as_json)
+    if not as_json:
+        click.echo("store the key now: it is not shown again", err=True)
+
+
+@keys.command("list")
+@click.option("--environment", "-e", default=None, help="Only this environment.")
+@json_option
+def keys_list(environment: str | None, as_json: bool) -> None:
+    """List keys (id, environment, prefix; never the key)."""
+    from orchestrator.store.access import AccessStore
+
+    rows = [k.to_dict() for k in AccessStore(_store()).list_api_keys(environment)]
+    emit(rows, as_json=as_json, columns=["id", "environment", "prefix", "created_at"])
+
+
+@cli.group()
+def webhooks() -> None:
+    """Signed webhooks that trigger a workflow: POST /v1/webhooks/ID."""
+
+
+@webhooks.command("create")
+@click.option("--workflow", "-w", required=True, help="Workflow name.")
+@env_option
+@json_option
+def webhooks_create(workflow: str, environment: str, as_json: bool) -> None:
+    """Create a webhook; prints its id and signing secret."""
+    from orchestrator.store.access import AccessStore
+
+    record = AccessStore(_store()).create_webhook(environment, workflow, _now())
+    emit(record.to_dict() | {"url_path": f"/v1/webhooks/{record.id}"}, as_json=as_json)
+
+
+@webhooks.command("list")
+@click.option("--environment", "-e", default=None, help="Only this environment.")
+@json_option
+def webhooks_list(environment: str | None, as_json: bool) -> None:
+    """List webhooks (without secrets)."""
+    from orchestrator.store.access import AccessStore
+
+    rows = [w.public() for w in AccessStore(_store()).list_webhooks(environment)]
+    emit(rows, as_json=as_json, columns=["id", "environment", "workflow", "created_at"])
+
+
+@webhooks.command("delete")
+@click.argument("webhook_id")
+def webhooks_delete(webhook_id: str) -> None:
+    """Delete a webhook: its URL answers 404 from now on."""
+    from orchestrator.store.access import AccessStore
+
+    AccessStore(_store()).delete_webhook(webhook_id)
+    click.echo(f"deleted webhook {webhook_id}")
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """Serve the HTTP API (OpenAPI document at /openapi.json)."""
+    import uvicorn
+
+    from orchestrator.api.app import create_app
+    from orchestrator.api.settings import ApiSettings
+
+    app = create_app(ApiSettings.from_env())
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+
+
 if __name__ == "__main__":
     main()

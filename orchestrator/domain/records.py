@@ -115,6 +115,7 @@ class ExecutionRecord(_Record):
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None = None
+    batch_id: str | None = None
     blocks: tuple[BlockEntry, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,6 +144,7 @@ class QueuedTrigger(_Record):
     status: TriggerStatus
     created_at: datetime
     dispatched_at: datetime | None
+    available_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

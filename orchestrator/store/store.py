@@ -311,27 +311,13 @@ class Store:
         """Insert the execution (status ``queued``) unless it exists; with ``enqueue`` also its
         queued-trigger row, in the same transaction. Returns the stored record (the first
         writer's correlation wins) and whether this call created it."""
-        values = dict(
-            execution_id=correlation.execution_id, request_id=correlation.request_id,
-            source=correlation.source.value, workflow=correlation.workflow,
-            environment=correlation.environment, workflow_version=workflow_version,
-            status=ExecutionStatus.QUEUED.value, trigger_id=correlation.trigger_id,
-            scheduled_for=correlation.scheduled_for,
-            idempotency_key=correlation.idempotency_key,
-            parent_execution_id=correlation.parent_execution_id, payload=correlation.payload,
-            attempts=0, created_at=now)
         with self._write() as conn:
             created = False
             if self._execution_row(conn, correlation.execution_id) is None:
                 try:
                     with conn.begin_nested():
-                        conn.execute(t.executions.insert().values(**values))
-                        if enqueue:
-                            conn.execute(t.queued_triggers.insert().values(
-                                execution_id=correlation.execution_id,
-                                environment=correlation.environment,
-                                workflow=correlation.workflow,
-                                status=TriggerStatus.QUEUED.value, created_at=now))
+                        insert_execution(conn, correlation, now,
+                                         workflow_version=workflow_version, enqueue=enqueue)
                     created = True
                 except IntegrityError:
                     pass  # a concurrent writer inserted it first
@@ -561,6 +547,27 @@ def _alert_record(row: Any) -> AlertRecord:
     data = row._asdict()
     data["delivery_status"] = DeliveryStatus(data["delivery_status"])
     return AlertRecord(**data)
+
+
+def insert_execution(conn: sa.Connection, correlation: Correlation, now: datetime, *,
+                     workflow_version: int | None = None, enqueue: bool = False,
+                     available_at: datetime | None = None, batch_id: str | None = None) -> None:
+    """Insert the execution (status ``queued``) and, with ``enqueue``, its queued-trigger row, on
+    the caller's connection (one transaction with whatever else the caller writes). Raises
+    ``IntegrityError`` when the execution exists."""
+    conn.execute(t.executions.insert().values(
+        execution_id=correlation.execution_id, request_id=correlation.request_id,
+        source=correlation.source.value, workflow=correlation.workflow,
+        environment=correlation.environment, workflow_version=workflow_version,
+        status=ExecutionStatus.QUEUED.value, trigger_id=correlation.trigger_id,
+        scheduled_for=correlation.scheduled_for, idempotency_key=correlation.idempotency_key,
+        parent_execution_id=correlation.parent_execution_id, payload=correlation.payload,
+        batch_id=batch_id, attempts=0, created_at=now))
+    if enqueue:
+        conn.execute(t.queued_triggers.insert().values(
+            execution_id=correlation.execution_id, environment=correlation.environment,
+            workflow=correlation.workflow, status=TriggerStatus.QUEUED.value, created_at=now,
+            available_at=available_at))
 
 
 def _execution_record(row: Any, blocks: tuple[BlockEntry, ...]) -> ExecutionRecord:

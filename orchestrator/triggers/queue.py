@@ -1,32 +1,45 @@
 """One tick of the queued-trigger dispatcher (triggers from ``orchestrator trigger``,
-``schedules trigger`` and, later, the HTTP API): dispatch before mark, oldest first.
+``schedules trigger`` and the HTTP API): dispatch before mark, fair across environments.
 
-A queued trigger's run key is ``trigger:<execution_id>``. A trigger whose run exists is marked
-dispatched; others are requested (again, if the daemon died before the run was submitted).
+1. The burst buffer is drained into the queue (bounded by ``limit``, round robin across
+   environments); entries buffered longer than ``stuck_after`` raise an alert.
+2. A page of at most ``limit`` queued triggers is read round robin across environments (each
+   environment's oldest first), so one tenant's burst delays another's trigger by at most a
+   tick. Debounced triggers wait for their ``available_at``.
+3. A trigger whose run exists is marked dispatched; others are requested (again, if the daemon
+   died before the run was submitted). Run key ``trigger:<execution_id>``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from orchestrator.domain.correlation import trigger_run_key
 from orchestrator.store import Store
+from orchestrator.store.fairness import FairQueue
 from orchestrator.triggers.dispatch import Dispatch, RunLookup, RunState, correlation_of
+
+DEFAULT_STUCK_AFTER = timedelta(minutes=10)
 
 
 @dataclass(kw_only=True)
 class QueueTick:
     dispatches: list[Dispatch] = field(default_factory=list)
     marked: int = 0
+    drained: int = 0
+    stuck_alerts: int = 0
 
 
-def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int,
-                             runs: RunLookup) -> QueueTick:
+def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: RunLookup,
+                             stuck_after: timedelta = DEFAULT_STUCK_AFTER) -> QueueTick:
     tick = QueueTick()
+    fair = FairQueue(store)
+    tick.stuck_alerts = fair.alert_stuck(now, stuck_after)
+    tick.drained = len(fair.drain(limit))
     # Triggers already running are marked first so they stop occupying the page.
     for _ in range(2):
-        queued = store.queued_triggers(limit)
+        queued = fair.queued(now, limit)
         keys = {q.execution_id: trigger_run_key(q.execution_id) for q in queued}
         states = runs(list(keys.values()))
         started = [e for e, k in keys.items() if states.get(k) is RunState.SUBMITTED]

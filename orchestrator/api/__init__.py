@@ -1,0 +1,1 @@
+"""The HTTP API server (Starlette app, run by uvicorn via ``orchestrator serve``)."""

@@ -1,0 +1,125 @@
+"""Request bodies (Pydantic, at the HTTP edge only) and their conversion to domain inputs."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orchestrator.domain.ingest import MAX_BATCH_ITEMS, MAX_IDEMPOTENCY_TTL, Debounce, DebounceMode
+from orchestrator.domain.schedules import KEY_PATTERN
+from orchestrator.exceptions import InvalidInput, Problem
+from orchestrator.triggers.ingest import TriggerInput
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+KeyStr = Field(default=None, min_length=1, max_length=200, pattern=KEY_PATTERN.pattern)
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Seconds (a number) or a string such as ``"30s"``, ``"5m"``, ``"1h"``, ``"2d"``."""
+    if isinstance(value, bool):
+        raise ValueError("must be seconds (a number) or a duration such as '30s', '5m', '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value).strip())
+        if match is None:
+            raise ValueError("must be seconds (a number) or a duration such as '30s', '5m', "
+                             "'1h'")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be positive")
+    return timedelta(seconds=seconds)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DebounceBody(_Body):
+    key: str = Field(min_length=1, max_length=200, pattern=KEY_PATTERN.pattern)
+    delay: timedelta
+    mode: Literal["leading", "trailing"] = "trailing"
+    max_delay: timedelta | None = None
+
+    _durations = field_validator("delay", "max_delay", mode="before")(
+        lambda cls, v: None if v is None else parse_duration(v))
+
+    @field_validator("delay")
+    @classmethod
+    def _delay_bound(cls, v: timedelta) -> timedelta:
+        if v > timedelta(days=1):
+            raise ValueError("must be at most 1 day")
+        return v
+
+
+class TriggerBody(_Body):
+    """``POST /v1/workflows/{name}/trigger``."""
+
+    payload: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = KeyStr
+    idempotency_key_ttl: timedelta | None = None
+    debounce: DebounceBody | None = None
+    parent_execution_id: str | None = Field(default=None, min_length=1, max_length=36)
+
+    @field_validator("idempotency_key_ttl", mode="before")
+    @classmethod
+    def _ttl(cls, v: Any) -> timedelta | None:
+        if v is None:
+            return None
+        ttl = parse_duration(v)
+        if ttl > MAX_IDEMPOTENCY_TTL:
+            raise ValueError("must be at most 30 days")
+        return ttl
+
+    def to_input(self) -> TriggerInput:
+        debounce = None
+        if self.debounce is not None:
+            debounce = Debounce(key=self.debounce.key, delay=self.debounce.delay,
+                                mode=DebounceMode(self.debounce.mode),
+                                max_delay=self.debounce.max_delay)
+        extra = {"idempotency_ttl": self.idempotency_key_ttl} if self.idempotency_key_ttl \
+            else {}
+        return TriggerInput(payload=self.payload, idempotency_key=self.idempotency_key,
+                            debounce=debounce, parent_execution_id=self.parent_execution_id,
+                            **extra)
+
+
+class BatchBody(_Body):
+    """``POST /v1/workflows/{name}/trigger-batch``: items without their own key get
+    ``<idempotency_key>:<index>``."""
+
+    items: list[TriggerBody] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+    idempotency_key: str | None = KeyStr
+
+
+class ScheduleBody(_Body):
+    """``POST /v1/schedules``: the CLI's ``schedules create`` fields."""
+
+    workflow: str
+    cron: str | None = None
+    timezone: str = "UTC"
+    run_at: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    key: str | None = None
+
+
+def parse(model: type[_Body], data: Any) -> Any:
+    """Validate ``data``; every problem becomes an :class:`InvalidInput` naming its field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"]) or "body"
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "is not a known field"
+            problems.append(Problem(field=field, message=message))
+        raise InvalidInput(problems, subject="request body") from None
+
+
+SCHEMA_MODELS: list[type[BaseModel]] = [TriggerBody, BatchBody, DebounceBody, ScheduleBody]

@@ -1,0 +1,73 @@
+"""What a trigger asks for when it enters the system (API, webhook, batch item, child), and what
+ingestion answered. Plain values: the HTTP layer parses into these, the store writes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+from orchestrator.domain.correlation import Correlation
+
+DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
+MAX_IDEMPOTENCY_TTL = timedelta(days=30)
+MAX_BATCH_ITEMS = 500
+
+
+class DebounceMode(str, Enum):
+    """``leading`` keeps the first trigger's payload; ``trailing`` the last one's."""
+
+    LEADING = "leading"
+    TRAILING = "trailing"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Debounce:
+    """Triggers with one ``key`` within ``delay`` of each other make one execution, which starts
+    ``delay`` after the last of them, and at the latest ``max_delay`` after the first."""
+
+    key: str
+    delay: timedelta
+    mode: DebounceMode = DebounceMode.TRAILING
+    max_delay: timedelta | None = None
+
+    def due(self, first_at: datetime, now: datetime) -> tuple[datetime, datetime | None]:
+        """(when the execution may start, the latest it may start) for a trigger at ``now`` of a
+        debounce window opened at ``first_at``."""
+        latest = first_at + self.max_delay if self.max_delay is not None else None
+        start = now + self.delay
+        return (min(start, latest) if latest is not None else start), latest
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriggerRequest:
+    """One trigger to admit. The correlation (``execution_id``, ``request_id``) is already
+    assigned: ingestion is where it is born."""
+
+    correlation: Correlation
+    idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL
+    debounce: Debounce | None = None
+    batch_id: str | None = None
+
+    @property
+    def bypasses_gate(self) -> bool:
+        """Debounce, batch items and child triggers never go to the burst buffer: they carry
+        state (a debounce window, a batch, a parent) that must exist at once."""
+        return (self.debounce is not None or self.batch_id is not None
+                or self.correlation.parent_execution_id is not None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Admission:
+    """What ingestion did with one trigger: the 202 body, plus how it was admitted."""
+
+    execution_id: str
+    request_id: str
+    deduplicated: bool = False
+    buffered: bool = False
+    debounced: bool = False
+    status: str = "queued"
+
+    def body(self) -> dict[str, object]:
+        return {"execution_id": self.execution_id, "request_id": self.request_id,
+                "status": self.status, "deduplicated": self.deduplicated}

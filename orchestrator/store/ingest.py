@@ -1,0 +1,257 @@
+"""Admitting triggers: the idempotency claim, debounce, the burst buffer and the queue, each
+trigger (or a whole batch) in one transaction, so a failure leaves nothing half written. Reads
+of executions fall back to the burst buffer, so a buffered execution is visible at once.
+
+The idempotency claim is the primary key of ``orch_idempotency_keys``: of concurrent requests
+with one key, one insert wins and every other caller reads the winner's execution. An expired
+claim, or one whose execution ended in a pipeline fault, is taken over with a compare-and-set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from orchestrator.domain.correlation import Correlation, iso_utc
+from orchestrator.domain.ingest import Admission, Debounce, DebounceMode, TriggerRequest
+from orchestrator.domain.records import ExecutionStatus, Outcome, TriggerStatus
+from orchestrator.exceptions import Conflict, NotFound, StoreError
+from orchestrator.store import tables as t
+from orchestrator.store.store import Store, _translated, insert_execution
+
+_CLAIM_ATTEMPTS = 5
+# Receipts older than this carry timestamps the signature check refuses anyway.
+RECEIPT_RETENTION = timedelta(minutes=15)
+
+
+class IngestStore:
+    """Trigger admission and execution reads with buffer fallback, on one :class:`Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # ----------------------------------------------------------------------------- admission
+
+    @_translated("accept the trigger")
+    def admit(self, requests: Sequence[TriggerRequest], now: datetime, *,
+              buffer: Sequence[bool] | None = None,
+              receipt: tuple[str, str] | None = None) -> list[Admission]:
+        """Admit ``requests`` in one transaction. ``buffer[i]`` sends request ``i`` to the burst
+        buffer (when it does not bypass the gate). ``receipt`` = (webhook id, signature) is
+        recorded in the same transaction; a signature seen before raises :class:`Conflict`."""
+        to_buffer = list(buffer) if buffer is not None else [False] * len(requests)
+        with self.store._write() as conn:
+            if receipt is not None:
+                self._record_receipt(conn, *receipt, now)
+            return [self._admit_one(conn, request, now, flag and not request.bypasses_gate)
+                    for request, flag in zip(requests, to_buffer, strict=True)]
+
+    def _record_receipt(self, conn: sa.Connection, webhook_id: str, signature: str,
+                        now: datetime) -> None:
+        r = t.webhook_receipts
+        conn.execute(r.delete().where(r.c.received_at < now - RECEIPT_RETENTION))
+        try:
+            with conn.begin_nested():
+                conn.execute(r.insert().values(webhook_id=webhook_id, signature=signature[-64:],
+                                               received_at=now))
+        except IntegrityError:
+            raise Conflict("this webhook delivery was already accepted (replay refused); "
+                           "sign each delivery with a fresh timestamp") from None
+
+    def _admit_one(self, conn: sa.Connection, request: TriggerRequest, now: datetime,
+                   to_buffer: bool) -> Admission:
+        c = request.correlation
+        expires_at = now + request.idempotency_ttl
+        if c.idempotency_key is not None:
+            existing = self._claim(conn, c, now, expires_at)
+            if existing is not None:
+                return existing
+        if request.debounce is not None:
+            admission = self._debounce(conn, request, request.debounce, now)
+            if c.idempotency_key is not None and admission.execution_id != c.execution_id:
+                k = t.idempotency_keys
+                conn.execute(k.update().where(*_key_of(c)).values(
+                    execution_id=admission.execution_id))
+            return admission
+        if to_buffer:
+            conn.execute(t.burst_buffer.insert().values(
+                execution_id=c.execution_id, request_id=c.request_id, source=c.source.value,
+                environment=c.environment, workflow=c.workflow, trigger_id=c.trigger_id,
+                payload=c.payload, idempotency_key=c.idempotency_key,
+                idempotency_expires_at=expires_at if c.idempotency_key else None,
+                parent_execution_id=c.parent_execution_id, batch_id=request.batch_id,
+                created_at=now))
+            return Admission(execution_id=c.execution_id, request_id=c.request_id,
+                             buffered=True)
+        insert_execution(conn, c, now, enqueue=True, batch_id=request.batch_id)
+        return Admission(execution_id=c.execution_id, request_id=c.request_id)
+
+    def _claim(self, conn: sa.Connection, c: Correlation, now: datetime,
+               expires_at: datetime) -> Admission | None:
+        """None when this request now holds the key; else the holder's admission."""
+        k = t.idempotency_keys
+        for _ in range(_CLAIM_ATTEMPTS):
+            try:
+                with conn.begin_nested():
+                    conn.execute(k.insert().values(
+                        environment=c.environment, workflow=c.workflow, key=c.idempotency_key,
+                        execution_id=c.execution_id, expires_at=expires_at, created_at=now))
+                return None
+            except IntegrityError:
+                pass  # held (or just claimed by a concurrent request, now committed)
+            row = conn.execute(sa.select(k).where(*_key_of(c))).first()
+            if row is None:
+                continue
+            holder = self._holder(conn, row.execution_id)
+            # Expiry is honoured here, on the write side: an expired claim is taken over.
+            if row.expires_at > now and holder is not None \
+                    and holder[1] != Outcome.PIPELINE_FAULT.value:
+                return Admission(execution_id=row.execution_id, request_id=holder[0],
+                                 deduplicated=True)
+            taken = conn.execute(k.update().where(
+                *_key_of(c), k.c.execution_id == row.execution_id,
+                k.c.expires_at == row.expires_at).values(
+                    execution_id=c.execution_id, expires_at=expires_at, created_at=now))
+            if taken.rowcount == 1:
+                return None
+        raise StoreError("claim the idempotency key (too much contention)")
+
+    @staticmethod
+    def _holder(conn: sa.Connection, execution_id: str) -> tuple[str, str | None] | None:
+        """(request_id, outcome) of an execution, in the log or in the buffer."""
+        e, b = t.executions, t.burst_buffer
+        row = conn.execute(sa.select(e.c.request_id, e.c.outcome)
+                           .where(e.c.execution_id == execution_id)).first()
+        if row is not None:
+            return row.request_id, row.outcome
+        rid = conn.execute(sa.select(b.c.request_id)
+                           .where(b.c.execution_id == execution_id)).scalar()
+        return (rid, None) if rid is not None else None
+
+    def _debounce(self, conn: sa.Connection, request: TriggerRequest, debounce: Debounce,
+                  now: datetime) -> Admission:
+        c = request.correlation
+        d, q, e = t.debounces, t.queued_triggers, t.executions
+        where = (d.c.environment == c.environment, d.c.workflow == c.workflow,
+                 d.c.key == debounce.key)
+        row = conn.execute(sa.select(d).where(*where).with_for_update()).first()
+        if row is not None:
+            start, _ = debounce.due(row.first_at, now)
+            # Only a window whose execution is still waiting (not yet due, so no sensor can
+            # have read it) is joined; otherwise a new window opens.
+            moved = conn.execute(q.update().where(
+                q.c.execution_id == row.execution_id,
+                q.c.status == TriggerStatus.QUEUED.value, q.c.available_at > now)
+                .values(available_at=start)).rowcount
+            if moved == 1:
+                if debounce.mode is DebounceMode.TRAILING:
+                    conn.execute(e.update().where(
+                        e.c.execution_id == row.execution_id,
+                        e.c.status == ExecutionStatus.QUEUED.value).values(payload=c.payload))
+                conn.execute(d.update().where(*where).values(updated_at=now))
+                request_id = conn.execute(sa.select(e.c.request_id).where(
+                    e.c.execution_id == row.execution_id)).scalar_one()
+                return Admission(execution_id=row.execution_id, request_id=request_id,
+                                 debounced=True)
+        start, latest = debounce.due(now, now)
+        values = dict(execution_id=c.execution_id, mode=debounce.mode.value, first_at=now,
+                      latest_at=latest, updated_at=now)
+        try:
+            with conn.begin_nested():
+                insert_execution(conn, c, now, enqueue=True, available_at=start,
+                                 batch_id=request.batch_id)
+                if row is None:
+                    conn.execute(d.insert().values(environment=c.environment,
+                                                   workflow=c.workflow, key=debounce.key,
+                                                   **values))
+                else:
+                    conn.execute(d.update().where(*where, d.c.execution_id == row.execution_id)
+                                 .values(**values))
+        except IntegrityError:
+            if row is not None:
+                raise
+            return self._debounce(conn, request, debounce, now)  # a concurrent first trigger
+        return Admission(execution_id=c.execution_id, request_id=c.request_id)
+
+    # --------------------------------------------------------------------------------- reads
+
+    @_translated("read the execution")
+    def execution_view(self, execution_id: str, environment: str) -> dict[str, Any]:
+        """The execution as the API shows it; a buffered one is ``queued`` with every field.
+        Another environment's execution is :class:`NotFound`, like a missing one."""
+        try:
+            record = self.store.get_execution(execution_id)
+        except NotFound:
+            record = None
+        with self.store._read() as conn:
+            if record is not None and record.environment == environment:
+                expires = conn.execute(sa.select(t.idempotency_keys.c.expires_at).where(
+                    t.idempotency_keys.c.execution_id == execution_id)).scalar()
+                return _view(record.to_dict(), buffered=False, expires_at=expires)
+            b = t.burst_buffer
+            row = conn.execute(sa.select(b).where(b.c.execution_id == execution_id,
+                                                  b.c.environment == environment)).first()
+        if row is None:
+            raise NotFound("execution", execution_id)
+        return _buffered_view(row)
+
+    @_translated("list executions")
+    def list_views(self, environment: str, *, workflow: str | None = None,
+                   status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Most recent first, buffered executions included (as ``queued``)."""
+        records = self.store.list_executions(environment=environment, workflow=workflow,
+                                             status=status, limit=limit)
+        k = t.idempotency_keys
+        keyed = [r.execution_id for r in records if r.idempotency_key is not None]
+        with self.store._read() as conn:
+            expiries: dict[str, datetime] = {
+                r.execution_id: r.expires_at for r in conn.execute(
+                    sa.select(k.c.execution_id, k.c.expires_at)
+                    .where(k.c.execution_id.in_(keyed)))} if keyed else {}
+        views = [_view(r.to_dict(), buffered=False, expires_at=expiries.get(r.execution_id))
+                 for r in records]
+        for view in views:
+            view.pop("blocks", None)
+        if status in (None, ExecutionStatus.QUEUED.value):
+            b = t.burst_buffer
+            query = (sa.select(b).where(b.c.environment == environment)
+                     .order_by(b.c.created_at.desc()).limit(limit))
+            if workflow is not None:
+                query = query.where(b.c.workflow == workflow)
+            with self.store._read() as conn:
+                for row in conn.execute(query):
+                    view = _buffered_view(row)
+                    view.pop("blocks")
+                    views.append(view)
+        views.sort(key=lambda v: (v["created_at"], v["execution_id"]), reverse=True)
+        return views[:limit]
+
+
+def _key_of(c: Correlation) -> tuple[Any, ...]:
+    k = t.idempotency_keys
+    return (k.c.environment == c.environment, k.c.workflow == c.workflow,
+            k.c.key == c.idempotency_key)
+
+
+def _view(data: dict[str, Any], *, buffered: bool, expires_at: datetime | None) -> dict[str, Any]:
+    data["buffered"] = buffered
+    data["idempotency_key_expires_at"] = iso_utc(expires_at) if expires_at else None
+    return data
+
+
+def _buffered_view(row: Any) -> dict[str, Any]:
+    """A buffer entry in the shape of an execution record (``queued``, not started)."""
+    fields: dict[str, Any] = dict(
+        execution_id=row.execution_id, request_id=row.request_id, source=row.source,
+        workflow=row.workflow, environment=row.environment, workflow_version=None,
+        status=ExecutionStatus.QUEUED.value, outcome=None, trigger_id=row.trigger_id,
+        scheduled_for=None, idempotency_key=row.idempotency_key,
+        parent_execution_id=row.parent_execution_id, payload=row.payload,
+        dagster_run_id=None, attempts=0, error=None, output=None, finalized_by=None,
+        created_at=iso_utc(row.created_at), started_at=None, finished_at=None,
+        heartbeat_at=None, batch_id=row.batch_id, blocks=[])
+    return _view(fields, buffered=True, expires_at=row.idempotency_expires_at)

@@ -1,0 +1,80 @@
+"""PostgreSQL stops while requests arrive (a private server, never the shared one): the API
+answers 503 with Retry-After and a safe JSON error, recovers when the database is back, and every
+trigger it acknowledged with 202 is in the store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from orchestrator.domain.workflow import parse_workflow
+from orchestrator.execution.blocks import block_types
+from orchestrator.store import Store
+from orchestrator.store.access import AccessStore
+from orchestrator.store.engine import dispose_all
+from orchestrator.store.migrate import upgrade
+from tests.api.conftest import Client, error_of
+from tests.conftest import workflow_doc
+from tests.pg_server import private_postgres
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def store_url() -> str:  # this module brings its own database
+    return "unused"
+
+
+def test_postgres_outage_503_then_recovery_nothing_lost(serve) -> None:
+    with private_postgres() as pg:
+        upgrade(pg.url)
+        store = Store(pg.url)
+        store.apply_workflow(parse_workflow(workflow_doc(), block_types()), datetime.now(UTC))
+        key = AccessStore(store).create_api_key("default", datetime.now(UTC))[1]
+        client = Client(serve(url=pg.url).url, key)
+        accepted: list[str] = []
+        outages: list[dict] = []
+        stop = threading.Event()
+
+        def send() -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                response = client.post("/v1/workflows/digest/trigger", {"payload": {"n": n}})
+                if response.status_code == 202:
+                    accepted.append(response.json()["execution_id"])
+                else:
+                    error = error_of(response, 503)
+                    assert int(response.headers["Retry-After"]) > 0
+                    outages.append(error)
+                time.sleep(0.01)
+
+        senders = [threading.Thread(target=send) for _ in range(4)]
+        for sender in senders:
+            sender.start()
+        try:
+            time.sleep(1.5)
+            before = len(accepted)
+            pg.stop()
+            time.sleep(2)
+            during = len(accepted)
+            pg.start()
+            deadline = time.monotonic() + 30
+            while len(accepted) < during + 20 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            for sender in senders:
+                sender.join(timeout=60)
+        assert before > 0, "nothing was accepted before the outage"
+        assert outages and {e["code"] for e in outages} == {"store_unavailable"}
+        assert len(accepted) >= during + 20, "the API did not recover after the restart"
+        dispose_all()
+        stored = Store(pg.url).executions_by_id(accepted)
+        assert set(stored) == set(accepted)  # every 202 is in the store
+        queued = {q.execution_id for q in Store(pg.url).queued_triggers(100_000)}
+        assert set(accepted) <= queued
+        dispose_all()
