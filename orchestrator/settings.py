@@ -22,6 +22,7 @@ class Settings:
     max_runs_per_tick: int = 50
     sensor_interval_seconds: int = 5
     catchup_window: timedelta = timedelta(hours=1)
+    dispatch_lookahead: timedelta = timedelta(seconds=5)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -33,6 +34,8 @@ class Settings:
                                          minimum=1),
             catchup_window=timedelta(
                 seconds=_int(env, "ORCHESTRATOR_CATCHUP_WINDOW_SECONDS", 3600, minimum=0)),
+            dispatch_lookahead=timedelta(
+                seconds=_int(env, "ORCHESTRATOR_DISPATCH_LOOKAHEAD_SECONDS", 5, minimum=0)),
         )
 
 
