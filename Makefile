@@ -9,7 +9,7 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 API_PORT ?= 8080
 export DAGSTER_HOME
 
-.PHONY: install dev test lint db-upgrade clean
+.PHONY: install install-bench dev test bench chaos lint db-upgrade clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)
+
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	touch $(BENCH_STAMP)
+
+install-bench: $(BENCH_STAMP)
 
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
@@ -42,8 +49,18 @@ dev: db-upgrade
 test: install
 	$(BIN)/pytest
 
+# Benchmarks beside their Dagster baselines, on SQLite and the local PostgreSQL (a fresh database
+# per measurement). Prints a table and writes docs/PERFORMANCE.md. BENCH_QUICK=1: ~8 min.
+bench: install-bench
+	$(BIN)/python -m bench.run_all
+
+# Long fault injection (SIGKILL of the daemon and of the code server; a private PostgreSQL
+# stopped for 30 s). Prints a table and writes docs/RELIABILITY.md. ~12 min.
+chaos: install-bench
+	$(BIN)/python -m bench.chaos
+
 lint: install
-	$(BIN)/ruff check orchestrator tests
+	$(BIN)/ruff check orchestrator tests bench
 	$(BIN)/mypy orchestrator
 
 clean:

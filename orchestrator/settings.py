@@ -27,6 +27,7 @@ class Settings:
     dagster_ui_url: str = "http://127.0.0.1:3000"
     heartbeat_interval_seconds: int = 10
     lease_timeout_seconds: int = 60
+    dispatch_lookahead: timedelta = timedelta(seconds=5)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +51,8 @@ class Settings:
                             or "http://127.0.0.1:3000").rstrip("/"),
             heartbeat_interval_seconds=heartbeat,
             lease_timeout_seconds=lease,
+            dispatch_lookahead=timedelta(
+                seconds=_int(env, "ORCHESTRATOR_DISPATCH_LOOKAHEAD_SECONDS", 5, minimum=0)),
         )
 
 

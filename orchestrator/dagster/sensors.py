@@ -15,7 +15,7 @@ from orchestrator.execution.reconcile import reconcile
 from orchestrator.settings import Settings
 from orchestrator.triggers.dispatch import Dispatch
 from orchestrator.triggers.queue import dispatch_queued_triggers
-from orchestrator.triggers.schedules import dispatch_due_schedules
+from orchestrator.triggers.schedules import dispatch_due_schedules, wait_until_due
 
 SCHEDULE_SENSOR = "schedule_trigger_sensor"
 QUEUE_SENSOR = "queued_trigger_sensor"
@@ -34,8 +34,11 @@ def build_schedule_sensor(settings: Settings) -> dg.SensorDefinition:
                description="Launches due schedules from the orchestrator store.")
     def schedule_trigger_sensor(context: dg.SensorEvaluationContext,
                                 store: OrchestratorStore) -> dg.SensorResult:
+        db = store.get()
+        now = wait_until_due(db, now=datetime.now(UTC), lookahead=settings.dispatch_lookahead,
+                             clock=lambda: datetime.now(UTC))
         tick = dispatch_due_schedules(
-            store.get(), now=datetime.now(UTC), limit=settings.max_runs_per_tick,
+            db, now=now, limit=settings.max_runs_per_tick,
             runs=run_lookup(context.instance, SCHEDULE_SENSOR),
             catchup_window=settings.catchup_window)
         if tick.advanced or tick.skipped or tick.dispatches:

@@ -59,6 +59,13 @@ def validate_name(value: Any, field_name: str) -> list[Problem]:
     return []
 
 
+def _key_label(key: Any) -> str:
+    """How a document's key is named in a problem: as written, or quoted when it would read as
+    nothing (an empty or blank key)."""
+    text = str(key)
+    return text if text.strip() else repr(text)
+
+
 def parse_workflow(document: Any, block_types: Collection[str]) -> WorkflowSpec:
     """Validate ``document`` against the registered ``block_types``; raise :class:`InvalidInput`
     listing every problem."""
@@ -67,7 +74,7 @@ def parse_workflow(document: Any, block_types: Collection[str]) -> WorkflowSpec:
                                    "blocks"), subject="workflow")
     problems: list[Problem] = []
     for key in sorted(set(document) - _KNOWN_KEYS):
-        problems.append(Problem(field=str(key), message="unknown field; allowed: "
+        problems.append(Problem(field=_key_label(key), message="unknown field; allowed: "
                                 + ", ".join(sorted(_KNOWN_KEYS))))
     name = document.get("name")
     problems += validate_name(name, "name")
@@ -96,7 +103,8 @@ def parse_workflow(document: Any, block_types: Collection[str]) -> WorkflowSpec:
             problems.append(Problem(field=where, message="must be a mapping with id and type"))
             continue
         for key in sorted(set(raw) - _BLOCK_KEYS):
-            problems.append(Problem(field=f"{where}.{key}", message="unknown field; allowed: "
+            problems.append(Problem(field=f"{where}.{_key_label(key)}",
+                                    message="unknown field; allowed: "
                                     + ", ".join(sorted(_BLOCK_KEYS))))
         block_id = raw.get("id")
         if not isinstance(block_id, str) or not BLOCK_ID_PATTERN.match(block_id):

@@ -281,6 +281,14 @@ class Store:
         with self._read() as conn:
             return [ScheduleRecord(**r._asdict()) for r in conn.execute(query)]
 
+    @_translated("read the next due time")
+    def next_due_at(self) -> datetime | None:
+        """The earliest ``next_run_at`` of an enabled schedule (one read of the index's first
+        entry; disabled schedules have none)."""
+        s = t.schedules
+        with self._read() as conn:
+            return conn.execute(sa.select(sa.func.min(s.c.next_run_at))).scalar_one_or_none()
+
     @_translated("advance the schedule")
     def advance_schedule(self, schedule_id: str, *, expected: datetime,
                          next_run_at: datetime | None, now: datetime,

@@ -18,6 +18,8 @@ the run exists except the idempotent execution row, so no occurrence is lost.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -109,3 +111,26 @@ def _one(store: Store, schedule: ScheduleRecord, state: RunState | None, now: da
     record, _ = store.create_execution(correlation, now)
     tick.dispatches.append(Dispatch(run_key=schedule_run_key(schedule.id, occurrence),
                                     correlation=correlation_of(record)))
+
+
+def wait_until_due(store: Store, *, now: datetime, lookahead: timedelta,
+                   clock: Callable[[], datetime],
+                   sleep: Callable[[float], None] = time.sleep) -> datetime:
+    """Look-ahead for precision: when nothing is due at ``now`` but a schedule falls due within
+    ``lookahead``, sleep until that instant and return the clock read after waking; otherwise
+    return ``now`` at once.
+
+    Dagster's sensor daemon evaluates sensors on a fixed loop (every 5 s), so without this a
+    due schedule waits up to one loop for the next evaluation. A tick that lands just before a
+    due instant waits for it instead and dispatches on time. Runs are still only requested once
+    due (``next_run_at <= now``): start-before-advance is unchanged. Nothing is waited for when
+    something is already due, so a backlog is never delayed.
+    """
+    if lookahead <= timedelta(0):
+        return now
+    due = store.next_due_at()
+    if due is None or due <= now or due - now > lookahead:
+        return now
+    sleep((due - now).total_seconds())
+    later = clock()
+    return later if later >= due else due

@@ -38,6 +38,9 @@ class SensorHarness:
                  **settings: Any) -> None:
         self.instance = instance
         self.store_url = store_url
+        # No look-ahead wait by default: these tests tick at arbitrary moments and count what
+        # each tick requests (test_lookahead_* turn it on).
+        settings.setdefault("dispatch_lookahead", timedelta(0))
         self.settings = Settings(database_url=store_url, **settings)
         self.sensor = build_definitions(self.settings).get_sensor_def(name)
         self.name = name
