@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 pytestmark = pytest.mark.slow
@@ -346,6 +347,36 @@ def test_run_reports_success_and_user_error(cli: CLI, tmp_path: Path) -> None:
     assert blocks["fetch"]["status"] == "success"
     assert blocks["use"]["status"] == "error"
     assert "nope" in (blocks["use"]["error"] or "")
+
+
+def test_run_pipeline_fault_exits_3_and_raises_one_alert(cli: CLI, cli_env: dict[str, str],
+                                                          store_url: str, tmp_path: Path) -> None:
+    """A block type removed from the code after the workflow was applied: the trigger was
+    accepted, the system cannot honour it. A pipeline fault, not the user's error."""
+    apply_digest(cli, tmp_path)
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:
+        document = digest_doc()
+        document["blocks"][0]["type"] = "removed_in_last_deploy"
+        conn.execute(sa.text("UPDATE orch_workflow_versions SET document = :d"),
+                     {"d": json.dumps(document)})
+    engine.dispose()
+
+    proc = cli("run", "digest", "--json")
+    assert proc.returncode == EXIT_FAULT, describe(proc)
+    assert "Traceback" not in proc.stderr
+    execution = json.loads(proc.stdout)
+    assert (execution["status"], execution["outcome"], execution["finalized_by"]) == (
+        "error", "pipeline_fault", "hook")
+    assert "removed_in_last_deploy" in execution["error"]["message"]
+
+    [alert] = ok_json(cli("alerts", "list", "--json"))
+    assert alert["execution_id"] == execution["execution_id"]
+    assert (alert["kind"], alert["delivery_status"]) == ("pipeline_fault", "none")
+    assert alert["details"]["run_url"].endswith(f"/runs/{execution['dagster_run_id']}")
+    table = ok(cli("alerts", "list")).stdout
+    assert "pipeline_fault" in table and execution["execution_id"] in table
+    assert ok_json(cli("alerts", "list", "--execution", "nope", "--json")) == []
 
 
 def test_trigger_queues_a_manual_execution(cli: CLI, tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.exceptions import StoreError
 from orchestrator.store import Store
 
-Cue = tuple[Callable[[dict[str, Any]], bool], int]
 _CUES: dict[str, list[list[Any]]] = {}
 
 
