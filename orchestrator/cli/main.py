@@ -405,7 +405,7 @@ def executions_show(execution_id: str, as_json: bool) -> None:
 
 @cli.group()
 def alerts() -> None:
-    """Alerts raised for pipeline faults (never for user errors)."""
+    """Alerts: pipeline faults (never user errors) and triggers stuck in the burst buffer."""
 
 
 ALERT_COLUMNS = ["id", "created_at", "kind", "environment", "workflow", "execution_id",
