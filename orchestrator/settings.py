@@ -28,6 +28,7 @@ class Settings:
     heartbeat_interval_seconds: int = 10
     lease_timeout_seconds: int = 60
     dispatch_lookahead: timedelta = timedelta(seconds=5)
+    burst_stuck_after: timedelta = timedelta(minutes=10)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -53,6 +54,8 @@ class Settings:
             lease_timeout_seconds=lease,
             dispatch_lookahead=timedelta(
                 seconds=_int(env, "ORCHESTRATOR_DISPATCH_LOOKAHEAD_SECONDS", 5, minimum=0)),
+            burst_stuck_after=timedelta(
+                seconds=_int(env, "ORCHESTRATOR_BURST_STUCK_AFTER_SECONDS", 600, minimum=1)),
         )
 
 

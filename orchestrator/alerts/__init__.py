@@ -1,4 +1,5 @@
-"""Alerts: raised for pipeline faults (never for user errors), one per execution and kind.
+"""Alerts: raised for pipeline faults (never for user errors) and for triggers stuck in the burst
+buffer (``buffer_stuck``), one per execution and kind.
 
 Each alert is a row in the store, an ERROR log line, and, when ``ORCHESTRATOR_ALERT_WEBHOOK_URL``
 is set, a JSON POST (Slack-compatible ``text`` plus the correlation fields, the outcome, the error

@@ -13,10 +13,12 @@ import httpx
 from orchestrator.domain.correlation import iso_utc
 from orchestrator.domain.records import AlertRecord, DeliveryStatus, ExecutionRecord
 from orchestrator.store import Store
+from orchestrator.store.fairness import BUFFER_STUCK_KIND, BufferedTrigger
 
 log = logging.getLogger("orchestrator.alerts")
 
 KIND_PIPELINE_FAULT = "pipeline_fault"
+KIND_BUFFER_STUCK = BUFFER_STUCK_KIND
 # After the first immediate attempt, delivery is retried by the reconciler at these delays
 # (about 2 hours in all); then it is marked `failed` and stays listed.
 RETRY_DELAYS = tuple(timedelta(seconds=s) for s in (10, 30, 60, 120, 300, 600, 1800, 3600))
@@ -60,6 +62,32 @@ class Alerter:
         if created:
             log.error("ALERT %s", message, extra={"execution_id": execution.execution_id,
                                                   "request_id": execution.request_id})
+            if alert.delivery_status is DeliveryStatus.PENDING:
+                self.deliver(alert)
+        return alert
+
+    def buffer_stuck(self, entry: BufferedTrigger) -> AlertRecord:
+        """The alert for a trigger waiting in the burst buffer too long (it never expires);
+        raising it twice for one entry returns the first."""
+        now = self.clock()
+        waited = int((now - entry.created_at).total_seconds())
+        message = (f"execution {entry.execution_id} of {entry.environment}/{entry.workflow} has "
+                   f"waited {waited}s in the burst buffer; is queued_trigger_sensor running?")
+        details: dict[str, Any] = {
+            "execution_id": entry.execution_id, "request_id": entry.request_id,
+            "source": entry.source.value, "trigger_id": entry.trigger_id,
+            "idempotency_key": entry.idempotency_key,
+            "parent_execution_id": entry.parent_execution_id, "batch_id": entry.batch_id,
+            "workflow": entry.workflow, "environment": entry.environment,
+            "buffered_at": iso_utc(entry.created_at), "waited_seconds": waited,
+        }
+        alert, created = self.store.record_alert(
+            execution_id=entry.execution_id, kind=KIND_BUFFER_STUCK, message=message,
+            details=details, environment=entry.environment, workflow=entry.workflow, now=now,
+            deliver=self.webhook_url is not None)
+        if created:
+            log.error("ALERT %s", message, extra={"execution_id": entry.execution_id,
+                                                  "request_id": entry.request_id})
             if alert.delivery_status is DeliveryStatus.PENDING:
                 self.deliver(alert)
         return alert

@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.domain.ingest import MAX_BATCH_ITEMS, MAX_IDEMPOTENCY_TTL, Debounce, DebounceMode
+from orchestrator.domain.ingest import (
+    MAX_BATCH_ITEMS,
+    Debounce,
+    DebounceMode,
+    parse_duration,
+    parse_idempotency_ttl,
+)
 from orchestrator.domain.schedules import KEY_PATTERN
 from orchestrator.exceptions import InvalidInput, Problem
 from orchestrator.triggers.ingest import TriggerInput
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 KeyStr = Field(default=None, min_length=1, max_length=200, pattern=KEY_PATTERN.pattern)
-
-
-def parse_duration(value: Any) -> timedelta:
-    """Seconds (a number) or a string such as ``"30s"``, ``"5m"``, ``"1h"``, ``"2d"``."""
-    if isinstance(value, bool):
-        raise ValueError("must be seconds (a number) or a duration such as '30s', '5m', '1h'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value).strip())
-        if match is None:
-            raise ValueError("must be seconds (a number) or a duration such as '30s', '5m', "
-                             "'1h'")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError("must be positive")
-    return timedelta(seconds=seconds)
 
 
 class _Body(BaseModel):
@@ -68,12 +54,7 @@ class TriggerBody(_Body):
     @field_validator("idempotency_key_ttl", mode="before")
     @classmethod
     def _ttl(cls, v: Any) -> timedelta | None:
-        if v is None:
-            return None
-        ttl = parse_duration(v)
-        if ttl > MAX_IDEMPOTENCY_TTL:
-            raise ValueError("must be at most 30 days")
-        return ttl
+        return None if v is None else parse_idempotency_ttl(v)
 
     def to_input(self) -> TriggerInput:
         debounce = None

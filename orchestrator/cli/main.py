@@ -20,8 +20,9 @@ import yaml
 from orchestrator.cli.output import emit
 from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id
 from orchestrator.domain.cron import CronSchedule
+from orchestrator.domain.ingest import DEFAULT_IDEMPOTENCY_TTL, parse_idempotency_ttl
 from orchestrator.domain.records import Outcome, ScheduleRecord
-from orchestrator.domain.schedules import validate_schedule
+from orchestrator.domain.schedules import KEY_PATTERN, validate_schedule
 from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT, parse_workflow
 from orchestrator.exceptions import (
     InvalidInput,
@@ -33,7 +34,9 @@ from orchestrator.exceptions import (
 from orchestrator.execution.blocks import block_types
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from orchestrator.store.ingest import IngestStore
 from orchestrator.store.migrate import upgrade
+from orchestrator.triggers.ingest import IngestService, TriggerInput
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_BAD_INPUT, EXIT_FAULT = 0, 1, 2, 3
 F = TypeVar("F", bound=Callable[..., Any])
@@ -297,16 +300,43 @@ def _enqueue(store: Store, correlation: Correlation, as_json: bool) -> None:
 @cli.command("trigger")
 @click.argument("workflow")
 @click.option("--payload", default=None, help="JSON object passed as trigger.payload.")
+@click.option("--idempotency-key", default=None,
+              help="The same key (per environment and workflow, within its TTL) answers the "
+                   "same execution, with deduplicated true.")
+@click.option("--idempotency-ttl", default=None,
+              help="How long the key holds, e.g. 30s, 15m, 1h, 2d (default 24h, at most 30d).")
 @env_option
 @json_option
-def trigger(workflow: str, payload: str | None, environment: str, as_json: bool) -> None:
-    """Queue an execution; queued_trigger_sensor launches its run."""
-    body = _payload(payload)
-    store = _store()
-    store.get_workflow(environment, workflow)
-    _enqueue(store, Correlation(execution_id=new_id(), request_id=new_id(), source=Source.MANUAL,
-                                workflow=workflow, environment=environment, payload=body),
-             as_json)
+def trigger(workflow: str, payload: str | None, idempotency_key: str | None,
+            idempotency_ttl: str | None, environment: str, as_json: bool) -> None:
+    """Queue an execution; queued_trigger_sensor launches its run. Claims the idempotency key
+    like the HTTP API does."""
+    problems: list[Problem] = []
+    body: dict[str, Any] = {}
+    try:
+        body = _payload(payload)
+    except InvalidInput as exc:
+        problems += exc.problems
+    if idempotency_key is not None and not KEY_PATTERN.match(idempotency_key):
+        problems.append(Problem(field="--idempotency-key", message="must be 1-200 characters: "
+                                "letters, digits and _ . : / - (starting with a letter or "
+                                "digit)"))
+    ttl = DEFAULT_IDEMPOTENCY_TTL
+    if idempotency_ttl is not None:
+        try:
+            ttl = parse_idempotency_ttl(idempotency_ttl)
+        except ValueError as exc:
+            problems.append(Problem(field="--idempotency-ttl", message=str(exc)))
+        if idempotency_key is None:
+            problems.append(Problem(field="--idempotency-ttl", message="needs "
+                                    "--idempotency-key"))
+    if problems:
+        raise InvalidInput(problems, subject="trigger")
+    [admission] = IngestService(_store()).trigger(
+        environment=environment, workflow=workflow, request_id=None, source=Source.MANUAL,
+        now=_now(), items=[TriggerInput(payload=body, idempotency_key=idempotency_key,
+                                        idempotency_ttl=ttl)])
+    emit(admission.body(), as_json=as_json)
 
 
 @cli.command("run")
@@ -364,15 +394,18 @@ def executions_list(workflow: str | None, status: str | None, environment: str |
 @click.argument("execution_id")
 @json_option
 def executions_show(execution_id: str, as_json: bool) -> None:
-    """Status, outcome, correlation, timings, Dagster run id and each block's entry."""
-    emit(_store().get_execution(execution_id).to_dict(), as_json=as_json)
+    """Status, outcome, correlation, timings, Dagster run id, each block's entry and the
+    idempotency key's expiry."""
+    store = _store()
+    record = store.get_execution(execution_id)
+    emit(IngestStore(store).execution_view(execution_id, record.environment), as_json=as_json)
 
 
 # -------------------------------------------------------------------------------------- alerts
 
 @cli.group()
 def alerts() -> None:
-    """Alerts raised for pipeline faults (never for user errors)."""
+    """Alerts: pipeline faults (never user errors) and triggers stuck in the burst buffer."""
 
 
 ALERT_COLUMNS = ["id", "created_at", "kind", "environment", "workflow", "execution_id",

@@ -59,7 +59,13 @@ def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
                               store: OrchestratorStore) -> dg.SensorResult:
         tick = dispatch_queued_triggers(store.get(), now=datetime.now(UTC),
                                         limit=settings.max_runs_per_tick,
-                                        runs=run_lookup(context.instance, QUEUE_SENSOR))
+                                        runs=run_lookup(context.instance, QUEUE_SENSOR),
+                                        alerter=store.alerter(),
+                                        stuck_after=settings.burst_stuck_after)
+        if tick.stuck_alerts:
+            context.log.error(f"{tick.stuck_alerts} trigger(s) waited longer than "
+                              f"{int(settings.burst_stuck_after.total_seconds())}s in the "
+                              "burst buffer (buffer_stuck alerts raised)")
         return dg.SensorResult(run_requests=_requests(tick.dispatches))
 
     return queued_trigger_sensor

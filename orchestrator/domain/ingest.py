@@ -3,15 +3,47 @@ ingestion answered. Plain values: the HTTP layer parses into these, the store wr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
 from orchestrator.domain.correlation import Correlation
 
 DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
 MAX_IDEMPOTENCY_TTL = timedelta(days=30)
 MAX_BATCH_ITEMS = 500
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Seconds (a number) or a string such as ``"30s"``, ``"5m"``, ``"1h"``, ``"2d"``; raises
+    ``ValueError`` with a message fit for the user."""
+    if isinstance(value, bool):
+        raise ValueError("must be seconds (a number) or a duration such as '30s', '5m', '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value).strip())
+        if match is None:
+            raise ValueError("must be seconds (a number) or a duration such as '30s', '5m', "
+                             "'1h'")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be positive")
+    return timedelta(seconds=seconds)
+
+
+def parse_idempotency_ttl(value: Any) -> timedelta:
+    """An idempotency key's TTL (API ``idempotency_key_ttl``, CLI ``--idempotency-ttl``, the
+    ``trigger`` block's ``idempotency_ttl``): a positive duration of at most 30 days."""
+    ttl = parse_duration(value)
+    if ttl > MAX_IDEMPOTENCY_TTL:
+        raise ValueError("must be at most 30 days")
+    return ttl
 
 
 class DebounceMode(str, Enum):

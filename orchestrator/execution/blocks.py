@@ -1,6 +1,7 @@
 """Block types. Built-ins: ``transform`` (outputs its resolved inputs), ``python`` (calls a
-callable registered in code by name; never an import path taken from a document) and ``http``
-(:mod:`orchestrator.execution.http_block`).
+callable registered in code by name; never an import path taken from a document), ``http``
+(:mod:`orchestrator.execution.http_block`) and ``trigger``
+(:mod:`orchestrator.execution.trigger_block`, starts another workflow as a child execution).
 
 Custom block types register in code::
 
@@ -18,14 +19,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.exceptions import WorkflowError
+from orchestrator.store import Store
 
 
 @dataclass(frozen=True, kw_only=True)
 class BlockContext:
+    """What a block knows about the execution running it. The core sets ``store`` (the store the
+    execution is logged in) and ``request_id``; a block that reaches the store (``trigger``)
+    uses them, others ignore them."""
+
     execution_id: str
     block_id: str
     workflow: str
     environment: str
+    request_id: str | None = None
+    store: Store | None = None
 
 
 BlockFunction = Callable[[dict[str, Any], BlockContext], Any]

@@ -78,7 +78,8 @@ def _run_blocks(spec: WorkflowSpec, session: LoggingSession,
                                  started_at=started, finished_at=None, duration_ms=None,
                                  error=None, output_size=None))
         context = BlockContext(execution_id=c.execution_id, block_id=block.id,
-                               workflow=spec.name, environment=spec.environment)
+                               workflow=spec.name, environment=spec.environment,
+                               request_id=c.request_id, store=session.store)
         try:
             inputs = render(block.inputs, scope, block_id=block.id)
             output = _call(pool, types[block.type], inputs, context,

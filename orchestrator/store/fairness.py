@@ -5,7 +5,7 @@ One burst of one tenant cannot hold back another tenant's single trigger beyond 
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,6 @@ from orchestrator.store import tables as t
 from orchestrator.store.store import Store, _translated, insert_execution
 
 BUFFER_STUCK_KIND = "buffer_stuck"
-log = logging.getLogger(__name__)
 
 
 def _round_robin(table: sa.Table, where: Any, limit: int) -> sa.Select[Any]:
@@ -29,6 +28,22 @@ def _round_robin(table: sa.Table, where: Any, limit: int) -> sa.Select[Any]:
     return (sa.select(*[inner.c[c.name] for c in table.columns])
             .where(inner.c.rank <= limit)
             .order_by(inner.c.rank, inner.c.created_at, inner.c.execution_id).limit(limit))
+
+
+@dataclass(frozen=True, kw_only=True)
+class BufferedTrigger:
+    """One burst-buffer entry's correlation (its payload stays in the buffer)."""
+
+    execution_id: str
+    request_id: str
+    source: Source
+    environment: str
+    workflow: str
+    trigger_id: str | None
+    idempotency_key: str | None
+    parent_execution_id: str | None
+    batch_id: str | None
+    created_at: datetime
 
 
 class FairQueue:
@@ -71,38 +86,23 @@ class FairQueue:
             return [r.execution_id for r in rows]
 
     @_translated("check the burst buffer")
-    def alert_stuck(self, now: datetime, older_than: timedelta, limit: int = 100) -> int:
-        """An entry buffered longer than ``older_than`` raises one alert (it never expires).
-        Returns the alerts created."""
+    def stuck(self, now: datetime, older_than: timedelta,
+              limit: int = 100) -> list[BufferedTrigger]:
+        """Entries buffered longer than ``older_than`` that have no ``buffer_stuck`` alert yet,
+        oldest first (an entry never expires; the caller raises the alert through the
+        :class:`~orchestrator.alerts.Alerter`)."""
         b, a = t.burst_buffer, t.alerts
-        created = 0
-        with self.store._write() as conn:
+        with self.store._read() as conn:
             rows = conn.execute(sa.select(b).where(
                 b.c.created_at < now - older_than,
                 ~sa.exists().where(a.c.execution_id == b.c.execution_id,
                                    a.c.kind == BUFFER_STUCK_KIND))
                 .order_by(b.c.created_at).limit(limit)).all()
-            for row in rows:
-                waited = int((now - row.created_at).total_seconds())
-                try:
-                    with conn.begin_nested():
-                        conn.execute(a.insert().values(
-                            execution_id=row.execution_id, kind=BUFFER_STUCK_KIND,
-                            message=(f"execution {row.execution_id} of {row.environment}/"
-                                     f"{row.workflow} has waited {waited}s in the burst "
-                                     "buffer; is queued_trigger_sensor running?"),
-                            details={"request_id": row.request_id, "waited_seconds": waited,
-                                     "source": row.source},
-                            created_at=now, environment=row.environment,
-                            workflow=row.workflow))
-                    created += 1
-                    log.error("alert %s: execution %s of %s/%s has waited %ss in the burst buffer",
-                              BUFFER_STUCK_KIND, row.execution_id, row.environment, row.workflow,
-                              waited, extra={"execution_id": row.execution_id,
-                                             "request_id": row.request_id})
-                except IntegrityError:
-                    pass
-        return created
+        return [BufferedTrigger(
+            execution_id=r.execution_id, request_id=r.request_id, source=Source(r.source),
+            environment=r.environment, workflow=r.workflow, trigger_id=r.trigger_id,
+            idempotency_key=r.idempotency_key, parent_execution_id=r.parent_execution_id,
+            batch_id=r.batch_id, created_at=_aware(r.created_at)) for r in rows]
 
     @_translated("measure dispatch lag")
     def lag(self, now: datetime) -> dict[str, float]:

@@ -1,8 +1,10 @@
 """One tick of the queued-trigger dispatcher (triggers from ``orchestrator trigger``,
 ``schedules trigger`` and the HTTP API): dispatch before mark, fair across environments.
 
-1. The burst buffer is drained into the queue (bounded by ``limit``, round robin across
-   environments); entries buffered longer than ``stuck_after`` raise an alert.
+1. Entries buffered longer than ``stuck_after`` raise a ``buffer_stuck`` alert through the
+   :class:`~orchestrator.alerts.Alerter` (a row, an ERROR line, the webhook when set), once
+   each; then the burst buffer is drained into the queue (bounded by ``limit``, round robin
+   across environments).
 2. A page of at most ``limit`` queued triggers is read round robin across environments (each
    environment's oldest first), so one tenant's burst delays another's trigger by at most a
    tick. Debounced triggers wait for their ``available_at``.
@@ -15,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from orchestrator.alerts import Alerter
 from orchestrator.domain.correlation import trigger_run_key
 from orchestrator.store import Store
 from orchestrator.store.fairness import FairQueue
@@ -32,10 +35,13 @@ class QueueTick:
 
 
 def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: RunLookup,
+                             alerter: Alerter,
                              stuck_after: timedelta = DEFAULT_STUCK_AFTER) -> QueueTick:
     tick = QueueTick()
     fair = FairQueue(store)
-    tick.stuck_alerts = fair.alert_stuck(now, stuck_after)
+    for entry in fair.stuck(now, stuck_after):
+        alerter.buffer_stuck(entry)
+        tick.stuck_alerts += 1
     tick.drained = len(fair.drain(limit))
     # Triggers already running are marked first so they stop occupying the page.
     for _ in range(2):

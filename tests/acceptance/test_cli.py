@@ -399,6 +399,36 @@ def test_trigger_queues_a_manual_execution(cli: CLI, tmp_path: Path) -> None:
     assert "not found" in bad_input(cli("executions", "show", "no-such-execution"))
 
 
+def test_trigger_with_idempotency_key_dedupes_like_the_api(cli: CLI, tmp_path: Path) -> None:
+    apply_digest(cli, tmp_path)
+    first = ok_json(cli("trigger", "digest", "--payload", '{"user": "ada"}',
+                        "--idempotency-key", "order-42", "--idempotency-ttl", "1h", "--json"))
+    assert (first["status"], first["deduplicated"]) == ("queued", False)
+    again = ok_json(cli("trigger", "digest", "--payload", '{"user": "bob"}',
+                        "--idempotency-key", "order-42", "--json"))
+    assert again == first | {"deduplicated": True}
+    human = ok(cli("trigger", "digest", "--idempotency-key", "order-42")).stdout
+    assert re.search(r"^deduplicated\s+True$", human, re.M), human
+    assert first["execution_id"] in human
+    other = ok_json(cli("trigger", "digest", "--idempotency-key", "order-43", "--json"))
+    assert other["execution_id"] != first["execution_id"] and not other["deduplicated"]
+
+    shown = ok_json(cli("executions", "show", first["execution_id"], "--json"))
+    assert (shown["idempotency_key"], shown["payload"], shown["source"]) == \
+        ("order-42", {"user": "ada"}, "manual")
+    expires = datetime.fromisoformat(shown["idempotency_key_expires_at"].replace("Z", "+00:00"))
+    assert timedelta(minutes=58) < expires - datetime.now(UTC) <= timedelta(hours=1), shown
+    assert len(ok_json(cli("executions", "list", "--json"))) == 2
+
+    for ttl, message in (("1y", "duration such as"), ("0s", "positive"),
+                         ("31d", "at most 30 days")):
+        stderr = bad_input(cli("trigger", "digest", "--idempotency-key", "k",
+                               "--idempotency-ttl", ttl, "--json"))
+        assert "--idempotency-ttl" in stderr and message in stderr, stderr
+    assert "--idempotency-key" in bad_input(cli("trigger", "digest", "--idempotency-key", "a b"))
+    assert len(ok_json(cli("executions", "list", "--json"))) == 2
+
+
 def test_payload_must_be_a_json_object(cli: CLI, tmp_path: Path) -> None:
     apply_digest(cli, tmp_path)
     for args in (["trigger", "digest"], ["run", "digest"],

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from orchestrator.alerts import Alerter
 from orchestrator.domain.burst import BurstPolicy
 from orchestrator.domain.signatures import sign
 from orchestrator.store import Store
@@ -99,7 +100,10 @@ def test_gate_buffers_a_burst_and_the_drainer_queues_it(serve, key_for, store: S
     metrics = acme.get("/metrics").text
     assert 'orchestrator_triggers_buffered_total{environment="acme"} 5.0' in metrics
 
-    tick = dispatch_queued_triggers(store, now=datetime.now(UTC), limit=50, runs=lambda k: {})
+    alerter = Alerter(store=store, webhook_url=None, ui_url="http://127.0.0.1:3000",
+                      clock=lambda: datetime.now(UTC))
+    tick = dispatch_queued_triggers(store, now=datetime.now(UTC), limit=50, runs=lambda k: {},
+                                    alerter=alerter)
     assert tick.drained == 5
     with store._read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.burst_buffer)).scalar() == 0

@@ -4,19 +4,22 @@ fair queue pages, hashed API keys."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import sqlalchemy as sa
 
+from orchestrator.alerts import Alerter
 from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.domain.ingest import Debounce, DebounceMode, TriggerRequest
-from orchestrator.domain.records import ExecutionStatus, Outcome
+from orchestrator.domain.records import DeliveryStatus, ExecutionStatus, Outcome
 from orchestrator.store import Store
 from orchestrator.store import tables as t
 from orchestrator.store.access import AccessStore
 from orchestrator.store.fairness import FairQueue
 from orchestrator.store.ingest import IngestStore
 from tests.conftest import NOW
+from tests.http_server import Answer, loopback_server
 
 
 def request(*, key: str | None = None, env: str = "default", payload: dict | None = None,
@@ -100,17 +103,41 @@ def test_buffered_trigger_is_readable_then_drained(store: Store, make_workflow) 
     assert ingest.execution_view(buffered.execution_id, "default")["buffered"] is False
 
 
-def test_stuck_buffer_entry_alerts_once(store: Store, make_workflow) -> None:
+def test_stuck_buffer_entry_alerts_once_through_the_alerter(store: Store, make_workflow,
+                                                            caplog) -> None:
     make_workflow()
-    [entry] = IngestStore(store).admit([request()], NOW, buffer=[True])
+    [entry] = IngestStore(store).admit([request(key="s-1")], NOW, buffer=[True])
     queue = FairQueue(store)
-    assert queue.alert_stuck(NOW + timedelta(minutes=5), timedelta(minutes=10)) == 0
-    assert queue.alert_stuck(NOW + timedelta(minutes=11), timedelta(minutes=10)) == 1
-    assert queue.alert_stuck(NOW + timedelta(minutes=12), timedelta(minutes=10)) == 0
-    with store._read() as conn:
-        row = conn.execute(sa.select(t.alerts)).one()
-    assert (row.execution_id, row.kind, row.environment) == \
-        (entry.execution_id, "buffer_stuck", "default")
+    later = NOW + timedelta(minutes=11)
+    assert queue.stuck(NOW + timedelta(minutes=5), timedelta(minutes=10)) == []
+    [stuck] = queue.stuck(later, timedelta(minutes=10))
+    assert (stuck.execution_id, stuck.request_id, stuck.idempotency_key, stuck.created_at) == \
+        (entry.execution_id, entry.request_id, "s-1", NOW)
+    with loopback_server() as sink:
+        sink.answer("/alerts", Answer(200, {"ok": True}))
+        alerter = Alerter(store=store, webhook_url=f"{sink.url}/alerts",
+                          ui_url="http://127.0.0.1:3000", clock=lambda: later)
+        with caplog.at_level(logging.ERROR, logger="orchestrator.alerts"):
+            alert = alerter.buffer_stuck(stuck)
+        assert (alert.kind, alert.execution_id, alert.environment, alert.workflow) == \
+            ("buffer_stuck", entry.execution_id, "default", "digest")
+        [stored] = store.list_alerts()
+        assert (stored.delivery_status, stored.delivery_attempts, stored.delivered_at) == \
+            (DeliveryStatus.DELIVERED, 1, later)
+        [hit] = sink.hits("/alerts")
+        body = hit.json()
+        assert (body["kind"], body["execution_id"], body["request_id"], body["waited_seconds"],
+                body["idempotency_key"], body["environment"]) == \
+            ("buffer_stuck", entry.execution_id, entry.request_id, 660, "s-1", "default")
+        assert "waited 660s in the burst buffer" in body["text"]
+        [line] = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert "burst buffer" in line.getMessage()
+        assert line.execution_id == entry.execution_id  # type: ignore[attr-defined]
+        # Alerted once: the entry no longer counts as stuck, and raising again is the same alert.
+        assert queue.stuck(NOW + timedelta(minutes=12), timedelta(minutes=10)) == []
+        assert alerter.buffer_stuck(stuck).id == alert.id
+        assert len(sink.hits("/alerts")) == 1 and len(store.list_alerts()) == 1
+    # It never expires: still buffered and readable.
     assert IngestStore(store).execution_view(entry.execution_id, "default")["buffered"]
 
 

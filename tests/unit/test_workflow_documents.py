@@ -301,6 +301,7 @@ def test_dagster_home_gives_sqlite_under_it(tmp_path: Path) -> None:
     assert settings.max_runs_per_tick == 50
     assert settings.sensor_interval_seconds == 5
     assert settings.catchup_window == timedelta(hours=1)
+    assert settings.burst_stuck_after == timedelta(minutes=10)
 
 
 def test_explicit_values_win(tmp_path: Path) -> None:
@@ -309,10 +310,12 @@ def test_explicit_values_win(tmp_path: Path) -> None:
         "DAGSTER_HOME": str(tmp_path),
         "ORCHESTRATOR_MAX_RUNS_PER_TICK": "7",
         "ORCHESTRATOR_CATCHUP_WINDOW_SECONDS": "0",
+        "ORCHESTRATOR_BURST_STUCK_AFTER_SECONDS": "90",
     })
     assert settings.database_url == "postgresql+psycopg2://db/orch"
     assert settings.max_runs_per_tick == 7
     assert settings.catchup_window == timedelta(0)
+    assert settings.burst_stuck_after == timedelta(seconds=90)
 
 
 @pytest.mark.parametrize("raw", ["0", "abc", "-3"])
@@ -323,3 +326,13 @@ def test_bad_max_runs_per_tick(tmp_path: Path, raw: str) -> None:
     assert problem.field == "ORCHESTRATOR_MAX_RUNS_PER_TICK"
     assert f"{raw!r} is not allowed" in problem.message
     assert ">= 1" in problem.message
+
+
+@pytest.mark.parametrize("raw", ["0", "ten", "-1"])
+def test_bad_burst_stuck_after(tmp_path: Path, raw: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Settings.from_env({"DAGSTER_HOME": str(tmp_path),
+                           "ORCHESTRATOR_BURST_STUCK_AFTER_SECONDS": raw})
+    [problem] = caught.value.problems
+    assert problem.field == "ORCHESTRATOR_BURST_STUCK_AFTER_SECONDS"
+    assert f"{raw!r} is not allowed" in problem.message and ">= 1" in problem.message
