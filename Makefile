@@ -46,8 +46,9 @@ dev: db-upgrade
 	trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml --host 127.0.0.1 --port 3000
 
+PYTEST_WORKERS ?= 3
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # Benchmarks beside their Dagster baselines, on SQLite and the local PostgreSQL (a fresh database
 # per measurement). Prints a table and writes docs/PERFORMANCE.md. BENCH_QUICK=1: ~8 min.
