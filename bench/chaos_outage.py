@@ -50,6 +50,7 @@ class OutageResult:
     lost: int
     non_terminal: int
     non_terminal_ids: list[str]
+    non_terminal_detail: list[str]
     double_faults: int
     duplicate_alerts: int
     alerts: int
@@ -72,7 +73,10 @@ def run_outage(*, outage: float = 30.0, before: float = 25.0, after: float = 20.
     with private_postgres() as pg:
         home = Path(pg.root) / "dagster_home"
         home.mkdir()
-        write_dagster_yaml(home, postgres_url=pg.url, max_concurrent_runs=4, threads=True)
+        # Run monitoring as in production: a run whose worker died in STARTING (it could not
+        # reach the database) is failed after the start timeout instead of holding its slot.
+        write_dagster_yaml(home, postgres_url=pg.url, max_concurrent_runs=4, threads=True,
+                           start_timeout=30)
         upgrade(pg.url)
         store = Store(pg.url)
         store.apply_workflow(parse_workflow(WORKFLOW, block_types()), datetime.now(UTC))
@@ -131,10 +135,22 @@ def run_outage(*, outage: float = 30.0, before: float = 25.0, after: float = 20.
             deadline = time.time() + settle
             while time.time() < deadline and not settled():
                 supervise(time.time() + 3)
-            with dg.DagsterInstance.from_config(str(home)) as instance:
-                runs_per_execution = collections.Counter(
-                    r.tags.get(TAG_EXECUTION_ID) for r in instance.get_runs())
             executions = store.executions_by_id(accepted)
+            open_ids = [e for e, r in executions.items() if r.status.value not in TERMINAL]
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                runs = instance.get_runs()
+                runs_per_execution = collections.Counter(
+                    r.tags.get(TAG_EXECUTION_ID) for r in runs)
+                detail = []
+                with store.engine.connect() as conn:
+                    for execution_id in open_ids[:10]:
+                        queue = conn.execute(sa.select(t.queued_triggers.c.status).where(
+                            t.queued_triggers.c.execution_id == execution_id)).scalar()
+                        statuses = [r.status.value for r in runs
+                                    if r.tags.get(TAG_EXECUTION_ID) == execution_id]
+                        detail.append(f"{execution_id}: execution "
+                                      f"{executions[execution_id].status.value}, queue row "
+                                      f"{queue}, Dagster runs {statuses or 'none'}")
             with store.engine.connect() as conn:
                 alert_rows = conn.execute(sa.select(t.alerts.c.execution_id, t.alerts.c.kind)
                                           ).all()
@@ -153,6 +169,7 @@ def run_outage(*, outage: float = 30.0, before: float = 25.0, after: float = 20.
     result = OutageResult(
         outage_seconds=outage, accepted=len(accepted), rejected=rejected, lost=lost,
         non_terminal=len(non_terminal), non_terminal_ids=non_terminal[:10],
+        non_terminal_detail=detail,
         double_faults=double, duplicate_alerts=sum(n - 1 for n in alerts.values() if n > 1),
         alerts=len(alert_rows), outcomes=dict(outcomes), running_at_stop=running_at_stop,
         daemon_restarts=restarts, seconds=time.time() - started)
@@ -162,7 +179,7 @@ def run_outage(*, outage: float = 30.0, before: float = 25.0, after: float = 20.
 
 def main() -> None:
     outage = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
-    sys.exit(0 if run_outage(outage=outage).ok() else 1)
+    sys.exit(0 if run_outage(outage=outage, log_dir=REPO / ".chaos_logs").ok() else 1)
 
 
 if __name__ == "__main__":

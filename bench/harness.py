@@ -93,7 +93,8 @@ def drop_pg_database(url: str) -> None:
 
 def write_dagster_yaml(home: Path, *, postgres_url: str | None = None,
                        max_concurrent_runs: int | None = None, dequeue_interval: int = 1,
-                       threads: bool = True, workers: int = 4) -> dict[str, Any]:
+                       threads: bool = True, workers: int = 4,
+                       start_timeout: int | None = None) -> dict[str, Any]:
     """The instance both the product and its baseline run on. ``max_concurrent_runs=None`` keeps
     the default (synchronous) run coordinator; otherwise the queued coordinator, with threaded
     dequeue when ``threads``. Returns the config written (it goes into the report)."""
@@ -112,6 +113,9 @@ def write_dagster_yaml(home: Path, *, postgres_url: str | None = None,
         for daemon in ("sensors", "schedules"):
             config[daemon] = {"use_threads": True, "num_workers": workers,
                               "num_submit_workers": workers}
+    if start_timeout is not None:  # run monitoring, as examples/dagster.yaml enables it
+        config["run_monitoring"] = {"enabled": True, "start_timeout_seconds": start_timeout,
+                                    "poll_interval_seconds": 5}
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return config
 
