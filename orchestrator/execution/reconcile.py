@@ -165,7 +165,7 @@ def _expire_leases(store: Store, runs: RunSource, alerter: Alerter, tick: Reconc
             tick.expired_leases += 1
         if run is None:
             settlement = settle(store, alerter, execution.execution_id,
-                                run_id=execution.dagster_run_id or "", run_end=RunEnd.FAILED,
+                                run_id=execution.dagster_run_id, run_end=RunEnd.FAILED,
                                 message=message, finalized_by=FINALIZED_BY)
             tick.settled.append(settlement)
             continue

@@ -36,7 +36,7 @@ class Settlement:
     left_for_retry: bool = False
 
 
-def settle(store: Store, alerter: Alerter, execution_id: str, *, run_id: str,
+def settle(store: Store, alerter: Alerter, execution_id: str, *, run_id: str | None,
            run_end: RunEnd, message: str, finalized_by: str) -> Settlement:
     """Finalize ``execution_id`` unless it already is; alert once if it is a pipeline fault."""
     record = store.get_execution(execution_id)
