@@ -1,7 +1,10 @@
 """Accept rate and latency of ``POST /v1/workflows/{name}/trigger`` under a burst.
 
 Usage: .venv/bin/python bench/api_burst.py [--store sqlite|postgres] [--requests 2000]
-       [--concurrency 32] [--gate]
+       [--concurrency 32] [--gate] [--keys N]
+
+``--keys N`` gives request ``i`` the idempotency key ``k<i mod N>``: a burst with repeated keys,
+which must store exactly N executions.
 
 Starts ``orchestrator serve`` (one uvicorn worker) on a fresh store (a temporary SQLite file, or
 a new database on the local PostgreSQL at 127.0.0.1:5432), then fires the burst from a thread
@@ -23,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from threading import local
+from typing import Any
 
 import requests
 import sqlalchemy as sa
@@ -49,6 +53,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--gate", action="store_true", help="burst gate on (threshold 200/s)")
+    parser.add_argument("--keys", type=int, default=0,
+                        help="spread N idempotency keys over the requests (0: none)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="api-burst-"))
     database = None
@@ -88,8 +94,10 @@ def main() -> None:
                 session = sessions.s = requests.Session()
                 session.headers["Authorization"] = f"Bearer {key}"
             started = time.perf_counter()
-            r = session.post(f"{base}/v1/workflows/digest/trigger",
-                             json={"payload": {"i": i}}, timeout=60)
+            body: dict[str, Any] = {"payload": {"i": i}}
+            if args.keys:
+                body["idempotency_key"] = f"k{i % args.keys}"
+            r = session.post(f"{base}/v1/workflows/digest/trigger", json=body, timeout=60)
             return r.status_code, time.perf_counter() - started
 
         started = time.perf_counter()
@@ -99,13 +107,14 @@ def main() -> None:
         accepted = sorted(lat for code, lat in results if code == 202)
         quantiles = statistics.quantiles(accepted, n=100)
         print(f"store={args.store} gate={'on' if args.gate else 'off'} "
-              f"requests={args.requests} concurrency={args.concurrency}")
+              f"requests={args.requests} concurrency={args.concurrency} keys={args.keys}")
         print(f"accepted {len(accepted)}/{args.requests} in {elapsed:.2f}s = "
               f"{len(accepted) / elapsed:.0f} accepted/s")
         print(f"latency ms: p50 {quantiles[49] * 1000:.1f}  p95 {quantiles[94] * 1000:.1f}  "
               f"p99 {quantiles[98] * 1000:.1f}  max {accepted[-1] * 1000:.1f}")
-        print(f"executions stored: {len(Store(url).list_executions(limit=100_000))}, "
-              f"buffered: {args.requests - len(Store(url).list_executions(limit=100_000))}")
+        stored = len(Store(url).list_executions(limit=100_000))
+        print(f"executions stored: {stored}, not stored (deduplicated by key, or buffered by "
+              f"the gate): {args.requests - stored}")
     finally:
         server.terminate()
         server.wait(timeout=30)
