@@ -18,7 +18,6 @@ from orchestrator.store.fairness import BUFFER_STUCK_KIND, BufferedTrigger
 log = logging.getLogger("orchestrator.alerts")
 
 KIND_PIPELINE_FAULT = "pipeline_fault"
-KIND_BUFFER_STUCK = BUFFER_STUCK_KIND
 # After the first immediate attempt, delivery is retried by the reconciler at these delays
 # (about 2 hours in all); then it is marked `failed` and stays listed.
 RETRY_DELAYS = tuple(timedelta(seconds=s) for s in (10, 30, 60, 120, 300, 600, 1800, 3600))
@@ -55,16 +54,7 @@ class Alerter:
             "error": error, "dagster_run_id": execution.dagster_run_id,
             "run_url": self.run_url(execution.dagster_run_id),
         }
-        alert, created = self.store.record_alert(
-            execution_id=execution.execution_id, kind=KIND_PIPELINE_FAULT, message=message,
-            details=details, environment=execution.environment, workflow=execution.workflow,
-            now=self.clock(), deliver=self.webhook_url is not None)
-        if created:
-            log.error("ALERT %s", message, extra={"execution_id": execution.execution_id,
-                                                  "request_id": execution.request_id})
-            if alert.delivery_status is DeliveryStatus.PENDING:
-                self.deliver(alert)
-        return alert
+        return self._raise(KIND_PIPELINE_FAULT, message, details, now=self.clock())
 
     def buffer_stuck(self, entry: BufferedTrigger) -> AlertRecord:
         """The alert for a trigger waiting in the burst buffer too long (it never expires);
@@ -81,13 +71,19 @@ class Alerter:
             "workflow": entry.workflow, "environment": entry.environment,
             "buffered_at": iso_utc(entry.created_at), "waited_seconds": waited,
         }
+        return self._raise(BUFFER_STUCK_KIND, message, details, now=now)
+
+    def _raise(self, kind: str, message: str, details: dict[str, Any], *,
+               now: datetime) -> AlertRecord:
+        """Record the alert (once per execution and kind); a new one is logged at ERROR and
+        POSTed at once when a webhook is configured."""
         alert, created = self.store.record_alert(
-            execution_id=entry.execution_id, kind=KIND_BUFFER_STUCK, message=message,
-            details=details, environment=entry.environment, workflow=entry.workflow, now=now,
+            execution_id=details["execution_id"], kind=kind, message=message, details=details,
+            environment=details["environment"], workflow=details["workflow"], now=now,
             deliver=self.webhook_url is not None)
         if created:
-            log.error("ALERT %s", message, extra={"execution_id": entry.execution_id,
-                                                  "request_id": entry.request_id})
+            log.error("ALERT %s", message, extra={"execution_id": details["execution_id"],
+                                                  "request_id": details["request_id"]})
             if alert.delivery_status is DeliveryStatus.PENDING:
                 self.deliver(alert)
         return alert

@@ -6,7 +6,6 @@ or is created fresh with ``source=manual`` for a run launched by hand from the l
 
 # No `from __future__ import annotations`: Dagster reads these annotations at runtime.
 
-import time
 from contextlib import suppress
 from datetime import datetime
 from typing import Any
@@ -32,7 +31,7 @@ from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT, parse_workflow
 from orchestrator.exceptions import OrchestratorError, StoreError
 from orchestrator.execution.blocks import block_types
 from orchestrator.execution.core import ExecutionResult, run_workflow
-from orchestrator.execution.session import Heartbeat, LoggingSession
+from orchestrator.execution.session import Heartbeat, LoggingSession, with_store_retries
 from orchestrator.execution.settle import RunEnd, Settlement, settle
 
 JOB_NAME = "execute_workflow"
@@ -207,16 +206,10 @@ def classify_failure(context: dg.HookContext) -> None:
 
 def _settle_with_retries(resource: OrchestratorStore, execution_id: str, run_id: str,
                          run_end: RunEnd, message: str) -> Settlement:
-    delays = (0.5, 1.0, 2.0)
-    for delay in (*delays, None):
-        try:
-            return settle(resource.get(), resource.alerter(), execution_id, run_id=run_id,
-                          run_end=run_end, message=message, finalized_by="hook")
-        except StoreError:
-            if delay is None:
-                raise
-            time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+    store, alerter = resource.get(), resource.alerter()
+    return with_store_retries(
+        lambda: settle(store, alerter, execution_id, run_id=run_id, run_end=run_end,
+                       message=message, finalized_by="hook"), delays=(0.5, 1.0, 2.0))
 
 
 @dg.job(name=JOB_NAME, executor_def=dg.in_process_executor, hooks={classify_failure},

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.domain.correlation import Correlation
 from orchestrator.domain.records import BlockEntry, ExecutionRecord, ExecutionStatus, Outcome
@@ -21,6 +21,8 @@ from orchestrator.store import Store
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+T = TypeVar("T")
+STORE_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
 
 
 def utc_now() -> datetime:
@@ -31,7 +33,7 @@ class LoggingSession:
     """Writes one execution's log through ``store``; ``clock`` is injected for tests."""
 
     def __init__(self, store: Store, correlation: Correlation, *, clock: Clock = utc_now,
-                 retry_delays: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)) -> None:
+                 retry_delays: Sequence[float] = STORE_RETRY_DELAYS) -> None:
         self.store = store
         self.correlation = correlation
         self.clock = clock
@@ -55,22 +57,29 @@ class LoggingSession:
     def finish(self, *, status: ExecutionStatus, outcome: Outcome, finalized_by: str,
                error: dict[str, Any] | None = None, output: Any = None) -> ExecutionRecord:
         """The terminal write, retried with backoff; returns the stored (first) outcome."""
-        for delay in (*self.retry_delays, None):
-            try:
-                record, won = self.store.finish_execution(
-                    self.correlation.execution_id, status=status, outcome=outcome,
-                    finalized_by=finalized_by, now=self.clock(), error=error, output=output)
-                if not won:
-                    log.info("execution already finalized as %s; keeping the first outcome",
-                             record.outcome, extra=self.correlation.log_fields())
-                return record
-            except StoreError:
-                if delay is None:
-                    raise
-                log.warning("terminal write failed; retrying in %.1fs", delay,
-                            extra=self.correlation.log_fields())
-                time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        record, won = with_store_retries(
+            lambda: self.store.finish_execution(
+                self.correlation.execution_id, status=status, outcome=outcome,
+                finalized_by=finalized_by, now=self.clock(), error=error, output=output),
+            self.retry_delays, context=self.correlation.log_fields())
+        if not won:
+            log.info("execution already finalized as %s; keeping the first outcome",
+                     record.outcome, extra=self.correlation.log_fields())
+        return record
+
+
+def with_store_retries(call: Callable[[], T], delays: Sequence[float] = STORE_RETRY_DELAYS, *,
+                       context: dict[str, Any] | None = None) -> T:
+    """``call()``, retried after each delay while the store fails; the last failure raises."""
+    for delay in (*delays, None):
+        try:
+            return call()
+        except StoreError:
+            if delay is None:
+                raise
+            log.warning("store write failed; retrying in %.1fs", delay, extra=context)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class Heartbeat:

@@ -30,6 +30,13 @@ def _round_robin(table: sa.Table, where: Any, limit: int) -> sa.Select[Any]:
             .order_by(inner.c.rank, inner.c.created_at, inner.c.execution_id).limit(limit))
 
 
+def _startable(now: datetime) -> Any:
+    """Queued triggers that may start now (debounced ones wait for ``available_at``)."""
+    q = t.queued_triggers
+    return (q.c.status == TriggerStatus.QUEUED.value) & (
+        q.c.available_at.is_(None) | (q.c.available_at <= now))
+
+
 @dataclass(frozen=True, kw_only=True)
 class BufferedTrigger:
     """One burst-buffer entry's correlation (its payload stays in the buffer)."""
@@ -55,12 +62,10 @@ class FairQueue:
     @_translated("read queued triggers")
     def queued(self, now: datetime, limit: int) -> list[QueuedTrigger]:
         """Queued triggers that may start now (debounced ones wait for ``available_at``)."""
-        q = t.queued_triggers
-        due = (q.c.status == TriggerStatus.QUEUED.value) & (
-            q.c.available_at.is_(None) | (q.c.available_at <= now))
         with self.store._read() as conn:
             return [QueuedTrigger(**{**r._asdict(), "status": TriggerStatus(r.status)})
-                    for r in conn.execute(_round_robin(q, due, limit))]
+                    for r in conn.execute(_round_robin(t.queued_triggers, _startable(now),
+                                                       limit))]
 
     @_translated("drain the burst buffer")
     def drain(self, limit: int) -> list[str]:
@@ -102,7 +107,7 @@ class FairQueue:
             execution_id=r.execution_id, request_id=r.request_id, source=Source(r.source),
             environment=r.environment, workflow=r.workflow, trigger_id=r.trigger_id,
             idempotency_key=r.idempotency_key, parent_execution_id=r.parent_execution_id,
-            batch_id=r.batch_id, created_at=_aware(r.created_at)) for r in rows]
+            batch_id=r.batch_id, created_at=r.created_at) for r in rows]
 
     @_translated("measure dispatch lag")
     def lag(self, now: datetime) -> dict[str, float]:
@@ -113,9 +118,7 @@ class FairQueue:
         with self.store._read() as conn:
             for env, first in conn.execute(
                     sa.select(q.c.environment, sa.func.min(q.c.created_at))
-                    .where(q.c.status == TriggerStatus.QUEUED.value,
-                           q.c.available_at.is_(None) | (q.c.available_at <= now))
-                    .group_by(q.c.environment)):
+                    .where(_startable(now)).group_by(q.c.environment)):
                 oldest[env] = first
             for env, first in conn.execute(sa.select(b.c.environment,
                                                      sa.func.min(b.c.created_at))

@@ -30,8 +30,8 @@ from orchestrator.store import Store
 from orchestrator.store.access import AccessStore
 from orchestrator.store.migrate import upgrade
 from tests.acceptance.daemon import Daemon, environment, wait_for, write_dagster_yaml
-from tests.api.conftest import free_port
 from tests.conftest import create_pg_database, drop_pg_database, workflow_doc
+from tests.http_server import free_port
 
 pytestmark = pytest.mark.slow
 ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"

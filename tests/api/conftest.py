@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,12 +18,7 @@ from orchestrator.domain.burst import BurstPolicy
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.store.access import AccessStore
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.http_server import free_port
 
 
 class Server:
