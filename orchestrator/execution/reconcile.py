@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Protocol
@@ -174,7 +174,5 @@ def _expire_leases(store: Store, runs: RunSource, alerter: Alerter, tick: Reconc
         if (run.phase is RunPhase.FAILURE and run.will_retry is not False
                 and execution.heartbeat_at and now - execution.heartbeat_at < 2 * lease_timeout):
             continue  # give Dagster's retry daemon time to launch the retry
-        final = RunInfo(run_id=run.run_id, execution_id=run.execution_id, phase=run.phase,
-                        updated_at=run.updated_at, will_retry=False,
-                        has_outcome_tag=run.has_outcome_tag)
-        _settle_run(store, runs, alerter, tick, final, execution, message=message)
+        _settle_run(store, runs, alerter, tick, replace(run, will_retry=False), execution,
+                    message=message)
