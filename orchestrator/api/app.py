@@ -2,14 +2,18 @@
 ``/healthz``, ``/metrics`` and the OpenAPI document at ``/openapi.json``.
 
 Handlers are thin: parse and authenticate here, decide in
-:class:`~orchestrator.triggers.ingest.IngestService` and the store. Store calls run in the
-thread pool.
+:class:`~orchestrator.triggers.ingest.IngestService` and the store. Triggers are admitted by one
+writer thread per process, concurrent requests sharing a transaction
+(:class:`~orchestrator.triggers.group_commit.GroupCommit`); other store calls run in the thread
+pool.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,18 +28,27 @@ from starlette.schemas import SchemaGenerator
 
 from orchestrator.api import schedules as schedule_routes
 from orchestrator.api.errors import ApiError, to_response
-from orchestrator.api.http import environment_of, parse_json, read_body, request_id_of
+from orchestrator.api.http import (
+    KeyCache,
+    environment_of,
+    parse_json,
+    read_body,
+    request_id_of,
+)
 from orchestrator.api.metrics import ApiMetrics
 from orchestrator.api.models import SCHEMA_MODELS, BatchBody, TriggerBody, parse
 from orchestrator.api.settings import ApiSettings
 from orchestrator.domain.burst import BurstGate
 from orchestrator.domain.correlation import Source
-from orchestrator.domain.ingest import Admission
+from orchestrator.domain.ingest import Admission, AdmissionJob
+from orchestrator.domain.payloads import nul_problem
 from orchestrator.domain.records import ExecutionStatus
 from orchestrator.domain.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from orchestrator.exceptions import InvalidInput
 from orchestrator.store import Store
 from orchestrator.store.access import AccessStore
 from orchestrator.store.fairness import FairQueue
+from orchestrator.triggers.group_commit import GroupCommit
 from orchestrator.triggers.ingest import IngestService, TriggerInput
 
 Clock = Callable[[], datetime]
@@ -54,12 +67,19 @@ class Api:
         self.clock = clock
         self.store = Store(settings.store.database_url)
         self.access = AccessStore(self.store)
+        self.keys = KeyCache(self.access)
         gate = BurstGate(settings.burst) if settings.burst.enabled else None
         self.service = IngestService(self.store, gate)
+        self.admissions: GroupCommit[AdmissionJob, list[Admission]] = GroupCommit(
+            self.service.admit, name="trigger-admission")
         self.metrics = ApiMetrics(FairQueue(self.store), clock)
 
+    async def admit(self, job: AdmissionJob) -> list[Admission]:
+        """Admit ``job`` with whatever other requests are waiting (one shared transaction)."""
+        return await asyncio.wrap_future(self.admissions.submit(job))
+
     async def environment(self, request: Request) -> str:
-        return await environment_of(request, self.access)
+        return await environment_of(request, self.keys)
 
     def count(self, environment: str, source: Source, admissions: list[Admission]) -> None:
         for a in admissions:
@@ -113,8 +133,13 @@ def create_app(settings: ApiSettings, *, clock: Clock = _utcnow) -> Starlette:
     async def fallback(request: Request, exc: Exception) -> Response:
         return to_response(exc, settings.retry_after_seconds)
 
-    app = Starlette(routes=routes, exception_handlers={404: fallback, 405: fallback,
-                                                        Exception: fallback})
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(api.admissions.close)
+
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={404: fallback, 405: fallback, Exception: fallback})
     app.state.api = api
     return app
 
@@ -177,10 +202,9 @@ async def trigger(api: Api, request: Request) -> Response:
     request_id = request_id_of(request)
     body = parse(TriggerBody, parse_json(await read_body(request)))
     name = request.path_params["name"]
-    [admission] = await run_in_threadpool(
-        lambda: api.service.trigger(environment=environment, workflow=name,
-                                    items=[body.to_input()], request_id=request_id,
-                                    source=Source.API, now=api.clock()))
+    [admission] = await api.admit(api.service.prepare(
+        environment=environment, workflow=name, items=[body.to_input()],
+        request_id=request_id, source=Source.API, now=api.clock()))
     api.count(environment, Source.API, [admission])
     return JSONResponse(admission.body(), status_code=202,
                         headers={"X-Request-Id": admission.request_id})
@@ -201,11 +225,10 @@ async def trigger_batch(api: Api, request: Request) -> Response:
     request_id = request_id_of(request)
     body = parse(BatchBody, parse_json(await read_body(request)))
     name = request.path_params["name"]
-    admissions = await run_in_threadpool(
-        lambda: api.service.trigger(environment=environment, workflow=name,
-                                    items=[item.to_input() for item in body.items],
-                                    request_id=request_id, source=Source.API, now=api.clock(),
-                                    batch_key=body.idempotency_key, batched=True))
+    admissions = await api.admit(api.service.prepare(
+        environment=environment, workflow=name, items=[item.to_input() for item in body.items],
+        request_id=request_id, source=Source.API, now=api.clock(),
+        batch_key=body.idempotency_key, batched=True))
     api.count(environment, Source.API, admissions)
     return JSONResponse({"items": [a.body() for a in admissions]}, status_code=202)
 
@@ -235,12 +258,13 @@ async def webhook(api: Api, request: Request) -> Response:
     assert signature is not None
     value = parse_json(body)
     payload = value if isinstance(value, dict) else {"body": value}
-    [admission] = await run_in_threadpool(
-        lambda: api.service.trigger(environment=hook.environment, workflow=hook.workflow,
-                                    items=[TriggerInput(payload=payload)],
-                                    request_id=request_id_of(request), source=Source.WEBHOOK,
-                                    now=now, trigger_id=hook.id,
-                                    receipt=(hook.id, signature)))
+    nul = nul_problem(payload, "")
+    if nul is not None:
+        raise InvalidInput(nul, subject="webhook body")
+    [admission] = await api.admit(api.service.prepare(
+        environment=hook.environment, workflow=hook.workflow,
+        items=[TriggerInput(payload=payload)], request_id=request_id_of(request),
+        source=Source.WEBHOOK, now=now, trigger_id=hook.id, receipt=(hook.id, signature)))
     api.count(hook.environment, Source.WEBHOOK, [admission])
     return JSONResponse(admission.body(), status_code=202)
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from orchestrator.api.errors import ApiError
+from orchestrator.domain.access import hash_api_key
 from orchestrator.store.access import AccessStore
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -58,7 +61,34 @@ def request_id_of(request: Request) -> str | None:
     return value
 
 
-async def environment_of(request: Request, access: AccessStore) -> str:
+class KeyCache:
+    """The environments of recently checked API keys, kept ``ttl`` seconds: the trigger path
+    skips a store read per request. Only valid keys are kept (a key created a moment ago works
+    at once), and by hash, never in clear."""
+
+    def __init__(self, access: AccessStore, *, ttl: float = 5.0, max_keys: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.access = access
+        self.ttl = ttl
+        self.max_keys = max_keys
+        self.clock = clock
+        self._known: dict[str, tuple[str, float]] = {}
+
+    async def environment(self, key: str) -> str | None:
+        digest = hash_api_key(key)
+        known = self._known.get(digest)
+        now = self.clock()
+        if known is not None and known[1] > now:
+            return known[0]
+        environment = await run_in_threadpool(self.access.environment_of_key, key)
+        if environment is not None:
+            if len(self._known) >= self.max_keys:
+                self._known.clear()
+            self._known[digest] = (environment, now + self.ttl)
+        return environment
+
+
+async def environment_of(request: Request, keys: KeyCache) -> str:
     """The environment of the request's API key (``Authorization: Bearer <key>``)."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
@@ -66,8 +96,8 @@ async def environment_of(request: Request, access: AccessStore) -> str:
         raise ApiError(401, "unauthorized", "send an API key: Authorization: Bearer <key> "
                        "(create one with `orchestrator keys create --environment ENV`)",
                        headers={"WWW-Authenticate": "Bearer"})
-    environment = await run_in_threadpool(access.environment_of_key, key.strip())
+    environment = await keys.environment(key.strip())
     if environment is None:
         raise ApiError(401, "unauthorized", "the API key is not valid",
                        headers={"WWW-Authenticate": "Bearer"})
-    return str(environment)
+    return environment

@@ -14,6 +14,7 @@ from orchestrator.domain.ingest import (
     parse_duration,
     parse_idempotency_ttl,
 )
+from orchestrator.domain.payloads import nul_problem
 from orchestrator.domain.schedules import KEY_PATTERN
 from orchestrator.exceptions import InvalidInput, Problem
 from orchestrator.triggers.ingest import TriggerInput
@@ -51,6 +52,8 @@ class TriggerBody(_Body):
     debounce: DebounceBody | None = None
     parent_execution_id: str | None = Field(default=None, min_length=1, max_length=36)
 
+    _payload = field_validator("payload")(lambda cls, v: _storable(v))
+
     @field_validator("idempotency_key_ttl", mode="before")
     @classmethod
     def _ttl(cls, v: Any) -> timedelta | None:
@@ -86,6 +89,13 @@ class ScheduleBody(_Body):
     run_at: str | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
     key: str | None = None
+
+
+def _storable(payload: dict[str, Any]) -> dict[str, Any]:
+    problem = nul_problem(payload, "payload")
+    if problem is not None:
+        raise ValueError(f"{problem.message} (at {problem.field})")
+    return payload
 
 
 def parse(model: type[_Body], data: Any) -> Any:

@@ -21,6 +21,7 @@ from orchestrator.cli.output import emit
 from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id
 from orchestrator.domain.cron import CronSchedule
 from orchestrator.domain.ingest import DEFAULT_IDEMPOTENCY_TTL, parse_idempotency_ttl
+from orchestrator.domain.payloads import nul_problem
 from orchestrator.domain.records import Outcome, ScheduleRecord
 from orchestrator.domain.schedules import KEY_PATTERN, validate_schedule
 from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT, parse_workflow
@@ -65,6 +66,9 @@ def _payload(raw: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInput(Problem(field="--payload", message="must be a JSON object, e.g. "
                                    "'{\"user\": \"ada\"}'"))
+    problem = nul_problem(value, "--payload")
+    if problem is not None:
+        raise InvalidInput(problem)
     return value
 
 

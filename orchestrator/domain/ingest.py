@@ -90,6 +90,44 @@ class TriggerRequest:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AdmissionJob:
+    """One call's triggers (one, or a batch's items) for one workflow: admitted all or none. The
+    store may write several calls' jobs in one transaction (group commit), each still all or
+    none."""
+
+    environment: str
+    workflow: str
+    requests: tuple[TriggerRequest, ...]
+    buffer: tuple[bool, ...]  # per request: to the burst buffer (the gate's decision)
+    now: datetime
+    receipt: tuple[str, str] | None = None  # (webhook id, signature) to record with it
+    batched: bool = False  # names a batch item's field ``items.<i>.…`` in errors
+
+    def __post_init__(self) -> None:
+        if len(self.buffer) != len(self.requests):
+            raise ValueError("one buffer flag per request")
+
+    @property
+    def plain(self) -> bool:
+        """Nothing to claim, debounce, check or record: rows to insert, in bulk with other plain
+        jobs."""
+        return self.receipt is None and all(
+            r.correlation.idempotency_key is None and r.debounce is None
+            and r.correlation.parent_execution_id is None for r in self.requests)
+
+    @property
+    def lock_order(self) -> tuple[str, ...]:
+        """Jobs of a shared transaction take their row locks (idempotency keys, debounce
+        windows) in this order, so two servers' transactions cannot deadlock on each other."""
+        first = self.requests[0]
+        return (self.environment, self.workflow, first.correlation.idempotency_key or "",
+                first.debounce.key if first.debounce else "")
+
+    def to_buffer(self, index: int) -> bool:
+        return self.buffer[index] and not self.requests[index].bypasses_gate
+
+
+@dataclass(frozen=True, kw_only=True)
 class Admission:
     """What ingestion did with one trigger: the 202 body, plus how it was admitted."""
 

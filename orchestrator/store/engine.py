@@ -49,7 +49,7 @@ def _create(url: str) -> sa.Engine:
             connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    return sa.create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True,
+    return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
                             pool_recycle=1800)
 
 

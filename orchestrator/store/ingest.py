@@ -1,6 +1,8 @@
-"""Admitting triggers: the idempotency claim, debounce, the burst buffer and the queue, each
-trigger (or a whole batch) in one transaction, so a failure leaves nothing half written. Reads
-of executions fall back to the burst buffer, so a buffered execution is visible at once.
+"""Admitting triggers: the idempotency claim, debounce, the burst buffer and the queue. A call's
+triggers (one, or a whole batch) are admitted all or none, so a failure leaves nothing half
+written; several calls' jobs may share one transaction (group commit, each job in a savepoint,
+plain ones inserted in bulk). Reads of executions fall back to the burst buffer, so a buffered
+execution is visible at once.
 
 The idempotency claim is the primary key of ``orch_idempotency_keys``: of concurrent requests
 with one key, one insert wins and every other caller reads the winner's execution. An expired
@@ -14,18 +16,41 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from orchestrator.domain.correlation import Correlation, iso_utc
-from orchestrator.domain.ingest import Admission, Debounce, DebounceMode, TriggerRequest
+from orchestrator.domain.ingest import (
+    Admission,
+    AdmissionJob,
+    Debounce,
+    DebounceMode,
+    TriggerRequest,
+)
 from orchestrator.domain.records import ExecutionStatus, Outcome, TriggerStatus
-from orchestrator.exceptions import Conflict, NotFound, StoreError
+from orchestrator.exceptions import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    OrchestratorError,
+    Problem,
+    StoreError,
+)
 from orchestrator.store import tables as t
-from orchestrator.store.store import Store, _translated, insert_execution
+from orchestrator.store.store import (
+    Store,
+    _translated,
+    execution_row,
+    insert_execution,
+    queued_row,
+    store_error,
+)
 
 _CLAIM_ATTEMPTS = 5
 # Receipts older than this carry timestamps the signature check refuses anyway.
 RECEIPT_RETENTION = timedelta(minutes=15)
+
+
+JobResult = list[Admission] | OrchestratorError
 
 
 class IngestStore:
@@ -36,19 +61,111 @@ class IngestStore:
 
     # ----------------------------------------------------------------------------- admission
 
-    @_translated("accept the trigger")
     def admit(self, requests: Sequence[TriggerRequest], now: datetime, *,
               buffer: Sequence[bool] | None = None,
               receipt: tuple[str, str] | None = None) -> list[Admission]:
-        """Admit ``requests`` in one transaction. ``buffer[i]`` sends request ``i`` to the burst
-        buffer (when it does not bypass the gate). ``receipt`` = (webhook id, signature) is
-        recorded in the same transaction; a signature seen before raises :class:`Conflict`."""
-        to_buffer = list(buffer) if buffer is not None else [False] * len(requests)
-        with self.store._write() as conn:
-            if receipt is not None:
-                self._record_receipt(conn, *receipt, now)
-            return [self._admit_one(conn, request, now, flag and not request.bypasses_gate)
-                    for request, flag in zip(requests, to_buffer, strict=True)]
+        """Admit ``requests`` (of one environment and workflow) in one transaction.
+        ``buffer[i]`` sends request ``i`` to the burst buffer (when it does not bypass the
+        gate). ``receipt`` = (webhook id, signature) is recorded in the same transaction; a
+        signature seen before raises :class:`Conflict`."""
+        c = requests[0].correlation
+        job = AdmissionJob(environment=c.environment, workflow=c.workflow,
+                           requests=tuple(requests), now=now, receipt=receipt,
+                           buffer=tuple(buffer) if buffer is not None else (False,) * len(requests))
+        [result] = self.admit_jobs([job])
+        if isinstance(result, OrchestratorError):
+            raise result
+        return result
+
+    def admit_jobs(self, jobs: Sequence[AdmissionJob]) -> list[JobResult]:
+        """Admit several calls' jobs in one transaction (group commit); each job's result is its
+        admissions or the error that refused it (unknown workflow, replayed delivery, …), and
+        a refused job writes nothing. A store failure refuses every job."""
+        try:
+            with self.store._write() as conn:
+                return self._admit_jobs(conn, jobs)
+        except OrchestratorError as exc:  # a lone job refused: its writes rolled back
+            if len(jobs) != 1:
+                raise
+            return [exc]
+        except SQLAlchemyError as exc:
+            lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
+            if len(jobs) == 1 or lost:
+                return [store_error("accept the trigger", exc)] * len(jobs)
+        # One job's trouble (a deadlock with another server's transaction, a constraint) must
+        # not refuse the others: each again, alone.
+        return [result for job in jobs for result in self.admit_jobs([job])]
+
+    def _admit_jobs(self, conn: sa.Connection, jobs: Sequence[AdmissionJob]) -> list[JobResult]:
+        results: list[JobResult | None] = [None] * len(jobs)
+        live = self._live_workflows(conn, {(job.environment, job.workflow) for job in jobs})
+        for i, job in enumerate(jobs):
+            if (job.environment, job.workflow) not in live:
+                results[i] = NotFound("workflow", f"{job.environment}/{job.workflow}")
+        involved = sorted((i for i, job in enumerate(jobs)
+                           if results[i] is None and not job.plain),
+                          key=lambda i: jobs[i].lock_order)
+        for i in involved:
+            if len(jobs) == 1:  # an error rolls back the whole transaction: no savepoint
+                results[i] = self._admit_job(conn, jobs[i])
+                continue
+            try:
+                with conn.begin_nested():
+                    results[i] = self._admit_job(conn, jobs[i])
+            except OrchestratorError as exc:
+                results[i] = exc
+        plain = [i for i, result in enumerate(results) if result is None]
+        for i, admissions in zip(plain, self._insert_plain(conn, [jobs[i] for i in plain]),
+                                 strict=True):
+            results[i] = admissions
+        return [result for result in results if result is not None]
+
+    @staticmethod
+    def _live_workflows(conn: sa.Connection, pairs: set[tuple[str, str]]
+                        ) -> set[tuple[str, str]]:
+        w = t.workflows
+        query = sa.select(w.c.environment, w.c.name).where(
+            sa.tuple_(w.c.environment, w.c.name).in_(sorted(pairs)), w.c.deleted_at.is_(None))
+        return {(row.environment, row.name) for row in conn.execute(query)}
+
+    def _admit_job(self, conn: sa.Connection, job: AdmissionJob) -> list[Admission]:
+        if job.receipt is not None:
+            self._record_receipt(conn, *job.receipt, job.now)
+        for index, request in enumerate(job.requests):
+            parent = request.correlation.parent_execution_id
+            if parent is not None and not _exists(conn, parent, job.environment):
+                field = f"items.{index}.parent_execution_id" if job.batched \
+                    else "parent_execution_id"
+                raise InvalidInput(Problem(field=field, message=f"no execution {parent!r} in "
+                                           "this environment"), subject="trigger")
+        return [self._admit_one(conn, request, job.now, job.to_buffer(index))
+                for index, request in enumerate(job.requests)]
+
+    @staticmethod
+    def _insert_plain(conn: sa.Connection, jobs: Sequence[AdmissionJob]
+                      ) -> list[list[Admission]]:
+        """Plain jobs' rows, one multi-row insert per table."""
+        executions: list[dict[str, Any]] = []
+        queued: list[dict[str, Any]] = []
+        buffered: list[dict[str, Any]] = []
+        results = []
+        for job in jobs:
+            admissions = []
+            for index, request in enumerate(job.requests):
+                c, to_buffer = request.correlation, job.to_buffer(index)
+                if to_buffer:
+                    buffered.append(_buffer_row(request, job.now))
+                else:
+                    executions.append(execution_row(c, job.now, batch_id=request.batch_id))
+                    queued.append(queued_row(c, job.now))
+                admissions.append(Admission(execution_id=c.execution_id,
+                                            request_id=c.request_id, buffered=to_buffer))
+            results.append(admissions)
+        for table, rows in ((t.executions, executions), (t.queued_triggers, queued),
+                            (t.burst_buffer, buffered)):
+            if rows:
+                conn.execute(table.insert(), rows)
+        return results
 
     def _record_receipt(self, conn: sa.Connection, webhook_id: str, signature: str,
                         now: datetime) -> None:
@@ -78,13 +195,7 @@ class IngestStore:
                     execution_id=admission.execution_id))
             return admission
         if to_buffer:
-            conn.execute(t.burst_buffer.insert().values(
-                execution_id=c.execution_id, request_id=c.request_id, source=c.source.value,
-                environment=c.environment, workflow=c.workflow, trigger_id=c.trigger_id,
-                payload=c.payload, idempotency_key=c.idempotency_key,
-                idempotency_expires_at=expires_at if c.idempotency_key else None,
-                parent_execution_id=c.parent_execution_id, batch_id=request.batch_id,
-                created_at=now))
+            conn.execute(t.burst_buffer.insert().values(_buffer_row(request, now)))
             return Admission(execution_id=c.execution_id, request_id=c.request_id,
                              buffered=True)
         insert_execution(conn, c, now, enqueue=True, batch_id=request.batch_id)
@@ -229,6 +340,23 @@ class IngestStore:
                     views.append(view)
         views.sort(key=lambda v: (v["created_at"], v["execution_id"]), reverse=True)
         return views[:limit]
+
+
+def _buffer_row(request: TriggerRequest, now: datetime) -> dict[str, Any]:
+    c = request.correlation
+    return dict(
+        execution_id=c.execution_id, request_id=c.request_id, source=c.source.value,
+        environment=c.environment, workflow=c.workflow, trigger_id=c.trigger_id,
+        payload=c.payload, idempotency_key=c.idempotency_key,
+        idempotency_expires_at=now + request.idempotency_ttl if c.idempotency_key else None,
+        parent_execution_id=c.parent_execution_id, batch_id=request.batch_id, created_at=now)
+
+
+def _exists(conn: sa.Connection, execution_id: str, environment: str) -> bool:
+    """An execution of ``environment``, in the log or still in the burst buffer."""
+    return any(conn.execute(sa.select(table.c.execution_id).where(
+        table.c.execution_id == execution_id, table.c.environment == environment)).first()
+        for table in (t.executions, t.burst_buffer))
 
 
 def _key_of(c: Correlation) -> tuple[Any, ...]:

@@ -57,12 +57,17 @@ def _translated(operation: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             try:
                 return fn(*args, **kwargs)
             except SQLAlchemyError as exc:
-                log.warning("store operation %r failed: %s", operation, type(exc).__name__)
-                raise StoreError(operation, transient=_transient(exc)) from None
+                raise store_error(operation, exc) from None
 
         return wrapper
 
     return decorate
+
+
+def store_error(operation: str, exc: SQLAlchemyError) -> StoreError:
+    """The :class:`StoreError` for a driver exception (logged by its type, never its text)."""
+    log.warning("store operation %r failed: %s", operation, type(exc).__name__)
+    return StoreError(operation, transient=_transient(exc))
 
 
 def _transient(exc: SQLAlchemyError) -> bool:
@@ -564,18 +569,31 @@ def insert_execution(conn: sa.Connection, correlation: Correlation, now: datetim
     the caller's connection (one transaction with whatever else the caller writes). Raises
     ``IntegrityError`` when the execution exists."""
     conn.execute(t.executions.insert().values(
-        execution_id=correlation.execution_id, request_id=correlation.request_id,
-        source=correlation.source.value, workflow=correlation.workflow,
-        environment=correlation.environment, workflow_version=workflow_version,
-        status=ExecutionStatus.QUEUED.value, trigger_id=correlation.trigger_id,
-        scheduled_for=correlation.scheduled_for, idempotency_key=correlation.idempotency_key,
-        parent_execution_id=correlation.parent_execution_id, payload=correlation.payload,
-        batch_id=batch_id, attempts=0, created_at=now))
+        execution_row(correlation, now, workflow_version=workflow_version, batch_id=batch_id)))
     if enqueue:
         conn.execute(t.queued_triggers.insert().values(
-            execution_id=correlation.execution_id, environment=correlation.environment,
-            workflow=correlation.workflow, status=TriggerStatus.QUEUED.value, created_at=now,
-            available_at=available_at))
+            queued_row(correlation, now, available_at=available_at)))
+
+
+def execution_row(correlation: Correlation, now: datetime, *, workflow_version: int | None = None,
+                  batch_id: str | None = None) -> dict[str, Any]:
+    """The ``executions`` row of a new (``queued``) execution."""
+    c = correlation
+    return dict(
+        execution_id=c.execution_id, request_id=c.request_id, source=c.source.value,
+        workflow=c.workflow, environment=c.environment, workflow_version=workflow_version,
+        status=ExecutionStatus.QUEUED.value, trigger_id=c.trigger_id,
+        scheduled_for=c.scheduled_for, idempotency_key=c.idempotency_key,
+        parent_execution_id=c.parent_execution_id, payload=c.payload, batch_id=batch_id,
+        attempts=0, created_at=now)
+
+
+def queued_row(correlation: Correlation, now: datetime, *,
+               available_at: datetime | None = None) -> dict[str, Any]:
+    """The ``queued_triggers`` row that hands a new execution to the queued-trigger sensor."""
+    return dict(execution_id=correlation.execution_id, environment=correlation.environment,
+                workflow=correlation.workflow, status=TriggerStatus.QUEUED.value,
+                created_at=now, available_at=available_at)
 
 
 def _execution_record(row: Any, blocks: tuple[BlockEntry, ...]) -> ExecutionRecord:

@@ -5,6 +5,8 @@ regenerates it.
 
 Order per trigger (DESIGN §7): workflow check → idempotency claim → debounce → burst gate →
 buffer or queue, the writes in one transaction (:class:`~orchestrator.store.ingest.IngestStore`).
+A call is first prepared (correlation, gate: no I/O), then admitted, alone or with other calls'
+jobs (the API's :class:`~orchestrator.triggers.group_commit.GroupCommit`).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.domain.ingest import (
     DEFAULT_IDEMPOTENCY_TTL,
     Admission,
+    AdmissionJob,
     Debounce,
     TriggerRequest,
 )
-from orchestrator.exceptions import InvalidInput, NotFound, Problem
+from orchestrator.exceptions import OrchestratorError
 from orchestrator.store import Store
-from orchestrator.store.ingest import IngestStore
+from orchestrator.store.ingest import IngestStore, JobResult
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +59,26 @@ class IngestService:
                 batched: bool = False, receipt: tuple[str, str] | None = None
                 ) -> list[Admission]:
         """Admit ``items`` (one, or a batch) for ``environment/workflow``; all or nothing."""
-        self.store.get_workflow(environment, workflow)  # NotFound (also for other tenants')
+        job = self.prepare(environment=environment, workflow=workflow, items=items,
+                           request_id=request_id, source=source, now=now,
+                           trigger_id=trigger_id, batch_key=batch_key, batched=batched,
+                           receipt=receipt)
+        [result] = self.admit([job])
+        if isinstance(result, OrchestratorError):
+            raise result
+        return result
+
+    def prepare(self, *, environment: str, workflow: str, items: Sequence[TriggerInput],
+                request_id: str | None, source: Source, now: datetime,
+                trigger_id: str | None = None, batch_key: str | None = None,
+                batched: bool = False, receipt: tuple[str, str] | None = None
+                ) -> AdmissionJob:
+        """The job for one call: correlations assigned, the gate consulted; nothing read or
+        written yet (the workflow and any parent are checked when the job is admitted)."""
         request_id = request_id or new_id()
         batch_id = "bat_" + new_id().replace("-", "")[:20] if batched else None
         requests = []
         for index, item in enumerate(items):
-            if item.parent_execution_id is not None:
-                self._check_parent(item.parent_execution_id, environment, index, batched)
             key = item.idempotency_key
             if key is None and batch_key is not None:
                 key = f"{batch_key}:{index}"
@@ -76,26 +92,27 @@ class IngestService:
             requests.append(TriggerRequest(correlation=correlation,
                                            idempotency_ttl=item.idempotency_ttl,
                                            debounce=item.debounce, batch_id=batch_id))
-        buffer = [self._gated(r, now) for r in requests]
-        admissions = self.ingest.admit(requests, now, buffer=buffer, receipt=receipt)
-        for admission in admissions:
-            log.info("trigger admitted: %s/%s deduplicated=%s buffered=%s debounced=%s",
-                     environment, workflow, admission.deduplicated, admission.buffered,
-                     admission.debounced,
-                     extra={"execution_id": admission.execution_id,
-                            "request_id": admission.request_id})
-        return admissions
+        return AdmissionJob(environment=environment, workflow=workflow,
+                            requests=tuple(requests), now=now, receipt=receipt,
+                            batched=batched, buffer=tuple(self._gated(r, now) for r in requests))
+
+    def admit(self, jobs: Sequence[AdmissionJob]) -> list[JobResult]:
+        """Admit prepared jobs in one transaction (the API's group commit hands it every job
+        that is waiting); each result is the job's admissions or the error that refused it."""
+        results = self.ingest.admit_jobs(jobs)
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(result, OrchestratorError):
+                continue
+            for admission in result:
+                log.info("trigger admitted: %s/%s deduplicated=%s buffered=%s debounced=%s",
+                         job.environment, job.workflow, admission.deduplicated,
+                         admission.buffered, admission.debounced,
+                         extra={"execution_id": admission.execution_id,
+                                "request_id": admission.request_id})
+        return results
 
     def _gated(self, request: TriggerRequest, now: datetime) -> bool:
         environment = request.correlation.environment
         if self.gate is None or request.bypasses_gate or not self.gate.covers(environment):
             return False
         return self.gate.should_buffer(environment, now)
-
-    def _check_parent(self, parent: str, environment: str, index: int, batched: bool) -> None:
-        try:
-            self.ingest.execution_view(parent, environment)
-        except NotFound:
-            field = f"items.{index}.parent_execution_id" if batched else "parent_execution_id"
-            raise InvalidInput(Problem(field=field, message=f"no execution {parent!r} in this "
-                                       "environment"), subject="trigger") from None

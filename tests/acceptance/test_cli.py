@@ -437,6 +437,8 @@ def test_payload_must_be_a_json_object(cli: CLI, tmp_path: Path) -> None:
         stderr = bad_input(proc)
         assert "--payload" in stderr and "JSON object" in stderr, describe(proc)
         assert proc.stdout == "", describe(proc)
+        nul = bad_input(cli(*args, "--payload", '{"note": "a\\u0000b"}', "--json"))
+        assert "--payload.note" in nul and "NUL character" in nul
     assert ok_json(cli("executions", "list", "--json")) == []
     assert ok_json(cli("schedules", "list", "--json")) == []
 

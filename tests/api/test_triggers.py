@@ -127,6 +127,13 @@ def test_bad_input_answers(acme: Client, store: Store) -> None:
     assert error_of(acme.post("/v1/workflows/digest/trigger", {},
                               headers={"X-Request-Id": "bad id"}), 422)["field"] == \
         "X-Request-Id"
+    # PostgreSQL cannot store NUL: refused up front, by field, on both stores (not a 503).
+    nul = error_of(acme.post("/v1/workflows/digest/trigger",
+                             {"payload": {"note": {"text": "a\u0000b"}}}), 422)
+    assert nul["field"] == "payload" and "payload.note.text" in nul["message"]
+    batch_nul = error_of(acme.post("/v1/workflows/digest/trigger-batch",
+                                   {"items": [{}, {"payload": {"k\u0000": 1}}]}), 422)
+    assert batch_nul["field"] == "items.1.payload"
     anonymous = Client(acme.url)
     assert error_of(anonymous.post("/v1/workflows/digest/trigger", {}), 401)["code"] == \
         "unauthorized"

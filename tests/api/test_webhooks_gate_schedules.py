@@ -56,6 +56,9 @@ def test_webhook_signature_matrix(serve, store: Store, make_workflow) -> None:
         assert error["code"] == "invalid_signature", why
     assert error_of(client.post("/v1/webhooks/wh_missing", data=body,
                                 headers=_signed(hook.secret, body)), 404)["code"] == "not_found"
+    nul = b'{"order": "4\\u00002"}'  # signed, but PostgreSQL cannot store it: 422, by field
+    assert error_of(client.post(path, data=nul, headers=_signed(hook.secret, nul)),
+                    422)["field"] == "order"
     assert [e.execution_id for e in store.list_executions()] == [record.execution_id]
 
 

@@ -35,6 +35,7 @@ def request(*, key: str | None = None, env: str = "default", payload: dict | Non
 
 def test_same_key_dedupes_until_expiry(store: Store, make_workflow) -> None:
     make_workflow()
+    make_workflow(environment="other")
     ingest = IngestStore(store)
     [first] = ingest.admit([request(key="order-42", ttl=timedelta(seconds=60))], NOW)
     [again] = ingest.admit([request(key="order-42")], NOW + timedelta(seconds=59))
@@ -85,8 +86,9 @@ def test_debounce_trailing_replaces_leading_keeps(store: Store, make_workflow) -
 def test_buffered_trigger_is_readable_then_drained(store: Store, make_workflow) -> None:
     make_workflow()
     ingest = IngestStore(store)
+    [parent] = ingest.admit([request()], NOW)
     [buffered, child] = ingest.admit(
-        [request(key="b-1", payload={"x": 1}), request(parent="p-1")], NOW,
+        [request(key="b-1", payload={"x": 1}), request(parent=parent.execution_id)], NOW,
         buffer=[True, True])
     assert buffered.buffered and not child.buffered  # a child trigger bypasses the gate
     view = ingest.execution_view(buffered.execution_id, "default")
@@ -94,7 +96,7 @@ def test_buffered_trigger_is_readable_then_drained(store: Store, make_workflow) 
     assert view["payload"] == {"x": 1} and view["idempotency_key"] == "b-1"
     assert view["idempotency_key_expires_at"] == "2030-01-16T12:00:30Z"
     assert {v["execution_id"] for v in ingest.list_views("default")} == \
-        {buffered.execution_id, child.execution_id}
+        {parent.execution_id, buffered.execution_id, child.execution_id}
     again = ingest.admit([request(key="b-1")], NOW)[0]
     assert again.deduplicated and again.execution_id == buffered.execution_id
     assert FairQueue(store).drain(10) == [buffered.execution_id]

@@ -65,6 +65,11 @@ def test_every_problem_is_listed_at_once() -> None:
     assert "'has spaces'" in problems["key"]
 
 
+def test_payload_with_a_nul_character_names_where_it_is() -> None:
+    problems = problems_of(workflow="w", cron="* * * * *", payload={"a": ["x", "y\x00"]})
+    assert "NUL character" in problems["payload.a[1]"]
+
+
 def test_neither_cron_nor_run_at() -> None:
     problems = problems_of(workflow="nightly")
     assert list(problems) == ["cron"]

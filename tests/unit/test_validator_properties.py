@@ -84,8 +84,13 @@ def _label(key: Any) -> str:
 
 def _workflow_field(document: Any) -> Any:
     def allowed(name: str) -> bool:
-        return bool(WORKFLOW_FIELD.match(name)) or (
-            isinstance(document, dict) and name in {_label(k) for k in document})
+        if WORKFLOW_FIELD.match(name) or not isinstance(document, dict):
+            return bool(WORKFLOW_FIELD.match(name))
+        if name in {_label(k) for k in document}:
+            return True
+        # A path under a key of the document (a NUL character is shown escaped as \u0000).
+        keys = {_label(k).replace("\x00", "\\u0000") for k in document}
+        return any(name == k or name.startswith((k + ".", k + "[")) for k in keys)
     return allowed
 
 
@@ -139,7 +144,8 @@ def test_schedules_are_accepted_or_rejected_field_by_field(
                                  timezone=timezone, run_at=run_at, payload=payload, key=key,
                                  now=NOW)
     except InvalidInput as exc:
-        _check_rejection(exc, lambda name: name in SCHEDULE_FIELDS)
+        _check_rejection(exc, lambda name: name in SCHEDULE_FIELDS
+                         or name.startswith(("payload.", "payload[")))
         return
     assert isinstance(spec, ScheduleSpec)
     first = spec.first_run_at(NOW)  # an accepted schedule always has a next fire time

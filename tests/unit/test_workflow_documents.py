@@ -166,6 +166,13 @@ def test_timeout_seconds_out_of_bounds(timeout: Any) -> None:
     assert "from 1 to 86400" in problem.message
 
 
+def test_nul_character_is_refused_where_it_is() -> None:
+    document = {"name": "nightly", "blocks": [{"id": "only", "type": "python",
+                                               "with": {"code": "x = '\x00'"}}]}
+    [problem] = problems_of(document)
+    assert problem.field == "blocks[0].with.code" and "NUL character" in problem.message
+
+
 def test_fail_run_on_user_error_must_be_boolean() -> None:
     [problem] = problems_of(minimal(fail_run_on_user_error="yes"))
     assert problem.field == "fail_run_on_user_error"
