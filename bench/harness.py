@@ -232,13 +232,14 @@ def _cpu_model() -> str:
     return platform.processor() or "?"
 
 
-def table(rows: list[Row]) -> str:
-    """A Markdown table (also what is printed)."""
-    out = ["| benchmark | backend | ours | baseline | ratio | target | met |",
-           "|---|---|---|---|---|---|---|"]
-    for r in rows:
+def table(rows: list[Row], when: list[Any] | None = None) -> str:
+    """A Markdown table (also what is printed); ``when``: a last column per row."""
+    extra = " when |" if when else ""
+    out = ["| benchmark | backend | ours | baseline | ratio | target | met |" + extra,
+           "|---|---|---|---|---|---|---|" + ("---|" if when else "")]
+    for i, r in enumerate(rows):
         ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
         met = "" if r.met is None else ("yes" if r.met else "**no**")
         out.append(f"| {r.benchmark} | {r.backend} | {r.ours} | {r.baseline} | {ratio} | "
-                   f"{r.target} | {met} |")
+                   f"{r.target} | {met} |" + (f" {when[i]} |" if when else ""))
     return "\n".join(out)

@@ -8,14 +8,17 @@ Knobs (environment): ``BENCH_QUICK=1`` (smaller sizes, ~5 min), ``BENCH_BACKENDS
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
 
-from bench import drain, exec_overhead, schedule_precision, tick_cost
+from bench import drain, exec_overhead, ingestion, schedule_precision, tick_cost
 from bench.harness import BACKENDS, QUICK, REPO, Row, machine, table
 
 BENCHMARKS: dict[str, Callable[[str], list[Row]]] = {
@@ -23,11 +26,8 @@ BENCHMARKS: dict[str, Callable[[str], list[Row]]] = {
     "exec_overhead": exec_overhead.measure,
     "schedule_precision": schedule_precision.measure,
     "drain": drain.measure,
+    "ingestion": ingestion.measure,
 }
-PENDING = [Row(benchmark="ingestion: accepted/s and p50/p99 of POST …/trigger, steady and 10x "
-                         "burst", backend="—", ours="pending HTTP API", baseline="—", ratio=None,
-               target="≥ 2,000/s; burst p99 ≤ 2x steady", met=None,
-               notes="issue 5 item 3: measured once the HTTP API (another branch) lands")]
 
 
 def command() -> str:
@@ -36,28 +36,61 @@ def command() -> str:
     return (knobs + " " if knobs else "") + "make bench"
 
 
-def write_report(rows: list[Row], info: dict[str, str], seconds: float,
+RESULTS = REPO / "docs" / "performance.json"
+
+
+def merge_results(fresh: dict[tuple[str, str], list[Row]], info: dict[str, str]
+                  ) -> list[dict[str, Any]]:
+    """Every benchmark's latest rows: those just measured replace the stored rows of the same
+    benchmark and backend, the others are kept (a ``BENCH_ONLY`` run erases nothing)."""
+    stored: list[dict[str, Any]] = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    kept = [r for r in stored if (r["bench"], r["backend_run"]) not in fresh]
+    for (bench, backend), rows in fresh.items():
+        for row in rows:
+            data = asdict(row)
+            data.pop("extra")
+            kept.append({**data, "bench": bench, "backend_run": backend,
+                         "measured": info["date"], "load": info["load"], "quick": QUICK,
+                         "command": command()})
+    order = {name: i for i, name in enumerate(BENCHMARKS)}
+    kept.sort(key=lambda r: (order.get(r["bench"], len(order)), r["backend_run"]))
+    RESULTS.write_text(json.dumps(kept, indent=1, ensure_ascii=False) + "\n")
+    return kept
+
+
+def write_report(results: list[dict[str, Any]], info: dict[str, str], seconds: float,
                  errors: list[str]) -> None:
+    rows = [Row(**{k: r[k] for k in ("benchmark", "backend", "ours", "baseline", "ratio",
+                                      "target", "met", "notes")}) for r in results]
+    when = [f"{r['measured']}, load {r['load']}{', quick sizes' if r['quick'] else ''}: "
+            f"`{r['command']}`" for r in results]
     notes = "\n".join(f"- **{r.benchmark} / {r.backend}**: {r.notes}" for r in rows if r.notes)
+    measured = "\n".join(f"{i + 1}. {w}" for i, w in enumerate(when))
     text = f"""# Performance
 
 Latest figures of `make bench` (`bench/`). Every figure is measured in one run beside a
 baseline in the same process tree on the same machine (these machines are shared and noisy:
-compare the ratio, not the absolute values, between runs).
+compare the ratio, not the absolute values, between runs). A run of some benchmarks only
+(`BENCH_ONLY=…`) replaces their rows and keeps the others (`docs/performance.json`); the
+"when" column numbers the list of runs below the table.
 
-- Command: `{command()}` ({seconds / 60:.1f} min{", quick sizes" if QUICK else ""})
-- Date: {info['date']}
+- Latest run: `{command()}` ({seconds / 60:.1f} min{", quick sizes" if QUICK else ""}),
+  {info['date']}
 - Machine: {info['cores']} cores ({info['cpu']}), {info['ram']} RAM, load average at the end
   {info['load']}; {info['os']}
 - Python {info['python']}, Dagster {info['dagster']}, SQLite {info['sqlite']},
   PostgreSQL {info['postgresql']} (127.0.0.1:5432, a fresh database per measurement, dropped
   afterwards)
 
-{table(rows + PENDING)}
+{table(rows, when=list(range(1, len(rows) + 1)))}
+
+When each row was measured:
+
+{measured}
 
 Notes per figure:
 
-{notes}
+{notes or "(none)"}
 """ + ("\nErrors (a benchmark that failed to complete):\n\n" +
        "\n".join(f"- {e}" for e in errors) + "\n" if errors else "") + """
 See the "Findings" section below for what bounds each figure.
@@ -73,20 +106,24 @@ See the "Findings" section below for what bounds each figure.
 def main() -> None:
     logging.getLogger("dagster").setLevel(logging.WARNING)
     only = [b for b in os.environ.get("BENCH_ONLY", "").split(",") if b] or list(BENCHMARKS)
+    unknown = sorted(set(only) - set(BENCHMARKS))
+    if unknown:
+        sys.exit(f"BENCH_ONLY: unknown {', '.join(unknown)}; use {', '.join(BENCHMARKS)}")
     started = time.time()
-    rows: list[Row] = []
+    fresh: dict[tuple[str, str], list[Row]] = {}
     errors: list[str] = []
     for bench in only:
         for name in BACKENDS:
             print(f"== {bench} on {name}", flush=True)
             try:
-                rows += BENCHMARKS[bench](name)
+                fresh[(bench, name)] = BENCHMARKS[bench](name)
             except Exception as exc:
                 traceback.print_exc()
                 errors.append(f"{bench} on {name}: {type(exc).__name__}: {exc}")
     print()
-    print(table(rows + PENDING))
-    write_report(rows, machine(), time.time() - started, errors)
+    print(table([row for rows in fresh.values() for row in rows]))
+    info = machine()
+    write_report(merge_results(fresh, info), info, time.time() - started, errors)
     print(f"\nwrote docs/PERFORMANCE.md ({(time.time() - started) / 60:.1f} min)")
     sys.exit(1 if errors else 0)
 

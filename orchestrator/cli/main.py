@@ -534,15 +534,17 @@ def webhooks_delete(webhook_id: str) -> None:
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
-def serve(host: str, port: int) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes (each with its own writer and burst-gate window).")
+def serve(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API (OpenAPI document at /openapi.json)."""
     import uvicorn
 
-    from orchestrator.api.app import create_app
     from orchestrator.api.settings import ApiSettings
 
-    app = create_app(ApiSettings.from_env())
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    ApiSettings.from_env()  # bad settings fail here, once, with their field named
+    uvicorn.run("orchestrator.api.app:app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_level="info", access_log=False)
 
 
 if __name__ == "__main__":

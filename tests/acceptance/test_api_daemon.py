@@ -63,8 +63,10 @@ def test_http_and_webhook_correlation_reach_run_tags(backend, tmp_path: Path) ->
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        server = subprocess.Popen([str(ORCHESTRATOR), "serve", "--port", str(port)], env=env,
-                                  stdout=out, stderr=subprocess.STDOUT)
+        # Two server processes: the key's second call may reach the other one.
+        server = subprocess.Popen([str(ORCHESTRATOR), "serve", "--port", str(port),
+                                   "--workers", "2"], env=env, stdout=out,
+                                  stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     daemon = Daemon(env, tmp_path / "daemon.log")
     try:
@@ -90,13 +92,18 @@ def test_http_and_webhook_correlation_reach_run_tags(backend, tmp_path: Path) ->
             wait_for(lambda e=execution_id: requests.get(
                 f"{base}/v1/executions/{e}", headers=auth, timeout=30).json()["status"]
                 == "success", 180, f"execution {execution_id} to succeed", daemon.log)
-        again = requests.post(f"{base}/v1/workflows/digest/trigger",
-                              json={"idempotency_key": "order-42"}, headers=auth, timeout=30)
-        assert again.json() == {**api.json(), "deduplicated": True}
+        for _ in range(4):  # new connections: both processes answer with the key's execution
+            again = requests.post(f"{base}/v1/workflows/digest/trigger",
+                                  json={"idempotency_key": "order-42"}, headers=auth,
+                                  timeout=30)
+            assert again.json() == {**api.json(), "deduplicated": True}
     finally:
         daemon.stop()
         server.terminate()
         server.wait(timeout=30)
+    served = log.read_text()
+    assert served.count("Started server process") == 2, served  # 2 workers (and a parent)
+    assert "Traceback" not in served, served
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for execution_id, request_id, source in ((ids[0], "caller-req-42", "api"),
                                                  (ids[1], "hook-req-7", "webhook")):

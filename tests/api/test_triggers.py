@@ -4,6 +4,8 @@ cross-environment isolation, metrics and the OpenAPI document."""
 
 from __future__ import annotations
 
+import logging
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -173,3 +175,22 @@ def test_metrics_and_openapi(acme: Client) -> None:
             "/v1/schedules", "/v1/schedules/{schedule_id}"} <= set(document["paths"])
     assert "202" in document["paths"]["/v1/workflows/{name}/trigger"]["post"]["responses"]
     assert "TriggerBody" in document["components"]["schemas"]
+
+
+def test_a_caller_gone_mid_body_is_counted_not_logged_as_a_fault(acme: Client, store: Store,
+                                                                 caplog) -> None:
+    host, port = acme.url.removeprefix("http://").split(":")
+    key = acme.session.headers["Authorization"]
+    with caplog.at_level(logging.ERROR, logger="orchestrator"):
+        with socket.create_connection((host, int(port))) as raw:
+            raw.sendall(f"POST /v1/workflows/digest/trigger HTTP/1.1\r\nHost: {host}\r\n"
+                        f"Authorization: {key}\r\nContent-Type: application/json\r\n"
+                        "Content-Length: 100\r\n\r\n{\"payload\": ".encode())
+        deadline = time.monotonic() + 10
+        metric = 'orchestrator_requests_rejected_total{code="client_disconnected"} 1.0'
+        while metric not in acme.get("/metrics").text:
+            assert time.monotonic() < deadline, "the disconnect was not counted"
+            time.sleep(0.05)
+    assert [r.getMessage() for r in caplog.records] == []
+    assert store.list_executions() == []
+
