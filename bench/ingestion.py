@@ -6,7 +6,8 @@ Cases, each on a fresh store (SQLite file, or a fresh database on the local Post
 - **capacity**: closed loop, ``CONNECTIONS`` connections for ``SECONDS``: accepted/s, p50, p99.
   Target ≥ 2,000 accepted/s.
 - **steady** then **burst**, burst gate on (threshold ``GATE_THRESHOLD``/s): paced load (each
-  connection sends one request every 100 ms, so connections x 10 = requests/s), steady at
+  connection pauses a random, exponentially distributed time of mean 100 ms before each
+  request, so connections x 10 ≈ requests/s, arriving Poisson-like), steady at
   ``STEADY_RATE``/s, then 10x that. Target: burst p99 ≤ 2x steady p99.
 - **keys** (``make chaos``, :func:`keyed_burst`): 10,000 concurrent triggers over 1,000
   idempotency keys must store exactly 1,000 executions.
@@ -161,8 +162,14 @@ def _rows(store: Store) -> tuple[int, int]:
 
 def load(server: Server, *, connections: int, seconds: float, paced: bool = False
          ) -> LoadResult:
-    """Run wrk against the trigger endpoint (paced: one request per connection per 100 ms)."""
-    delay = f"delay = function() return {PACE_MS} end" if paced else ""
+    """Run wrk against the trigger endpoint (paced: a pause of mean 100 ms before each request
+    of a connection)."""
+    # Exponential pauses: Poisson-like arrivals (a fixed pause locks the connections into
+    # step, and the server sees clumps of every connection at once).
+    delay = ("init = function(args) math.randomseed(os.time() + "
+             "tonumber(tostring({}):sub(8), 16)) end\n"
+             f"delay = function() return math.floor(-math.log(1 - math.random()) * {PACE_MS}) "
+             "end") if paced else ""
     before = _rows(server.store)
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script = Path(tmp) / "trigger.lua"
