@@ -11,22 +11,20 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic.json_schema import models_json_schema
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.schemas import SchemaGenerator
 
 from orchestrator.api import schedules as schedule_routes
 from orchestrator.api.errors import ApiError, to_response
 from orchestrator.api.http import environment_of, parse_json, read_body, request_id_of
 from orchestrator.api.metrics import ApiMetrics
-from orchestrator.api.models import SCHEMA_MODELS, BatchBody, TriggerBody, parse
+from orchestrator.api.models import BatchBody, TriggerBody, parse
+from orchestrator.api.openapi import openapi_document
 from orchestrator.api.settings import ApiSettings
 from orchestrator.domain.burst import BurstGate
 from orchestrator.domain.correlation import Source
@@ -125,20 +123,6 @@ def _code(response: Response) -> str:
                 response.status_code, str(response.status_code))
 
 
-def openapi_document(routes: list[BaseRoute]) -> dict[str, Any]:
-    generator = SchemaGenerator({
-        "openapi": "3.1.0",
-        "info": {"title": "orchestrator API", "version": "1"},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "security": [{"bearer": []}],
-    })
-    document = generator.get_schema(routes)
-    _, schemas = models_json_schema([(m, "validation") for m in SCHEMA_MODELS],
-                                    ref_template="#/components/schemas/{model}")
-    document["components"]["schemas"] = schemas.get("$defs", {})
-    return document
-
-
 # ------------------------------------------------------------------------------------ handlers
 
 async def healthz(api: Api, request: Request) -> Response:
@@ -163,6 +147,7 @@ async def trigger(api: Api, request: Request) -> Response:
       Queues one execution (202). The same idempotency_key (per environment and workflow,
       within its TTL) answers the same execution_id with deduplicated true. X-Request-Id,
       when sent, becomes the execution's request_id.
+    parameters: [{$ref: '#/components/parameters/RequestId'}]
     requestBody:
       content: {application/json: {schema: {$ref: '#/components/schemas/TriggerBody'}}}
     responses:
@@ -192,6 +177,7 @@ async def trigger_batch(api: Api, request: Request) -> Response:
     description: >
       All items are accepted or none. An item without its own idempotency_key gets the batch
       idempotency_key plus ":<index>". Batch items bypass the burst gate.
+    parameters: [{$ref: '#/components/parameters/RequestId'}]
     requestBody:
       content: {application/json: {schema: {$ref: '#/components/schemas/BatchBody'}}}
     responses:
@@ -218,9 +204,16 @@ async def webhook(api: Api, request: Request) -> Response:
       ("sha256=" + hex HMAC-SHA256 of "<timestamp>.<body>" with the webhook secret). Outside a
       5-minute window, or a signature already accepted, is refused. The JSON body (an object)
       becomes the payload; any other JSON value arrives as {"body": value}.
+    security: []
+    parameters:
+      - {name: X-Orchestrator-Timestamp, in: header, required: true, schema: {type: string}}
+      - {name: X-Orchestrator-Signature, in: header, required: true, schema: {type: string}}
+      - {$ref: '#/components/parameters/RequestId'}
+    requestBody:
+      content: {application/json: {schema: {}}}
     responses:
       202: {description: "accepted: {execution_id, request_id, status, deduplicated}"}
-      401: {description: missing, stale or wrong signature}
+      401: {description: "missing, stale or wrong signature"}
       404: {description: unknown webhook}
       409: {description: replayed delivery}
     """
@@ -249,7 +242,7 @@ async def get_execution(api: Api, request: Request) -> Response:
     """
     summary: One execution (buffered ones included, as queued)
     responses:
-      200: {description: the execution with its correlation, status, outcome and blocks}
+      200: {description: "the execution with its correlation, status, outcome and blocks"}
       404: {description: no such execution in the key's environment}
     """
     environment = await api.environment(request)

@@ -14,7 +14,7 @@ from orchestrator.store.access import AccessStore
 
 MAX_BODY_BYTES = 1024 * 1024
 REQUEST_ID_HEADER = "X-Request-Id"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
 
 async def read_body(request: Request) -> bytes:
@@ -52,7 +52,7 @@ def request_id_of(request: Request) -> str | None:
     value = request.headers.get(REQUEST_ID_HEADER)
     if value is None:
         return None
-    if not _REQUEST_ID.match(value):
+    if not REQUEST_ID_PATTERN.match(value):
         raise ApiError(422, "invalid_field", f"{REQUEST_ID_HEADER}: use 1-128 characters of "
                        "letters, digits and . _ : / -", field=REQUEST_ID_HEADER)
     return value

@@ -4,6 +4,8 @@ cross-environment isolation, metrics and the OpenAPI document."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -166,3 +168,18 @@ def test_metrics_and_openapi(acme: Client) -> None:
             "/v1/schedules", "/v1/schedules/{schedule_id}"} <= set(document["paths"])
     assert "202" in document["paths"]["/v1/workflows/{name}/trigger"]["post"]["responses"]
     assert "TriggerBody" in document["components"]["schemas"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            declared = {p["name"] for p in operation.get("parameters", []) if "name" in p}
+            assert declared >= set(re.findall(r"{(\w+)}", path)), (method, path)
+            assert all(p.get("schema") for p in operation.get("parameters", [])
+                       if p.get("in") == "path")
+            rejections = [r for code, r in operation["responses"].items() if code[0] in "45"]
+            assert rejections and all(r["content"]["application/json"]["schema"] ==
+                                      {"$ref": "#/components/schemas/Error"} for r in rejections)
+    hook = document["paths"]["/v1/webhooks/{webhook_id}"]["post"]
+    assert hook["security"] == []
+    assert {p["name"] for p in hook["parameters"] if p.get("required")} == \
+        {"webhook_id", "X-Orchestrator-Timestamp", "X-Orchestrator-Signature"}
+    ttl = document["components"]["schemas"]["TriggerBody"]["properties"]["idempotency_key_ttl"]
+    assert "format" not in json.dumps(ttl) and '"number"' in json.dumps(ttl)  # "30s" or 30
