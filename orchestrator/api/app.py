@@ -21,7 +21,13 @@ from starlette.routing import BaseRoute, Route
 
 from orchestrator.api import schedules as schedule_routes
 from orchestrator.api.errors import ApiError, to_response
-from orchestrator.api.http import environment_of, parse_json, read_body, request_id_of
+from orchestrator.api.http import (
+    environment_of,
+    parse_json,
+    read_body,
+    refuse_nul,
+    request_id_of,
+)
 from orchestrator.api.metrics import ApiMetrics
 from orchestrator.api.models import BatchBody, TriggerBody, parse
 from orchestrator.api.openapi import openapi_document
@@ -77,6 +83,7 @@ def create_app(settings: ApiSettings, *, clock: Clock = _utcnow) -> Starlette:
         async def handle(request: Request) -> Response:
             started = time.perf_counter()
             try:
+                refuse_nul(request)
                 response = await fn(api, request)
             except Exception as exc:  # every failure is a structured JSON error
                 response = to_response(exc, settings.retry_after_seconds)

@@ -1,5 +1,6 @@
 """Property-based fuzzing (hypothesis) of the two validators users feed directly: workflow
-documents (``parse_workflow``) and schedules (``validate_schedule``).
+documents (``parse_workflow``), schedules (``validate_schedule``) and durations
+(``parse_duration``).
 
 What this file proves, for arbitrary JSON-shaped input and for mutations of valid input:
 
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orchestrator.domain.ingest import parse_duration
 from orchestrator.domain.schedules import ScheduleSpec, validate_schedule
 from orchestrator.domain.templating import references, root_of
 from orchestrator.domain.workflow import WorkflowSpec, parse_workflow
@@ -144,3 +146,19 @@ def test_schedules_are_accepted_or_rejected_field_by_field(
     assert isinstance(spec, ScheduleSpec)
     first = spec.first_run_at(NOW)  # an accepted schedule always has a next fire time
     assert first > NOW
+
+
+@FUZZ
+@given(st.one_of(scalars, st.integers(), st.floats(), json_values,
+                 st.builds(lambda n, unit: f"{n}{unit}",
+                           st.one_of(st.integers(0, 10**400), st.floats(0, allow_nan=False)),
+                           st.sampled_from(["", "ms", "s", "m", "h", "d", " s", "x"]))))
+def test_durations_are_positive_or_a_value_error(value: Any) -> None:
+    """The API's debounce delays and idempotency TTLs: 1e300 seconds once escaped as an
+    ``OverflowError`` (HTTP 500), and 1e-300 became a zero delay."""
+    try:
+        duration = parse_duration(value)
+    except ValueError as exc:
+        assert str(exc).strip()
+        return
+    assert duration > timedelta(0)
