@@ -135,6 +135,7 @@ def _code(response: Response) -> str:
 async def healthz(api: Api, request: Request) -> Response:
     """
     summary: Liveness, with a store check
+    security: []
     responses:
       200: {description: the server and its store answer}
       503: {description: the store is unreachable}

@@ -178,7 +178,7 @@ def test_metrics_and_openapi(acme: Client) -> None:
             assert rejections and all(r["content"]["application/json"]["schema"] ==
                                       {"$ref": "#/components/schemas/Error"} for r in rejections)
     hook = document["paths"]["/v1/webhooks/{webhook_id}"]["post"]
-    assert hook["security"] == []
+    assert hook["security"] == [] and document["paths"]["/healthz"]["get"]["security"] == []
     assert {p["name"] for p in hook["parameters"] if p.get("required")} == \
         {"webhook_id", "X-Orchestrator-Timestamp", "X-Orchestrator-Signature"}
     ttl = document["components"]["schemas"]["TriggerBody"]["properties"]["idempotency_key_ttl"]
