@@ -68,7 +68,9 @@ def _unstorable(value: Any) -> tuple[str, str] | None:
     PostgreSQL's jsonb nor a text column can hold: a NUL character, an unpaired surrogate, a
     non-finite number (NaN, Infinity, 1e999), an integer of thousands of digits. Iterative:
     bodies nest as deep as the JSON parser allows."""
-    stack: list[tuple[tuple[str, ...], Any]] = [((), value)]
+    # fields are named from the body's top-level keys, or from "body" when it is no object
+    stack: list[tuple[tuple[str, ...], Any]] = [((() if isinstance(value, dict) else ("body",)),
+                                                 value)]
     while stack:
         path, item = stack.pop()
         if isinstance(item, dict):
