@@ -22,8 +22,8 @@ def test_schemathesis_no_5xx_no_leak_every_422_names_its_field(serve, store_url:
     seed = int(os.environ.get("API_FUZZ_SEED", random.randrange(2**32)))
     result = fuzz(prepare(store_url, serve().url), examples=EXAMPLES, seed=seed)
     assert result.ok(), f"seed {seed}: {result.summary()}\n" + "\n".join(result.failures()[:10])
-    assert result.operations >= 12  # every operation of the document
-    assert result.requests >= 2 * EXAMPLES * result.operations * 0.9
+    assert len(result.per_operation) == result.operations >= 12  # every operation was sent
+    assert result.requests >= EXAMPLES * result.operations
     # requests got past validation and lookups into the store, not only rejections
     assert result.statuses[202] and result.statuses[200] and result.statuses[422], result.summary()
 
@@ -43,6 +43,7 @@ TRIGGER = "/v1/workflows/digest/trigger"
     (TRIGGER, b'{"payload": {"a": ["\\ud800"]}}', "payload.a.0"),
     (TRIGGER, b'{"payload": {"a\\u0000": 1}}', "payload.a\\x00"),
     (TRIGGER, b'{"payload": {"a": NaN}}', "payload.a"),
+    (TRIGGER, b'[1, "\u0000"]', "body.1"),  # a body that is no object: named from "body"
     (TRIGGER, b'{"payload": {"a": 1e999}}', "payload.a"),
     (TRIGGER, b'{"parent_execution_id": "a\\u0000"}', "parent_execution_id"),
     ("/v1/schedules", b'{"workflow": "digest", "cron": "0 9 * * *", "payload": {"a": "\\u0000"}}',
