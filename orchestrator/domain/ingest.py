@@ -37,7 +37,7 @@ def parse_duration(value: Any) -> timedelta:
     try:
         duration = timedelta(seconds=seconds)
     except OverflowError:  # past timedelta's range (~2.7 million years), or infinite
-        raise ValueError("is out of range; use at most a few days") from None
+        raise ValueError("is too large") from None
     if not duration:
         raise ValueError("must be at least one microsecond")
     return duration
