@@ -33,7 +33,7 @@ FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "200")), deadli
                 suppress_health_check=[HealthCheck.too_slow])
 WORKFLOW_FIELD = re.compile(
     r"^(\(document\)|name|environment|timeout_seconds|fail_run_on_user_error|blocks"
-    r"|blocks\[\d+\](\..+)?)$")
+    r"|blocks\[\d+\](\..+)?)$", re.DOTALL)  # a block's unknown key may hold a newline
 SCHEDULE_FIELDS = {"workflow", "environment", "cron", "timezone", "run_at", "payload", "key"}
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
