@@ -96,7 +96,8 @@ def fuzz_case(knobs: dict[str, Any], log_dir: Path) -> tuple[list[str], bool]:
             f"signed webhook deliveries){_no_input(r.nothing_to_negate)} | {r.requests} "
             f"requests in {r.seconds:.0f} s ({codes}); "
             f"5xx {len(r.server_errors)}, leaked internals {len(r.leaks)}, unstructured 4xx "
-            f"{len(r.unstructured)}, 422 without the field named {len(r.unnamed)} | no 5xx, no "
+            f"{len(r.unstructured)}, 422 without the field named {len(r.unnamed)}; replayed "
+            f"deliveries accepted {len(r.replays_accepted)} | no 5xx, no "
             f"leaked internals, every rejection names the field | {met(r.ok())} |")
         ok &= r.ok()
     return rows, ok

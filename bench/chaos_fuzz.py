@@ -103,20 +103,22 @@ class FuzzResult:
     leaks: list[str] = field(default_factory=list)
     unstructured: list[str] = field(default_factory=list)
     unnamed: list[str] = field(default_factory=list)
+    replays_accepted: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def ok(self) -> bool:
-        return not (self.server_errors or self.leaks or self.unstructured or self.unnamed)
+        return not self.failures()
 
     def failures(self) -> list[str]:
-        return self.server_errors + self.leaks + self.unstructured + self.unnamed
+        return (self.server_errors + self.leaks + self.unstructured + self.unnamed
+                + self.replays_accepted)
 
     def summary(self) -> str:
         codes = ", ".join(f"{s}: {n}" for s, n in sorted(self.statuses.items()))
         return (f"{self.operations} operations, {self.requests} requests ({codes}); "
                 f"5xx {len(self.server_errors)}, leaks {len(self.leaks)}, unstructured "
                 f"rejections {len(self.unstructured)}, 422 without a named field "
-                f"{len(self.unnamed)}")
+                f"{len(self.unnamed)}, replayed deliveries accepted {len(self.replays_accepted)}")
 
 
 class Fuzzer:
@@ -222,7 +224,10 @@ class Fuzzer:
             return
         self._check(operation, kwargs, response)
         if replay:  # the same delivery again: refused, never a second execution
-            self._check(operation, kwargs, self.session.request(timeout=30, **kwargs))
+            again = self.session.request(timeout=30, **kwargs)
+            self._check(operation, kwargs, again)
+            if response.ok and again.ok:
+                self.result.replays_accepted.append(f"{_brief(kwargs)} -> {again.text[:200]}")
 
     # ------------------------------------------------------------------------------ checks
 
