@@ -60,7 +60,8 @@ bench: install-bench
 	$(BIN)/python -m bench.run_all
 
 # Long fault injection (SIGKILL of the daemon and of the code server; a private PostgreSQL
-# stopped for 30 s). Prints a table and writes docs/RELIABILITY.md. ~12 min.
+# stopped for 30 s; schemathesis on the HTTP API; the isolation matrix). Prints a table and
+# writes docs/RELIABILITY.md (CHAOS_ONLY=fuzz,isolation: those cases only). ~16 min.
 chaos: install-bench
 	$(BIN)/python -m bench.chaos
 

@@ -243,3 +243,39 @@ def table(rows: list[Row], when: list[Any] | None = None) -> str:
         out.append(f"| {r.benchmark} | {r.backend} | {r.ours} | {r.baseline} | {ratio} | "
                    f"{r.target} | {met} |" + (f" {when[i]} |" if when else ""))
     return "\n".join(out)
+
+
+@contextmanager
+def api_server(store_url: str, home: Path, log: Path | None = None) -> Iterator[str]:
+    """``orchestrator serve`` (real uvicorn) on a free loopback port over ``store_url``; yields
+    its base URL once ``/healthz`` answers, and stops it (its own PID) afterwards."""
+    import requests
+
+    from tests.http_server import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    out = log.open("ab") if log else subprocess.DEVNULL
+    server = subprocess.Popen([str(BIN / "orchestrator"), "serve", "--port", str(port)],
+                              cwd=REPO, env=environment(home, store_url), stdout=out,
+                              stderr=subprocess.STDOUT)
+    try:
+        def up() -> bool:
+            if server.poll() is not None:
+                raise RuntimeError(f"orchestrator serve exited ({server.returncode})")
+            try:
+                return requests.get(url + "/healthz", timeout=2).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_for(up, 60, "orchestrator serve to answer /healthz", poll=0.1)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)
+        if log:
+            out.close()  # type: ignore[union-attr]

@@ -16,16 +16,13 @@ import gc
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic.json_schema import models_json_schema
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.schemas import SchemaGenerator
 
 from orchestrator.api import schedules as schedule_routes
 from orchestrator.api.errors import ApiError, to_response
@@ -34,18 +31,18 @@ from orchestrator.api.http import (
     environment_of,
     parse_json,
     read_body,
+    refuse_nul,
     request_id_of,
 )
 from orchestrator.api.metrics import ApiMetrics
-from orchestrator.api.models import SCHEMA_MODELS, BatchBody, TriggerBody, parse
+from orchestrator.api.models import BatchBody, TriggerBody, parse
+from orchestrator.api.openapi import openapi_document
 from orchestrator.api.settings import ApiSettings
 from orchestrator.domain.burst import BurstGate
 from orchestrator.domain.correlation import Source
 from orchestrator.domain.ingest import Admission, AdmissionJob
-from orchestrator.domain.payloads import nul_problem
 from orchestrator.domain.records import ExecutionStatus
 from orchestrator.domain.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from orchestrator.exceptions import InvalidInput
 from orchestrator.store import Store
 from orchestrator.store.access import AccessStore
 from orchestrator.store.fairness import FairQueue
@@ -100,6 +97,7 @@ def create_app(settings: ApiSettings, *, clock: Clock = _utcnow) -> Starlette:
         async def handle(request: Request) -> Response:
             started = time.perf_counter()
             try:
+                refuse_nul(request)
                 response = await fn(api, request)
             except ClientDisconnect:  # the caller went away mid-body: nothing was admitted
                 api.metrics.rejected.labels("client_disconnected").inc()
@@ -166,25 +164,12 @@ def _code(response: Response) -> str:
                 response.status_code, str(response.status_code))
 
 
-def openapi_document(routes: list[BaseRoute]) -> dict[str, Any]:
-    generator = SchemaGenerator({
-        "openapi": "3.1.0",
-        "info": {"title": "orchestrator API", "version": "1"},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "security": [{"bearer": []}],
-    })
-    document = generator.get_schema(routes)
-    _, schemas = models_json_schema([(m, "validation") for m in SCHEMA_MODELS],
-                                    ref_template="#/components/schemas/{model}")
-    document["components"]["schemas"] = schemas.get("$defs", {})
-    return document
-
-
 # ------------------------------------------------------------------------------------ handlers
 
 async def healthz(api: Api, request: Request) -> Response:
     """
     summary: Liveness, with a store check
+    security: []
     responses:
       200: {description: the server and its store answer}
       503: {description: the store is unreachable}
@@ -204,6 +189,7 @@ async def trigger(api: Api, request: Request) -> Response:
       Queues one execution (202). The same idempotency_key (per environment and workflow,
       within its TTL) answers the same execution_id with deduplicated true. X-Request-Id,
       when sent, becomes the execution's request_id.
+    parameters: [{$ref: '#/components/parameters/RequestId'}]
     requestBody:
       content: {application/json: {schema: {$ref: '#/components/schemas/TriggerBody'}}}
     responses:
@@ -232,6 +218,7 @@ async def trigger_batch(api: Api, request: Request) -> Response:
     description: >
       All items are accepted or none. An item without its own idempotency_key gets the batch
       idempotency_key plus ":<index>". Batch items bypass the burst gate.
+    parameters: [{$ref: '#/components/parameters/RequestId'}]
     requestBody:
       content: {application/json: {schema: {$ref: '#/components/schemas/BatchBody'}}}
     responses:
@@ -257,9 +244,16 @@ async def webhook(api: Api, request: Request) -> Response:
       ("sha256=" + hex HMAC-SHA256 of "<timestamp>.<body>" with the webhook secret). Outside a
       5-minute window, or a signature already accepted, is refused. The JSON body (an object)
       becomes the payload; any other JSON value arrives as {"body": value}.
+    security: []
+    parameters:
+      - {name: X-Orchestrator-Timestamp, in: header, required: true, schema: {type: string}}
+      - {name: X-Orchestrator-Signature, in: header, required: true, schema: {type: string}}
+      - {$ref: '#/components/parameters/RequestId'}
+    requestBody:
+      content: {application/json: {schema: {}}}
     responses:
       202: {description: "accepted: {execution_id, request_id, status, deduplicated}"}
-      401: {description: missing, stale or wrong signature}
+      401: {description: "missing, stale or wrong signature"}
       404: {description: unknown webhook}
       409: {description: replayed delivery}
     """
@@ -274,9 +268,6 @@ async def webhook(api: Api, request: Request) -> Response:
     assert signature is not None
     value = parse_json(body)
     payload = value if isinstance(value, dict) else {"body": value}
-    nul = nul_problem(payload, "")
-    if nul is not None:
-        raise InvalidInput(nul, subject="webhook body")
     [admission] = await api.admit(api.service.prepare(
         environment=hook.environment, workflow=hook.workflow,
         items=[TriggerInput(payload=payload)], request_id=request_id_of(request),
@@ -289,7 +280,7 @@ async def get_execution(api: Api, request: Request) -> Response:
     """
     summary: One execution (buffered ones included, as queued)
     responses:
-      200: {description: the execution with its correlation, status, outcome and blocks}
+      200: {description: "the execution with its correlation, status, outcome and blocks"}
       404: {description: no such execution in the key's environment}
     """
     environment = await api.environment(request)

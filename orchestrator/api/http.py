@@ -13,11 +13,12 @@ from starlette.requests import Request
 
 from orchestrator.api.errors import ApiError
 from orchestrator.domain.access import hash_api_key
+from orchestrator.domain.payloads import field_name, load_json, unstorable
 from orchestrator.store.access import AccessStore
 
 MAX_BODY_BYTES = 1024 * 1024
 REQUEST_ID_HEADER = "X-Request-Id"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
 
 async def read_body(request: Request) -> bytes:
@@ -34,15 +35,39 @@ async def read_body(request: Request) -> bytes:
 
 
 def parse_json(body: bytes) -> Any:
-    """An empty body is ``{}``; anything else must be JSON (400 otherwise)."""
+    """An empty body is ``{}``; anything else must be JSON (400 otherwise) whose every value the
+    store can keep (422 naming the field otherwise: see
+    :func:`~orchestrator.domain.payloads.unstorable`; fields are named from the body's
+    top-level keys, or from ``body`` when it is no object)."""
     if not body.strip():
         return {}
     try:
-        return json.loads(body)
+        value = load_json(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = f" at line {exc.lineno} column {exc.colno}" \
             if isinstance(exc, json.JSONDecodeError) else ""
         raise ApiError(400, "malformed_json", f"the body is not valid JSON{where}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "the body nests arrays or objects too deeply"
+                       ) from None
+    problem = unstorable(value, None if isinstance(value, dict) else "body")
+    if problem is not None:
+        raise ApiError(422, "invalid_field", str(problem), field=problem.field)
+    return value
+
+
+def refuse_nul(request: Request) -> None:
+    """A NUL character in a path or query parameter: no object is named so (404), no filter
+    can match it (422). PostgreSQL text cannot hold one, so it never reaches the store. A
+    query parameter without a name filters nothing: ignored, as unknown parameters are."""
+    for name, value in request.path_params.items():
+        if "\x00" in str(value):
+            raise ApiError(404, "not_found", f"no object has this {name} (it has a NUL "
+                           "character)")
+    for name, value in request.query_params.multi_items():
+        if name.strip() and "\x00" in name + value:
+            field = field_name(name)
+            raise ApiError(422, "invalid_field", f"{field}: has a NUL character", field=field)
 
 
 def _too_large() -> ApiError:
@@ -55,7 +80,7 @@ def request_id_of(request: Request) -> str | None:
     value = request.headers.get(REQUEST_ID_HEADER)
     if value is None:
         return None
-    if not _REQUEST_ID.match(value):
+    if not REQUEST_ID_PATTERN.match(value):
         raise ApiError(422, "invalid_field", f"{REQUEST_ID_HEADER}: use 1-128 characters of "
                        "letters, digits and . _ : / -", field=REQUEST_ID_HEADER)
     return value

@@ -48,7 +48,7 @@ async def create_schedule(api: Api, request: Request) -> Response:
     responses:
       201: {description: created}
       200: {description: updated (same key)}
-      422: {description: invalid cron, timezone, run_at in the past, ... (field named)}
+      422: {description: "invalid cron, timezone, run_at in the past, ... (field named)"}
     """
     environment = await api.environment(request)
     body = parse(ScheduleBody, parse_json(await read_body(request)))
@@ -64,6 +64,8 @@ async def create_schedule(api: Api, request: Request) -> Response:
 async def list_schedules(api: Api, request: Request) -> Response:
     """
     summary: Schedules of the key's environment
+    parameters:
+      - {name: workflow, in: query, schema: {type: string}}
     responses:
       200: {description: "{schedules: [...]}"}
     """

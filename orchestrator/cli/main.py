@@ -21,7 +21,7 @@ from orchestrator.cli.output import emit
 from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id
 from orchestrator.domain.cron import CronSchedule
 from orchestrator.domain.ingest import DEFAULT_IDEMPOTENCY_TTL, parse_idempotency_ttl
-from orchestrator.domain.payloads import nul_problem
+from orchestrator.domain.payloads import load_json, unstorable
 from orchestrator.domain.records import Outcome, ScheduleRecord
 from orchestrator.domain.schedules import KEY_PATTERN, validate_schedule
 from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT, parse_workflow
@@ -59,14 +59,17 @@ def _payload(raw: str | None) -> dict[str, Any]:
     if raw is None:
         return {}
     try:
-        value = json.loads(raw)
+        value = load_json(raw)
     except json.JSONDecodeError as exc:
         raise InvalidInput(Problem(field="--payload", message=f"is not valid JSON ({exc.msg} at "
                                    f"position {exc.pos})")) from None
+    except RecursionError:
+        raise InvalidInput(Problem(field="--payload", message="nests arrays or objects too "
+                                   "deeply")) from None
     if not isinstance(value, dict):
         raise InvalidInput(Problem(field="--payload", message="must be a JSON object, e.g. "
                                    "'{\"user\": \"ada\"}'"))
-    problem = nul_problem(value, "--payload")
+    problem = unstorable(value, "--payload")
     if problem is not None:
         raise InvalidInput(problem)
     return value

@@ -15,7 +15,7 @@ DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
 MAX_IDEMPOTENCY_TTL = timedelta(days=30)
 MAX_BATCH_ITEMS = 500
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
+DURATION_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
@@ -25,16 +25,22 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, bool):
         raise ValueError("must be seconds (a number) or a duration such as '30s', '5m', '1h'")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = value
     else:
-        match = _DURATION.match(str(value).strip())
+        match = DURATION_PATTERN.match(str(value).strip())
         if match is None:
             raise ValueError("must be seconds (a number) or a duration such as '30s', '5m', "
                              "'1h'")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
+    if not seconds > 0:  # NaN too
         raise ValueError("must be positive")
-    return timedelta(seconds=seconds)
+    try:
+        duration = timedelta(seconds=seconds)
+    except OverflowError:  # past timedelta's range (~2.7 million years), or infinite
+        raise ValueError("is too large") from None
+    if not duration:
+        raise ValueError("must be at least one microsecond")
+    return duration
 
 
 def parse_idempotency_ttl(value: Any) -> timedelta:

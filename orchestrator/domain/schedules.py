@@ -18,7 +18,7 @@ from typing import Any
 from croniter import croniter
 
 from orchestrator.domain.cron import CronSchedule, parse_timezone, validate_cron
-from orchestrator.domain.payloads import nul_problem
+from orchestrator.domain.payloads import unstorable
 from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT, validate_name
 from orchestrator.exceptions import InvalidInput, Problem
 
@@ -112,9 +112,9 @@ def validate_schedule(
     if not isinstance(payload, Mapping):
         problems.append(Problem(field="payload", message="must be a JSON object"))
         payload = {}
-    nul = nul_problem(payload, "payload")
-    if nul is not None:
-        problems.append(nul)
+    unfit = unstorable(payload, "payload", brackets=True)
+    if unfit is not None:
+        problems.append(unfit)
     if key is not None and (not isinstance(key, str) or not KEY_PATTERN.match(key)):
         problems.append(Problem(field="key", message=f"{key!r} is not allowed; use 1-200 of "
                                 "letters, digits and _ . : / -"))

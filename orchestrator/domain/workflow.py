@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.domain.payloads import nul_problem
+from orchestrator.domain.payloads import unstorable
 from orchestrator.domain.templating import references, root_of
 from orchestrator.exceptions import InvalidInput, Problem
 
@@ -74,9 +74,9 @@ def parse_workflow(document: Any, block_types: Collection[str]) -> WorkflowSpec:
         raise InvalidInput(Problem(field="(document)", message="must be a mapping with name and "
                                    "blocks"), subject="workflow")
     problems: list[Problem] = []
-    nul = nul_problem(document, "")
-    if nul is not None:
-        problems.append(nul)
+    unfit = unstorable(document, brackets=True)
+    if unfit is not None:
+        problems.append(unfit)
     for key in sorted(set(document) - _KNOWN_KEYS):
         problems.append(Problem(field=_key_label(key), message="unknown field; allowed: "
                                 + ", ".join(sorted(_KNOWN_KEYS))))

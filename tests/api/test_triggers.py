@@ -4,7 +4,9 @@ cross-environment isolation, metrics and the OpenAPI document."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -132,10 +134,10 @@ def test_bad_input_answers(acme: Client, store: Store) -> None:
     # PostgreSQL cannot store NUL: refused up front, by field, on both stores (not a 503).
     nul = error_of(acme.post("/v1/workflows/digest/trigger",
                              {"payload": {"note": {"text": "a\u0000b"}}}), 422)
-    assert nul["field"] == "payload" and "payload.note.text" in nul["message"]
+    assert nul["field"] == "payload.note.text" and "NUL character" in nul["message"]
     batch_nul = error_of(acme.post("/v1/workflows/digest/trigger-batch",
                                    {"items": [{}, {"payload": {"k\u0000": 1}}]}), 422)
-    assert batch_nul["field"] == "items.1.payload"
+    assert batch_nul["field"] == "items.1.payload.k\\x00"
     anonymous = Client(acme.url)
     assert error_of(anonymous.post("/v1/workflows/digest/trigger", {}), 401)["code"] == \
         "unauthorized"
@@ -175,6 +177,21 @@ def test_metrics_and_openapi(acme: Client) -> None:
             "/v1/schedules", "/v1/schedules/{schedule_id}"} <= set(document["paths"])
     assert "202" in document["paths"]["/v1/workflows/{name}/trigger"]["post"]["responses"]
     assert "TriggerBody" in document["components"]["schemas"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            declared = {p["name"] for p in operation.get("parameters", []) if "name" in p}
+            assert declared >= set(re.findall(r"{(\w+)}", path)), (method, path)
+            assert all(p.get("schema") for p in operation.get("parameters", [])
+                       if p.get("in") == "path")
+            rejections = [r for code, r in operation["responses"].items() if code[0] in "45"]
+            assert rejections and all(r["content"]["application/json"]["schema"] ==
+                                      {"$ref": "#/components/schemas/Error"} for r in rejections)
+    hook = document["paths"]["/v1/webhooks/{webhook_id}"]["post"]
+    assert hook["security"] == [] and document["paths"]["/healthz"]["get"]["security"] == []
+    assert {p["name"] for p in hook["parameters"] if p.get("required")} == \
+        {"webhook_id", "X-Orchestrator-Timestamp", "X-Orchestrator-Signature"}
+    ttl = document["components"]["schemas"]["TriggerBody"]["properties"]["idempotency_key_ttl"]
+    assert "format" not in json.dumps(ttl) and '"number"' in json.dumps(ttl)  # "30s" or 30
 
 
 def test_a_caller_gone_mid_body_is_counted_not_logged_as_a_fault(acme: Client, store: Store,
@@ -193,4 +210,3 @@ def test_a_caller_gone_mid_body_is_counted_not_logged_as_a_fault(acme: Client, s
             time.sleep(0.05)
     assert [r.getMessage() for r in caplog.records] == []
     assert store.list_executions() == []
-

@@ -1,5 +1,6 @@
 """Property-based fuzzing (hypothesis) of the two validators users feed directly: workflow
-documents (``parse_workflow``) and schedules (``validate_schedule``).
+documents (``parse_workflow``), schedules (``validate_schedule``) and durations
+(``parse_duration``).
 
 What this file proves, for arbitrary JSON-shaped input and for mutations of valid input:
 
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orchestrator.domain.ingest import parse_duration
 from orchestrator.domain.schedules import ScheduleSpec, validate_schedule
 from orchestrator.domain.templating import references, root_of
 from orchestrator.domain.workflow import WorkflowSpec, parse_workflow
@@ -31,7 +33,7 @@ FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "200")), deadli
                 suppress_health_check=[HealthCheck.too_slow])
 WORKFLOW_FIELD = re.compile(
     r"^(\(document\)|name|environment|timeout_seconds|fail_run_on_user_error|blocks"
-    r"|blocks\[\d+\](\..+)?)$")
+    r"|blocks\[\d+\](\..+)?)$", re.DOTALL)  # a block's unknown key may hold a newline
 SCHEDULE_FIELDS = {"workflow", "environment", "cron", "timezone", "run_at", "payload", "key"}
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
@@ -88,8 +90,8 @@ def _workflow_field(document: Any) -> Any:
             return bool(WORKFLOW_FIELD.match(name))
         if name in {_label(k) for k in document}:
             return True
-        # A path under a key of the document (a NUL character is shown escaped as \u0000).
-        keys = {_label(k).replace("\x00", "\\u0000") for k in document}
+        # A path under a key of the document (a NUL character is shown escaped, as ascii()).
+        keys = {_label(ascii(str(k))[1:-1] if "\x00" in str(k) else k) for k in document}
         return any(name == k or name.startswith((k + ".", k + "[")) for k in keys)
     return allowed
 
@@ -150,3 +152,19 @@ def test_schedules_are_accepted_or_rejected_field_by_field(
     assert isinstance(spec, ScheduleSpec)
     first = spec.first_run_at(NOW)  # an accepted schedule always has a next fire time
     assert first > NOW
+
+
+@FUZZ
+@given(st.one_of(scalars, st.integers(), st.floats(), json_values,
+                 st.builds(lambda n, unit: f"{n}{unit}",
+                           st.one_of(st.integers(0, 10**400), st.floats(0, allow_nan=False)),
+                           st.sampled_from(["", "ms", "s", "m", "h", "d", " s", "x"]))))
+def test_durations_are_positive_or_a_value_error(value: Any) -> None:
+    """The API's debounce delays and idempotency TTLs: 1e300 seconds once escaped as an
+    ``OverflowError`` (HTTP 500), and 1e-300 became a zero delay."""
+    try:
+        duration = parse_duration(value)
+    except ValueError as exc:
+        assert str(exc).strip()
+        return
+    assert duration > timedelta(0)

@@ -1,0 +1,32 @@
+"""Isolation through a real server on loopback, on SQLite and PostgreSQL: every route of the app
+(``bench/chaos_isolation.py``: taken from the route table, so new routes join by themselves)
+aimed at environment A's objects with B's key, no key, malformed headers and wrong keys; the
+webhook with tampered, stale, foreign and replayed deliveries. Nothing is accepted, every
+unauthenticated call is a 401, B gets 404 (not 403) for A's objects, and no refused call writes
+anything to the store."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.chaos_isolation import build_world, isolation
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_endpoint_refuses_other_environments_and_bad_credentials(serve,
+                                                                       store_url: str) -> None:
+    server = serve()
+    routes = server.server.config.app.routes
+    result = isolation(build_world(store_url, server.url), routes)
+    assert result.ok(), result.summary() + "\n" + "\n".join(result.failures())
+    served = {(m, r.path) for r in routes for m in (r.methods or set()) - {"HEAD"}}
+    assert len(result.endpoints) == len(served) >= 14
+    b_key = result.statuses["B's key"]
+    assert set(b_key) == {200, 404}, b_key  # lists (showing none of A's) and 404, never 403
+    assert b_key[404] >= 8
+    for variant in ("no Authorization", "Basic scheme", "A's key under Token scheme",
+                    "unknown key", "A's revoked key"):
+        assert set(result.statuses[variant]) == {401}, (variant, result.statuses[variant])
+    assert result.statuses["webhook: replay of an accepted delivery"] == {409: 1}
+    assert result.statuses["B's key, A's execution as parent"] == {422: 1}
