@@ -41,13 +41,10 @@ class LoggingSession:
         self.attempt = 0
 
     def open(self, *, dagster_run_id: str, workflow_version: int | None) -> ExecutionRecord:
-        """Ensure the execution row exists (a run launched by hand has none yet) and mark it
-        running for this attempt."""
-        self.store.create_execution(self.correlation, self.clock(),
-                                    workflow_version=workflow_version)
-        record = self.store.start_execution(self.correlation.execution_id,
-                                            dagster_run_id=dagster_run_id,
-                                            workflow_version=workflow_version, now=self.clock())
+        """Mark the execution running for this attempt, creating it when it does not exist yet
+        (a run launched by hand): one transaction."""
+        record = self.store.open_execution(self.correlation, dagster_run_id=dagster_run_id,
+                                           workflow_version=workflow_version, now=self.clock())
         self.attempt = record.attempts
         return record
 

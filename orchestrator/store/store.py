@@ -389,16 +389,46 @@ class Store:
     def start_execution(self, execution_id: str, *, dagster_run_id: str,
                         workflow_version: int | None, now: datetime) -> ExecutionRecord:
         """Mark running and count the attempt; a terminal execution is left as it is."""
-        e = t.executions
         with self._write() as conn:
-            conn.execute(e.update().where(
-                e.c.execution_id == execution_id,
-                e.c.status.in_([ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]))
-                .values(status=ExecutionStatus.RUNNING.value, attempts=e.c.attempts + 1,
-                        dagster_run_id=dagster_run_id, started_at=now, heartbeat_at=now,
-                        workflow_version=sa.func.coalesce(workflow_version,
-                                                          e.c.workflow_version)))
+            self._start(conn, execution_id, dagster_run_id=dagster_run_id,
+                        workflow_version=workflow_version, now=now)
             return self._execution(conn, execution_id)
+
+    @_translated("start the execution")
+    def open_execution(self, correlation: Correlation, *, dagster_run_id: str,
+                       workflow_version: int | None, now: datetime) -> ExecutionRecord:
+        """``create_execution`` then ``start_execution`` in one transaction: an execution that
+        exists (queued by a trigger, or left running by an earlier attempt) is marked running
+        and counts the attempt (its stored correlation wins); one that does not (a run launched
+        by hand) is inserted running, attempt 1. A terminal execution is left as it is."""
+        execution_id = correlation.execution_id
+        with self._write() as conn:
+            started = self._start(conn, execution_id, dagster_run_id=dagster_run_id,
+                                  workflow_version=workflow_version, now=now)
+            if not started and self._execution_row(conn, execution_id) is None:
+                row = execution_row(correlation, now, workflow_version=workflow_version)
+                row.update(status=ExecutionStatus.RUNNING.value, attempts=1,
+                           dagster_run_id=dagster_run_id, started_at=now, heartbeat_at=now)
+                try:
+                    with conn.begin_nested():
+                        conn.execute(t.executions.insert().values(row))
+                except IntegrityError:  # a concurrent writer inserted it first: start that one
+                    self._start(conn, execution_id, dagster_run_id=dagster_run_id,
+                                workflow_version=workflow_version, now=now)
+            return self._execution(conn, execution_id)
+
+    def _start(self, conn: sa.Connection, execution_id: str, *, dagster_run_id: str,
+               workflow_version: int | None, now: datetime) -> bool:
+        """The conditional update to ``running`` (attempt + 1); False when no open execution
+        has this id."""
+        e = t.executions
+        return conn.execute(e.update().where(
+            e.c.execution_id == execution_id,
+            e.c.status.in_([ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]))
+            .values(status=ExecutionStatus.RUNNING.value, attempts=e.c.attempts + 1,
+                    dagster_run_id=dagster_run_id, started_at=now, heartbeat_at=now,
+                    workflow_version=sa.func.coalesce(workflow_version, e.c.workflow_version))
+        ).rowcount == 1
 
     @_translated("finalize the execution")
     def finish_execution(self, execution_id: str, *, status: ExecutionStatus, outcome: Outcome,

@@ -150,6 +150,38 @@ class TestExecutions:
         retried = store.start_execution("e-1", dagster_run_id="run-2", workflow_version=1, now=NOW)
         assert retried.status is ExecutionStatus.ERROR and retried.attempts == 1
 
+    def test_open_inserts_a_missing_execution_running(self, store: Store) -> None:
+        """A run launched by hand: no row yet; opening creates it, running, attempt 1."""
+        opened = store.open_execution(_correlation(source=Source.MANUAL), dagster_run_id="run-1",
+                                      workflow_version=3, now=NOW)
+        assert (opened.status, opened.attempts, opened.dagster_run_id, opened.workflow_version,
+                opened.source, opened.request_id, opened.payload) == (
+            ExecutionStatus.RUNNING, 1, "run-1", 3, Source.MANUAL, "r-1", {"user": "ada"})
+        assert opened.created_at == opened.started_at == opened.heartbeat_at == NOW
+        assert store.get_execution("e-1") == opened
+
+    def test_open_starts_an_existing_execution_and_keeps_its_correlation(
+            self, store: Store) -> None:
+        store.create_execution(_correlation(), NOW, enqueue=True)
+        later = NOW + timedelta(seconds=5)
+        opened = store.open_execution(_correlation(request_id="other"), dagster_run_id="run-1",
+                                      workflow_version=2, now=later)
+        assert (opened.status, opened.attempts, opened.request_id, opened.created_at,
+                opened.started_at, opened.heartbeat_at) == (
+            ExecutionStatus.RUNNING, 1, "r-1", NOW, later, later)
+        again = store.open_execution(_correlation(), dagster_run_id="run-2",
+                                     workflow_version=None, now=later)  # a retried attempt
+        assert (again.attempts, again.dagster_run_id, again.workflow_version) == (2, "run-2", 2)
+
+    def test_open_leaves_a_terminal_execution_alone(self, store: Store) -> None:
+        store.open_execution(_correlation(), dagster_run_id="run-1", workflow_version=1, now=NOW)
+        store.finish_execution("e-1", status=ExecutionStatus.SUCCESS, outcome=Outcome.SUCCESS,
+                               finalized_by="core", now=NOW)
+        reopened = store.open_execution(_correlation(), dagster_run_id="run-2",
+                                        workflow_version=1, now=NOW + timedelta(seconds=1))
+        assert (reopened.status, reopened.attempts, reopened.dagster_run_id) == (
+            ExecutionStatus.SUCCESS, 1, "run-1")
+
     def test_list_filters(self, store: Store) -> None:
         store.create_execution(_correlation("e-1"), NOW)
         store.create_execution(_correlation("e-2", workflow="other"), NOW + timedelta(seconds=1))
