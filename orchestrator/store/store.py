@@ -433,14 +433,19 @@ class Store:
     @_translated("finalize the execution")
     def finish_execution(self, execution_id: str, *, status: ExecutionStatus, outcome: Outcome,
                          finalized_by: str, now: datetime, error: dict[str, Any] | None = None,
-                         output: Any = None,
-                         dagster_run_id: str | None = None) -> tuple[ExecutionRecord, bool]:
+                         output: Any = None, dagster_run_id: str | None = None,
+                         block: tuple[int, BlockEntry] | None = None,
+                         ) -> tuple[ExecutionRecord, bool]:
         """The one terminal write: a conditional update that only a non-terminal execution
         takes. Returns the stored record and whether this call won (a second completion is a
         no-op returning the first outcome). ``dagster_run_id`` fills in the run of an execution
-        that failed before it started."""
+        that failed before it started. ``block`` (attempt, entry): the entry of the block that
+        ended the execution, written in the same transaction (whether or not this call wins,
+        as ``record_block`` would)."""
         e = t.executions
         with self._write() as conn:
+            if block is not None:
+                self._upsert_block(conn, execution_id, *block)
             done = conn.execute(e.update().where(
                 e.c.execution_id == execution_id,
                 e.c.status.in_([ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]))
@@ -473,18 +478,23 @@ class Store:
 
     @_translated("record the block")
     def record_block(self, execution_id: str, attempt: int, entry: BlockEntry) -> None:
+        """Write (or overwrite) the entry of one block of one attempt."""
+        with self._write() as conn:
+            self._upsert_block(conn, execution_id, attempt, entry)
+
+    def _upsert_block(self, conn: sa.Connection, execution_id: str, attempt: int,
+                      entry: BlockEntry) -> None:
         b = t.execution_blocks
         values = dict(block_type=entry.block_type, status=entry.status,
                       started_at=entry.started_at, finished_at=entry.finished_at,
                       duration_ms=entry.duration_ms, error=entry.error,
                       output_size=entry.output_size)
-        with self._write() as conn:
-            updated = conn.execute(b.update().where(
-                b.c.execution_id == execution_id, b.c.attempt == attempt,
-                b.c.block_id == entry.block_id).values(**values))
-            if updated.rowcount == 0:
-                conn.execute(b.insert().values(execution_id=execution_id, attempt=attempt,
-                                               block_id=entry.block_id, **values))
+        updated = conn.execute(b.update().where(
+            b.c.execution_id == execution_id, b.c.attempt == attempt,
+            b.c.block_id == entry.block_id).values(**values))
+        if updated.rowcount == 0:
+            conn.execute(b.insert().values(execution_id=execution_id, attempt=attempt,
+                                           block_id=entry.block_id, **values))
 
     # ----------------------------------------------------------------- queued triggers
 

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.domain.correlation import Correlation, Source
-from orchestrator.domain.records import ExecutionStatus, Outcome, TriggerStatus
+from orchestrator.domain.records import BlockEntry, ExecutionStatus, Outcome, TriggerStatus
 from orchestrator.domain.schedules import validate_schedule
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.exceptions import NotFound, StoreError
@@ -16,6 +16,13 @@ from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
 from orchestrator.store import tables as t
 from tests.conftest import NOW, workflow_doc
+
+
+def _block(block_id: str, status: str, after: int = 0) -> BlockEntry:
+    return BlockEntry(block_id=block_id, block_type="transform", status=status,
+                      started_at=NOW + timedelta(seconds=after),
+                      finished_at=None if status == "running" else NOW, duration_ms=None,
+                      error=None, output_size=None)
 
 
 def _correlation(execution_id: str = "e-1", **extra: object) -> Correlation:
@@ -181,6 +188,37 @@ class TestExecutions:
                                         workflow_version=1, now=NOW + timedelta(seconds=1))
         assert (reopened.status, reopened.attempts, reopened.dagster_run_id) == (
             ExecutionStatus.SUCCESS, 1, "run-1")
+
+    def test_finish_writes_the_last_block_entry_with_the_terminal_state(
+            self, store: Store) -> None:
+        store.open_execution(_correlation(), dagster_run_id="run-1", workflow_version=1, now=NOW)
+        store.record_block("e-1", 1, _block("fetch", "running"))
+        store.record_block("e-1", 1, _block("fetch", "success"))
+        record, won = store.finish_execution(
+            "e-1", status=ExecutionStatus.SUCCESS, outcome=Outcome.SUCCESS, finalized_by="core",
+            now=NOW, block=(1, _block("summary", "success", after=1)))
+        assert won and record.status is ExecutionStatus.SUCCESS
+        assert [(b.block_id, b.status) for b in store.get_execution("e-1").blocks] == [
+            ("fetch", "success"), ("summary", "success")]
+        # A second completion keeps the first outcome; its block entry is still recorded.
+        second, won = store.finish_execution(
+            "e-1", status=ExecutionStatus.ERROR, outcome=Outcome.USER_ERROR, finalized_by="core",
+            now=NOW, block=(1, _block("summary", "error", after=1)))
+        assert not won and second.outcome is Outcome.SUCCESS
+        assert store.get_execution("e-1").blocks[-1].status == "error"
+
+    def test_a_failed_terminal_write_leaves_no_block_entry(self, store: Store) -> None:
+        """One transaction: the entry and the terminal state are written together or not at
+        all (here the terminal update fails after the entry's insert: an output that is not
+        JSON)."""
+        store.open_execution(_correlation(), dagster_run_id="run-1", workflow_version=1, now=NOW)
+        with pytest.raises(StoreError):
+            store.finish_execution(
+                "e-1", status=ExecutionStatus.SUCCESS, outcome=Outcome.SUCCESS,
+                finalized_by="core", now=NOW, output=object(),
+                block=(1, _block("summary", "success")))
+        record = store.get_execution("e-1")
+        assert (record.status, record.blocks) == (ExecutionStatus.RUNNING, ())
 
     def test_list_filters(self, store: Store) -> None:
         store.create_execution(_correlation("e-1"), NOW)
