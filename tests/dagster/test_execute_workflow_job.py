@@ -78,6 +78,11 @@ def test_success_finalizes_and_tags(instance, store_url, store: Store, make_work
     assert execution.output == {"count": 3, "who": "ada"}
     assert [(b.block_id, b.status) for b in execution.blocks] == [("fetch", "success"),
                                                                     ("summary", "success")]
+    # The step's output carries the correlation and the attempt (no separate log line).
+    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+    assert metadata == {"execution_id": correlation.execution_id, "request_id": "req-7",
+                        "attempt": 1, "status": "success", "outcome": "success"}
 
 
 def test_user_error_completes_run_and_records_error(instance, store_url, store,
