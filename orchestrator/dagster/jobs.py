@@ -92,13 +92,12 @@ def run_workflow_op(context: dg.OpExecutionContext, config: ExecuteWorkflowConfi
     db = store.get()
     session = LoggingSession(db, correlation)
     try:
-        workflow = db.get_workflow(correlation.environment, correlation.workflow)
-        spec = parse_workflow(workflow.document, block_types())
-        record = session.open(dagster_run_id=context.run_id, workflow_version=workflow.version)
+        workflow, record = session.open(dagster_run_id=context.run_id)
         if record.status.terminal:  # finalized before (a re-executed run): never run it twice
             context.log.info(f"execution already finalized as {record.outcome}; not running "
                              "its blocks again")
             return _report(context, ExecutionResult(record=record), fail_run=False)
+        spec = parse_workflow(workflow.document, block_types())
         with Heartbeat(db, correlation.execution_id,
                        interval=store.settings().heartbeat_interval_seconds):
             result = run_workflow(spec, session)

@@ -20,7 +20,13 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from orchestrator.domain.correlation import Correlation
-from orchestrator.domain.records import BlockEntry, ExecutionRecord, ExecutionStatus, Outcome
+from orchestrator.domain.records import (
+    BlockEntry,
+    ExecutionRecord,
+    ExecutionStatus,
+    Outcome,
+    WorkflowRecord,
+)
 from orchestrator.exceptions import StoreError
 from orchestrator.store import Store
 
@@ -48,13 +54,15 @@ class LoggingSession:
         self.running_entry_delay = running_entry_delay
         self.attempt = 0
 
-    def open(self, *, dagster_run_id: str, workflow_version: int | None) -> ExecutionRecord:
-        """Mark the execution running for this attempt, creating it when it does not exist yet
-        (a run launched by hand): one transaction."""
-        record = self.store.open_execution(self.correlation, dagster_run_id=dagster_run_id,
-                                           workflow_version=workflow_version, now=self.clock())
+    def open(self, *, dagster_run_id: str) -> tuple[WorkflowRecord, ExecutionRecord]:
+        """Begin this attempt in one transaction: the workflow's current version, and the
+        execution marked running with it (created when it does not exist yet: a run launched by
+        hand). Raises :class:`NotFound` for a missing or deleted workflow, writing nothing."""
+        workflow, record = self.store.open_execution(self.correlation,
+                                                     dagster_run_id=dagster_run_id,
+                                                     now=self.clock())
         self.attempt = record.attempts
-        return record
+        return workflow, record
 
     def block(self, entry: BlockEntry) -> None:
         """Write a block's entry now (a failed write raises: a pipeline fault)."""

@@ -396,17 +396,22 @@ class Store:
 
     @_translated("start the execution")
     def open_execution(self, correlation: Correlation, *, dagster_run_id: str,
-                       workflow_version: int | None, now: datetime) -> ExecutionRecord:
-        """``create_execution`` then ``start_execution`` in one transaction: an execution that
-        exists (queued by a trigger, or left running by an earlier attempt) is marked running
-        and counts the attempt (its stored correlation wins); one that does not (a run launched
-        by hand) is inserted running, attempt 1. A terminal execution is left as it is."""
+                       now: datetime) -> tuple[WorkflowRecord, ExecutionRecord]:
+        """Begin an attempt, in one transaction: read the workflow's current version (raises
+        :class:`NotFound`, writing nothing, when it does not exist or was deleted) and mark the
+        execution running with it. An execution that exists (queued by a trigger, or left
+        running by an earlier attempt) counts the attempt and keeps its stored correlation; one
+        that does not (a run launched by hand) is inserted running, attempt 1. A terminal
+        execution is left as it is."""
         execution_id = correlation.execution_id
         with self._write() as conn:
+            workflow = self._workflow(conn, correlation.environment, correlation.workflow)
+            if workflow.deleted_at is not None:
+                raise NotFound("workflow", f"{correlation.environment}/{correlation.workflow}")
             started = self._start(conn, execution_id, dagster_run_id=dagster_run_id,
-                                  workflow_version=workflow_version, now=now)
+                                  workflow_version=workflow.version, now=now)
             if not started and self._execution_row(conn, execution_id) is None:
-                row = execution_row(correlation, now, workflow_version=workflow_version)
+                row = execution_row(correlation, now, workflow_version=workflow.version)
                 row.update(status=ExecutionStatus.RUNNING.value, attempts=1,
                            dagster_run_id=dagster_run_id, started_at=now, heartbeat_at=now)
                 try:
@@ -414,8 +419,8 @@ class Store:
                         conn.execute(t.executions.insert().values(row))
                 except IntegrityError:  # a concurrent writer inserted it first: start that one
                     self._start(conn, execution_id, dagster_run_id=dagster_run_id,
-                                workflow_version=workflow_version, now=now)
-            return self._execution(conn, execution_id)
+                                workflow_version=workflow.version, now=now)
+            return workflow, self._execution(conn, execution_id)
 
     def _start(self, conn: sa.Connection, execution_id: str, *, dagster_run_id: str,
                workflow_version: int | None, now: datetime) -> bool:
