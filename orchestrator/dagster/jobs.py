@@ -87,21 +87,17 @@ def run_workflow_op(context: dg.OpExecutionContext, config: ExecuteWorkflowConfi
     missing = {k: v for k, v in correlation.tags().items() if run_tags.get(k) != v}
     if missing:  # a launchpad run: make it findable like any other
         context.instance.add_run_tags(context.run_id, missing)
-    fields = correlation.log_fields()
-    context.log.info(f"execution {fields['execution_id']} request {fields['request_id']}: "
-                     f"workflow {correlation.environment}/{correlation.workflow}, "
-                     f"attempt {context.retry_number + 1}")
-
+    # No log line announcing the correlation: the run's tags carry it and the op's output
+    # metadata repeats it with the attempt; every Dagster log line is an event-log write.
     db = store.get()
     session = LoggingSession(db, correlation)
     try:
-        workflow = db.get_workflow(correlation.environment, correlation.workflow)
-        spec = parse_workflow(workflow.document, block_types())
-        record = session.open(dagster_run_id=context.run_id, workflow_version=workflow.version)
+        workflow, record = session.open(dagster_run_id=context.run_id)
         if record.status.terminal:  # finalized before (a re-executed run): never run it twice
             context.log.info(f"execution already finalized as {record.outcome}; not running "
                              "its blocks again")
             return _report(context, ExecutionResult(record=record), fail_run=False)
+        spec = parse_workflow(workflow.document, block_types())
         with Heartbeat(db, correlation.execution_id,
                        interval=store.settings().heartbeat_interval_seconds):
             result = run_workflow(spec, session)
@@ -120,8 +116,9 @@ def _report(context: dg.OpExecutionContext, result: ExecutionResult,
     outcome = result.outcome or Outcome.SUCCESS
     context.instance.add_run_tags(context.run_id, {TAG_OUTCOME: outcome.value})
     record = result.record
-    metadata = {"execution_id": record.execution_id, "request_id": record.request_id,
-                "status": record.status.value, "outcome": outcome.value}
+    metadata: dict[str, Any] = {
+        "execution_id": record.execution_id, "request_id": record.request_id,
+        "attempt": record.attempts, "status": record.status.value, "outcome": outcome.value}
     if outcome is Outcome.USER_ERROR and result.error:
         message = result.error.get("message", "")
         metadata["error"] = message

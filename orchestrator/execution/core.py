@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from orchestrator.domain.records import BlockEntry, ExecutionRecord, ExecutionStatus, Outcome
@@ -71,19 +73,22 @@ def _run_blocks(spec: WorkflowSpec, session: LoggingSession,
     types = block_types()
     scope: dict[str, Any] = {"trigger": trigger_scope(session)}
     deadline = time.monotonic() + spec.timeout_seconds
+    last = spec.blocks[-1]
     for block in spec.blocks:
         started = session.clock()
         t0 = time.perf_counter()
-        session.block(BlockEntry(block_id=block.id, block_type=block.type, status="running",
-                                 started_at=started, finished_at=None, duration_ms=None,
-                                 error=None, output_size=None))
+        running = BlockEntry(block_id=block.id, block_type=block.type, status="running",
+                             started_at=started, finished_at=None, duration_ms=None,
+                             error=None, output_size=None)
         context = BlockContext(execution_id=c.execution_id, block_id=block.id,
                                workflow=spec.name, environment=spec.environment,
                                request_id=c.request_id, store=session.store)
         try:
             inputs = render(block.inputs, scope, block_id=block.id)
             output = _call(pool, types[block.type], inputs, context,
-                           deadline=deadline, timeout=spec.timeout_seconds)
+                           deadline=deadline, timeout=spec.timeout_seconds,
+                           slow_after=session.running_entry_delay,
+                           on_slow=partial(session.block_running, running))
         except StoreError:
             raise
         except WorkflowError as exc:
@@ -92,25 +97,37 @@ def _run_blocks(spec: WorkflowSpec, session: LoggingSession,
             message = f"block `{block.id}` raised {type(exc).__name__}: {exc}"
             return _fail(session, block.id, block.type, started, t0, message, inputs_of(block))
         scope[block.id] = output
-        session.block(BlockEntry(block_id=block.id, block_type=block.type, status="success",
-                                 started_at=started, finished_at=session.clock(),
-                                 duration_ms=(time.perf_counter() - t0) * 1000, error=None,
-                                 output_size=_size(output)))
-    last = spec.blocks[-1].id
+        entry = BlockEntry(block_id=block.id, block_type=block.type, status="success",
+                           started_at=started, finished_at=session.clock(),
+                           duration_ms=(time.perf_counter() - t0) * 1000, error=None,
+                           output_size=_size(output))
+        if block is not last:  # durable before the next block starts
+            session.block(entry)
     record = session.finish(status=ExecutionStatus.SUCCESS, outcome=Outcome.SUCCESS,
-                            finalized_by=FINALIZED_BY_CORE, output=_jsonable(scope[last]))
+                            finalized_by=FINALIZED_BY_CORE, output=_jsonable(scope[last.id]),
+                            block=entry)
     return ExecutionResult(record=record)
 
 
 def _call(pool: ThreadPoolExecutor, fn: BlockFunction, inputs: dict[str, Any],
-          context: BlockContext, *, deadline: float, timeout: int) -> Any:
+          context: BlockContext, *, deadline: float, timeout: int, slow_after: float,
+          on_slow: Callable[[], None]) -> Any:
+    """Run one block on ``pool`` until ``deadline``; ``on_slow()`` once it has run for
+    ``slow_after`` seconds (called on this thread, while the block runs on the pool's)."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise WorkflowError(f"workflow timed out after {timeout}s before block "
                             f"`{context.block_id}`", block_id=context.block_id)
     future = pool.submit(fn, inputs, context)
     try:
-        return future.result(timeout=remaining)
+        if slow_after < remaining:
+            try:
+                return future.result(timeout=slow_after)
+            except TimeoutError:
+                if future.done():  # the block itself raised TimeoutError
+                    raise
+            on_slow()
+        return future.result(timeout=max(0.0, deadline - time.monotonic()))
     except TimeoutError:
         if future.done():  # the block itself raised TimeoutError
             raise
@@ -127,14 +144,14 @@ def _fail(session: LoggingSession, block_id: str, block_type: str, started: Any,
           message: str, input_shape: dict[str, str]) -> ExecutionResult:
     log.info("user error in block %s: %s", block_id, message,
              extra=session.correlation.log_fields())
-    session.block(BlockEntry(block_id=block_id, block_type=block_type, status="error",
-                             started_at=started, finished_at=session.clock(),
-                             duration_ms=(time.perf_counter() - t0) * 1000, error=message,
-                             output_size=None))
     record = session.finish(
         status=ExecutionStatus.ERROR, outcome=Outcome.USER_ERROR, finalized_by=FINALIZED_BY_CORE,
         error={"message": message, "block": block_id, "inputs": input_shape,
-               "classification": Outcome.USER_ERROR.value})
+               "classification": Outcome.USER_ERROR.value},
+        block=BlockEntry(block_id=block_id, block_type=block_type, status="error",
+                         started_at=started, finished_at=session.clock(),
+                         duration_ms=(time.perf_counter() - t0) * 1000, error=message,
+                         output_size=None))
     return ExecutionResult(record=record)
 
 

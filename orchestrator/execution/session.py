@@ -3,6 +3,11 @@
 ``queued -> running -> success | error | cancelled``. Exactly one terminal write wins (the store's
 conditional update); a repeated completion returns the first outcome; a failed terminal write is
 retried with backoff. The finalized marker lives in the store, never in process memory.
+
+Writes are synchronous and few: opening is one transaction; a block's final entry is written
+when it ends (the last block's together with the terminal state); a block shows as ``running``
+only once it has run for ``running_entry_delay`` (a block that ends sooner gets its final entry
+alone).
 """
 
 from __future__ import annotations
@@ -15,7 +20,13 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from orchestrator.domain.correlation import Correlation
-from orchestrator.domain.records import BlockEntry, ExecutionRecord, ExecutionStatus, Outcome
+from orchestrator.domain.records import (
+    BlockEntry,
+    ExecutionRecord,
+    ExecutionStatus,
+    Outcome,
+    WorkflowRecord,
+)
 from orchestrator.exceptions import StoreError
 from orchestrator.store import Store
 
@@ -23,6 +34,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 T = TypeVar("T")
 STORE_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
+RUNNING_ENTRY_DELAY = 0.5  # seconds; short enough that a watcher sees a slow block as running
 
 
 def utc_now() -> datetime:
@@ -33,34 +45,51 @@ class LoggingSession:
     """Writes one execution's log through ``store``; ``clock`` is injected for tests."""
 
     def __init__(self, store: Store, correlation: Correlation, *, clock: Clock = utc_now,
-                 retry_delays: Sequence[float] = STORE_RETRY_DELAYS) -> None:
+                 retry_delays: Sequence[float] = STORE_RETRY_DELAYS,
+                 running_entry_delay: float = RUNNING_ENTRY_DELAY) -> None:
         self.store = store
         self.correlation = correlation
         self.clock = clock
         self.retry_delays = retry_delays
+        self.running_entry_delay = running_entry_delay
         self.attempt = 0
 
-    def open(self, *, dagster_run_id: str, workflow_version: int | None) -> ExecutionRecord:
-        """Ensure the execution row exists (a run launched by hand has none yet) and mark it
-        running for this attempt."""
-        self.store.create_execution(self.correlation, self.clock(),
-                                    workflow_version=workflow_version)
-        record = self.store.start_execution(self.correlation.execution_id,
-                                            dagster_run_id=dagster_run_id,
-                                            workflow_version=workflow_version, now=self.clock())
+    def open(self, *, dagster_run_id: str) -> tuple[WorkflowRecord, ExecutionRecord]:
+        """Begin this attempt in one transaction: the workflow's current version, and the
+        execution marked running with it (created when it does not exist yet: a run launched by
+        hand). Raises :class:`NotFound` for a missing or deleted workflow, writing nothing."""
+        workflow, record = self.store.open_execution(self.correlation,
+                                                     dagster_run_id=dagster_run_id,
+                                                     now=self.clock())
         self.attempt = record.attempts
-        return record
+        return workflow, record
 
     def block(self, entry: BlockEntry) -> None:
-        self.store.record_block(self.correlation.execution_id, self.attempt, entry)
+        """Write a block's entry now (a failed write raises: a pipeline fault)."""
+        self.store.record_block(self.correlation.execution_id, attempt=self.attempt,
+                                entry=entry)
+
+    def block_running(self, entry: BlockEntry) -> None:
+        """Show a slow block as running. Only a progress mark: the block is already running on
+        another thread, so a failed write is logged, not raised (raising would abandon the
+        block mid-way); the block's final entry is written, or fails the execution, as usual."""
+        try:
+            self.block(entry)
+        except StoreError:
+            log.warning("could not mark block %s as running; its final entry follows",
+                        entry.block_id, extra=self.correlation.log_fields())
 
     def finish(self, *, status: ExecutionStatus, outcome: Outcome, finalized_by: str,
-               error: dict[str, Any] | None = None, output: Any = None) -> ExecutionRecord:
-        """The terminal write, retried with backoff; returns the stored (first) outcome."""
+               error: dict[str, Any] | None = None, output: Any = None,
+               block: BlockEntry | None = None) -> ExecutionRecord:
+        """The terminal write, retried with backoff; returns the stored (first) outcome.
+        ``block``: the final entry of the block that ended the execution, written in the same
+        transaction."""
         record, won = with_store_retries(
             lambda: self.store.finish_execution(
                 self.correlation.execution_id, status=status, outcome=outcome,
-                finalized_by=finalized_by, now=self.clock(), error=error, output=output),
+                finalized_by=finalized_by, now=self.clock(), error=error, output=output,
+                block=(self.attempt, block) if block is not None else None),
             self.retry_delays, context=self.correlation.log_fields())
         if not won:
             log.info("execution already finalized as %s; keeping the first outcome",

@@ -389,28 +389,68 @@ class Store:
     def start_execution(self, execution_id: str, *, dagster_run_id: str,
                         workflow_version: int | None, now: datetime) -> ExecutionRecord:
         """Mark running and count the attempt; a terminal execution is left as it is."""
-        e = t.executions
         with self._write() as conn:
-            conn.execute(e.update().where(
-                e.c.execution_id == execution_id,
-                e.c.status.in_([ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]))
-                .values(status=ExecutionStatus.RUNNING.value, attempts=e.c.attempts + 1,
-                        dagster_run_id=dagster_run_id, started_at=now, heartbeat_at=now,
-                        workflow_version=sa.func.coalesce(workflow_version,
-                                                          e.c.workflow_version)))
+            self._start(conn, execution_id, dagster_run_id=dagster_run_id,
+                        workflow_version=workflow_version, now=now)
             return self._execution(conn, execution_id)
+
+    @_translated("start the execution")
+    def open_execution(self, correlation: Correlation, *, dagster_run_id: str,
+                       now: datetime) -> tuple[WorkflowRecord, ExecutionRecord]:
+        """Begin an attempt, in one transaction: read the workflow's current version (raises
+        :class:`NotFound`, writing nothing, when it does not exist or was deleted) and mark the
+        execution running with it. An execution that exists (queued by a trigger, or left
+        running by an earlier attempt) counts the attempt and keeps its stored correlation; one
+        that does not (a run launched by hand) is inserted running, attempt 1. A terminal
+        execution is left as it is."""
+        execution_id = correlation.execution_id
+        with self._write() as conn:
+            workflow = self._workflow(conn, correlation.environment, correlation.workflow)
+            if workflow.deleted_at is not None:
+                raise NotFound("workflow", f"{correlation.environment}/{correlation.workflow}")
+            started = self._start(conn, execution_id, dagster_run_id=dagster_run_id,
+                                  workflow_version=workflow.version, now=now)
+            if not started and self._execution_row(conn, execution_id) is None:
+                row = execution_row(correlation, now, workflow_version=workflow.version)
+                row.update(status=ExecutionStatus.RUNNING.value, attempts=1,
+                           dagster_run_id=dagster_run_id, started_at=now, heartbeat_at=now)
+                try:
+                    with conn.begin_nested():
+                        conn.execute(t.executions.insert().values(row))
+                except IntegrityError:  # a concurrent writer inserted it first: start that one
+                    self._start(conn, execution_id, dagster_run_id=dagster_run_id,
+                                workflow_version=workflow.version, now=now)
+            return workflow, self._execution(conn, execution_id)
+
+    def _start(self, conn: sa.Connection, execution_id: str, *, dagster_run_id: str,
+               workflow_version: int | None, now: datetime) -> bool:
+        """The conditional update to ``running`` (attempt + 1); False when no open execution
+        has this id."""
+        e = t.executions
+        return conn.execute(e.update().where(
+            e.c.execution_id == execution_id,
+            e.c.status.in_([ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]))
+            .values(status=ExecutionStatus.RUNNING.value, attempts=e.c.attempts + 1,
+                    dagster_run_id=dagster_run_id, started_at=now, heartbeat_at=now,
+                    workflow_version=sa.func.coalesce(workflow_version, e.c.workflow_version))
+        ).rowcount == 1
 
     @_translated("finalize the execution")
     def finish_execution(self, execution_id: str, *, status: ExecutionStatus, outcome: Outcome,
                          finalized_by: str, now: datetime, error: dict[str, Any] | None = None,
-                         output: Any = None,
-                         dagster_run_id: str | None = None) -> tuple[ExecutionRecord, bool]:
+                         output: Any = None, dagster_run_id: str | None = None,
+                         block: tuple[int, BlockEntry] | None = None,
+                         ) -> tuple[ExecutionRecord, bool]:
         """The one terminal write: a conditional update that only a non-terminal execution
         takes. Returns the stored record and whether this call won (a second completion is a
         no-op returning the first outcome). ``dagster_run_id`` fills in the run of an execution
-        that failed before it started."""
+        that failed before it started. ``block`` (attempt, entry): the entry of the block that
+        ended the execution, written in the same transaction (whether or not this call wins,
+        as ``record_block`` would)."""
         e = t.executions
         with self._write() as conn:
+            if block is not None:
+                self._upsert_block(conn, execution_id, *block)
             done = conn.execute(e.update().where(
                 e.c.execution_id == execution_id,
                 e.c.status.in_([ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]))
@@ -443,18 +483,23 @@ class Store:
 
     @_translated("record the block")
     def record_block(self, execution_id: str, attempt: int, entry: BlockEntry) -> None:
+        """Write (or overwrite) the entry of one block of one attempt."""
+        with self._write() as conn:
+            self._upsert_block(conn, execution_id, attempt, entry)
+
+    def _upsert_block(self, conn: sa.Connection, execution_id: str, attempt: int,
+                      entry: BlockEntry) -> None:
         b = t.execution_blocks
         values = dict(block_type=entry.block_type, status=entry.status,
                       started_at=entry.started_at, finished_at=entry.finished_at,
                       duration_ms=entry.duration_ms, error=entry.error,
                       output_size=entry.output_size)
-        with self._write() as conn:
-            updated = conn.execute(b.update().where(
-                b.c.execution_id == execution_id, b.c.attempt == attempt,
-                b.c.block_id == entry.block_id).values(**values))
-            if updated.rowcount == 0:
-                conn.execute(b.insert().values(execution_id=execution_id, attempt=attempt,
-                                               block_id=entry.block_id, **values))
+        updated = conn.execute(b.update().where(
+            b.c.execution_id == execution_id, b.c.attempt == attempt,
+            b.c.block_id == entry.block_id).values(**values))
+        if updated.rowcount == 0:
+            conn.execute(b.insert().values(execution_id=execution_id, attempt=attempt,
+                                           block_id=entry.block_id, **values))
 
     # ----------------------------------------------------------------- queued triggers
 

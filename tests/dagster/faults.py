@@ -26,6 +26,11 @@ def clear() -> None:
     _CUES.clear()
 
 
+def pending(operation: str) -> int:
+    """How many injected failures of ``operation`` have not happened yet."""
+    return sum(remaining for _when, remaining in _CUES.get(operation, []))
+
+
 class FlakyStore(Store):
     def __getattribute__(self, name: str) -> Any:
         attribute = super().__getattribute__(name)

@@ -1,10 +1,16 @@
 """The ``execute_workflow`` job in-process on a real instance: what the run, its tags and the
-execution log show for success, a user error, and a pipeline fault."""
+execution log show for success, a user error, and a pipeline fault; what the execution log shows
+while a block runs; and how many store transactions an execution costs."""
 
 from __future__ import annotations
 
+import logging
+import time
+from typing import Any
+
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from orchestrator.dagster.jobs import execute_workflow, run_config_for
 from orchestrator.dagster.resources import OrchestratorStore
@@ -16,8 +22,33 @@ from orchestrator.domain.correlation import (
     Source,
 )
 from orchestrator.domain.records import ExecutionStatus, Outcome
+from orchestrator.execution.blocks import BlockContext, register_block_type
+from orchestrator.execution.session import RUNNING_ENTRY_DELAY
 from orchestrator.store import Store
+from tests.dagster import faults
 from tests.dagster.conftest import real_now
+
+
+@register_block_type("test_watch_own_entry")
+def _watch_own_entry(inputs: dict[str, Any], context: BlockContext) -> dict[str, Any]:
+    """Polls the execution log, as a user would, until this block shows as running (at most
+    ``seconds``); returns what it saw and when."""
+    assert context.store is not None
+    started = time.monotonic()
+    seen: dict[str, str] = {}
+    while time.monotonic() - started < float(inputs.get("seconds", 10)):
+        execution = context.store.get_execution(context.execution_id)
+        seen = {b.block_id: b.status for b in execution.blocks}
+        if seen.get(context.block_id) == "running":
+            break
+        time.sleep(0.05)
+    return {"seen": seen, "after": time.monotonic() - started}
+
+
+@register_block_type("test_pause")
+def _pause(inputs: dict[str, Any], context: BlockContext) -> dict[str, Any]:
+    time.sleep(float(inputs["seconds"]))
+    return {"paused": inputs["seconds"]}
 
 
 def _run(instance, store_url, run_config, tags=None) -> dg.ExecuteInProcessResult:
@@ -47,6 +78,11 @@ def test_success_finalizes_and_tags(instance, store_url, store: Store, make_work
     assert execution.output == {"count": 3, "who": "ada"}
     assert [(b.block_id, b.status) for b in execution.blocks] == [("fetch", "success"),
                                                                     ("summary", "success")]
+    # The step's output carries the correlation and the attempt (no separate log line).
+    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+    assert metadata == {"execution_id": correlation.execution_id, "request_id": "req-7",
+                        "attempt": 1, "status": "success", "outcome": "success"}
 
 
 def test_user_error_completes_run_and_records_error(instance, store_url, store,
@@ -108,3 +144,70 @@ def test_missing_workflow_is_a_pipeline_fault(instance, store_url, store, workfl
     execution = store.get_execution(correlation.execution_id)
     assert (execution.status, execution.outcome) == (ExecutionStatus.ERROR,
                                                      Outcome.PIPELINE_FAULT)
+
+
+
+def test_a_slow_block_shows_as_running_while_it_runs(instance, store_url, store,
+                                                     make_workflow) -> None:
+    make_workflow(blocks=[{"id": "fetch", "type": "transform", "with": {"total": 3}},
+                          {"id": "watch", "type": "test_watch_own_entry", "with": {}}])
+    correlation = _correlation()
+    result = _run(instance, store_url, run_config_for(correlation), correlation.tags())
+    assert result.success
+    execution = store.get_execution(correlation.execution_id)
+    assert [(b.block_id, b.status) for b in execution.blocks] == [("fetch", "success"),
+                                                                    ("watch", "success")]
+    # What the block saw in the execution log while it ran (its output): itself running, after
+    # the short delay, and the block before it already finished.
+    assert execution.output["seen"] == {"fetch": "success", "watch": "running"}
+    assert RUNNING_ENTRY_DELAY * 0.8 <= execution.output["after"] < RUNNING_ENTRY_DELAY + 5
+
+
+def test_quick_blocks_cost_one_write_each_and_the_last_shares_the_terminal_write(
+        instance, store_url, store, make_workflow) -> None:
+    """The execution overhead budget (bench/exec_overhead.py): one transaction to read the
+    workflow and open the execution, one per quick block, the last one with the terminal
+    state; nothing else. 3 transactions for 2 blocks."""
+    make_workflow()
+    correlation = _correlation()
+    store.create_execution(correlation, real_now())
+    transactions: list[str] = []
+    listener = lambda conn: transactions.append("begin")  # noqa: E731
+    sa.event.listen(store.engine, "begin", listener)
+    try:
+        result = _run(instance, store_url, run_config_for(correlation), correlation.tags())
+    finally:
+        sa.event.remove(store.engine, "begin", listener)
+    assert result.success
+    execution = store.get_execution(correlation.execution_id)
+    assert [(b.block_id, b.status) for b in execution.blocks] == [("fetch", "success"),
+                                                                    ("summary", "success")]
+    assert len(transactions) == 3
+
+
+def test_a_failed_running_mark_does_not_stop_the_block(instance, store_url, store,
+                                                       make_workflow, caplog) -> None:
+    """Marking a slow block running is progress only: if that write fails, the block runs on
+    and the execution ends normally (its final entries and terminal state are written)."""
+    make_workflow(blocks=[{"id": "pause", "type": "test_pause",
+                           "with": {"seconds": RUNNING_ENTRY_DELAY + 0.5}},
+                          {"id": "summary", "type": "transform", "with": {"n": "{{ pause.paused }}"}}])
+    faults.fail("record_block", when=lambda kw: kw["entry"].status == "running")
+    correlation = _correlation()
+    try:
+        with caplog.at_level(logging.WARNING, logger="orchestrator.execution.session"):
+            result = execute_workflow.execute_in_process(
+                run_config=run_config_for(correlation), instance=instance,
+                tags=correlation.tags(), raise_on_error=False,
+                resources={"store": faults.FlakyStoreResource(database_url=store_url)})
+        assert faults.pending("record_block") == 0, "the running mark was attempted"
+    finally:
+        faults.clear()
+    assert result.success
+    assert instance.get_run_by_id(result.run_id).tags[TAG_OUTCOME] == "success"
+    execution = store.get_execution(correlation.execution_id)
+    assert (execution.status, execution.outcome) == (ExecutionStatus.SUCCESS, Outcome.SUCCESS)
+    assert [(b.block_id, b.status) for b in execution.blocks] == [("pause", "success"),
+                                                                    ("summary", "success")]
+    assert any("could not mark block pause as running" in r.getMessage() for r in caplog.records)
+    assert store.list_alerts() == []

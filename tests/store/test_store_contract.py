@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.domain.correlation import Correlation, Source
-from orchestrator.domain.records import ExecutionStatus, Outcome, TriggerStatus
+from orchestrator.domain.records import BlockEntry, ExecutionStatus, Outcome, TriggerStatus
 from orchestrator.domain.schedules import validate_schedule
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.exceptions import NotFound, StoreError
@@ -16,6 +16,13 @@ from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
 from orchestrator.store import tables as t
 from tests.conftest import NOW, workflow_doc
+
+
+def _block(block_id: str, status: str, after: int = 0) -> BlockEntry:
+    return BlockEntry(block_id=block_id, block_type="transform", status=status,
+                      started_at=NOW + timedelta(seconds=after),
+                      finished_at=None if status == "running" else NOW, duration_ms=None,
+                      error=None, output_size=None)
 
 
 def _correlation(execution_id: str = "e-1", **extra: object) -> Correlation:
@@ -149,6 +156,95 @@ class TestExecutions:
         # A retried run does not reopen a terminal execution.
         retried = store.start_execution("e-1", dagster_run_id="run-2", workflow_version=1, now=NOW)
         assert retried.status is ExecutionStatus.ERROR and retried.attempts == 1
+
+    def test_open_inserts_a_missing_execution_running(self, store: Store, make_workflow) -> None:
+        """A run launched by hand: no row yet; opening creates it, running, attempt 1, with the
+        workflow's current version."""
+        make_workflow()
+        make_workflow(blocks=[{"id": "only", "type": "transform", "with": {}}])  # version 2
+        workflow, opened = store.open_execution(_correlation(source=Source.MANUAL),
+                                                dagster_run_id="run-1", now=NOW)
+        assert (workflow.name, workflow.version, workflow.document["blocks"][0]["id"]) == (
+            "digest", 2, "only")
+        assert (opened.status, opened.attempts, opened.dagster_run_id, opened.workflow_version,
+                opened.source, opened.request_id, opened.payload) == (
+            ExecutionStatus.RUNNING, 1, "run-1", 2, Source.MANUAL, "r-1", {"user": "ada"})
+        assert opened.created_at == opened.started_at == opened.heartbeat_at == NOW
+        assert store.get_execution("e-1") == opened
+
+    def test_open_starts_an_existing_execution_and_keeps_its_correlation(
+            self, store: Store, make_workflow) -> None:
+        make_workflow()
+        store.create_execution(_correlation(), NOW, enqueue=True)
+        later = NOW + timedelta(seconds=5)
+        _workflow, opened = store.open_execution(_correlation(request_id="other"),
+                                                 dagster_run_id="run-1", now=later)
+        assert (opened.status, opened.attempts, opened.request_id, opened.workflow_version,
+                opened.created_at, opened.started_at, opened.heartbeat_at) == (
+            ExecutionStatus.RUNNING, 1, "r-1", 1, NOW, later, later)
+        _workflow, again = store.open_execution(_correlation(), dagster_run_id="run-2",
+                                                now=later)  # a retried attempt
+        assert (again.attempts, again.dagster_run_id) == (2, "run-2")
+
+    def test_open_leaves_a_terminal_execution_alone(self, store: Store, make_workflow) -> None:
+        make_workflow()
+        store.open_execution(_correlation(), dagster_run_id="run-1", now=NOW)
+        store.finish_execution("e-1", status=ExecutionStatus.SUCCESS, outcome=Outcome.SUCCESS,
+                               finalized_by="core", now=NOW)
+        _workflow, reopened = store.open_execution(_correlation(), dagster_run_id="run-2",
+                                                   now=NOW + timedelta(seconds=1))
+        assert (reopened.status, reopened.attempts, reopened.dagster_run_id) == (
+            ExecutionStatus.SUCCESS, 1, "run-1")
+
+    @pytest.mark.parametrize("deleted", [False, True])
+    def test_open_without_the_workflow_writes_nothing(self, store: Store, make_workflow,
+                                                      deleted: bool) -> None:
+        if deleted:
+            make_workflow()
+            store.delete_workflow("default", "digest", NOW)
+        store.create_execution(_correlation("e-queued"), NOW)
+        for execution_id in ("e-queued", "e-by-hand"):
+            with pytest.raises(NotFound):
+                store.open_execution(_correlation(execution_id), dagster_run_id="run-1", now=NOW)
+        queued = store.get_execution("e-queued")
+        assert (queued.status, queued.attempts, queued.dagster_run_id) == (
+            ExecutionStatus.QUEUED, 0, None)
+        with pytest.raises(NotFound):
+            store.get_execution("e-by-hand")
+
+    def test_finish_writes_the_last_block_entry_with_the_terminal_state(
+            self, store: Store, make_workflow) -> None:
+        make_workflow()
+        store.open_execution(_correlation(), dagster_run_id="run-1", now=NOW)
+        store.record_block("e-1", 1, _block("fetch", "running"))
+        store.record_block("e-1", 1, _block("fetch", "success"))
+        record, won = store.finish_execution(
+            "e-1", status=ExecutionStatus.SUCCESS, outcome=Outcome.SUCCESS, finalized_by="core",
+            now=NOW, block=(1, _block("summary", "success", after=1)))
+        assert won and record.status is ExecutionStatus.SUCCESS
+        assert [(b.block_id, b.status) for b in store.get_execution("e-1").blocks] == [
+            ("fetch", "success"), ("summary", "success")]
+        # A second completion keeps the first outcome; its block entry is still recorded.
+        second, won = store.finish_execution(
+            "e-1", status=ExecutionStatus.ERROR, outcome=Outcome.USER_ERROR, finalized_by="core",
+            now=NOW, block=(1, _block("summary", "error", after=1)))
+        assert not won and second.outcome is Outcome.SUCCESS
+        assert store.get_execution("e-1").blocks[-1].status == "error"
+
+    def test_a_failed_terminal_write_leaves_no_block_entry(self, store: Store,
+                                                           make_workflow) -> None:
+        """One transaction: the entry and the terminal state are written together or not at
+        all (here the terminal update fails after the entry's insert: an output that is not
+        JSON)."""
+        make_workflow()
+        store.open_execution(_correlation(), dagster_run_id="run-1", now=NOW)
+        with pytest.raises(StoreError):
+            store.finish_execution(
+                "e-1", status=ExecutionStatus.SUCCESS, outcome=Outcome.SUCCESS,
+                finalized_by="core", now=NOW, output=object(),
+                block=(1, _block("summary", "success")))
+        record = store.get_execution("e-1")
+        assert (record.status, record.blocks) == (ExecutionStatus.RUNNING, ())
 
     def test_list_filters(self, store: Store) -> None:
         store.create_execution(_correlation("e-1"), NOW)
