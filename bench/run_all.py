@@ -62,10 +62,12 @@ def write_report(results: list[dict[str, Any]], info: dict[str, str], seconds: f
                  errors: list[str]) -> None:
     rows = [Row(**{k: r[k] for k in ("benchmark", "backend", "ours", "baseline", "ratio",
                                       "target", "met", "notes")}) for r in results]
-    when = [f"{r['measured']}, load {r['load']}{', quick sizes' if r['quick'] else ''}: "
-            f"`{r['command']}`" for r in results]
+    labels = [f"{r['measured']}, load {r['load']}{', quick sizes' if r['quick'] else ''}: "
+              f"`{r['command']}`" for r in results]
+    runs = list(dict.fromkeys(labels))
+    when = [runs.index(label) + 1 for label in labels]
     notes = "\n".join(f"- **{r.benchmark} / {r.backend}**: {r.notes}" for r in rows if r.notes)
-    measured = "\n".join(f"{i + 1}. {w}" for i, w in enumerate(when))
+    measured = "\n".join(f"{i + 1}. {run}" for i, run in enumerate(runs))
     text = f"""# Performance
 
 Latest figures of `make bench` (`bench/`). Every figure is measured in one run beside a
@@ -82,7 +84,7 @@ compare the ratio, not the absolute values, between runs). A run of some benchma
   PostgreSQL {info['postgresql']} (127.0.0.1:5432, a fresh database per measurement, dropped
   afterwards)
 
-{table(rows, when=list(range(1, len(rows) + 1)))}
+{table(rows, when=when)}
 
 When each row was measured:
 
