@@ -3,8 +3,9 @@ same code location and the same daemon, the baselines they are compared with.
 
 ``BENCH_MODE`` (read when the code server loads this file) picks what runs:
 
-- ``precision``: our sensors + a native ``ScheduleDefinition`` on ``BENCH_NATIVE_CRON`` that
-  launches the same ``execute_workflow`` job (a launchpad-style run, ``source=manual``);
+- ``precision``: our sensors + ``BENCH_NATIVE_COUNT`` native ``ScheduleDefinition``s on
+  ``BENCH_NATIVE_CRON`` that launch the same ``execute_workflow`` job (a launchpad-style run,
+  ``source=manual``);
 - ``ours``: our sensors only (drain of queued triggers);
 - ``bare``: a bare sensor that launches one run of a bare job per row of ``bench_requests``
   (a table in the store database), with the same launcher.
@@ -47,9 +48,9 @@ def _bare_sensor(settings: Settings) -> dg.SensorDefinition:
     return bare_request_sensor
 
 
-def _native_schedule(cron: str) -> dg.ScheduleDefinition:
+def _native_schedule(cron: str, index: int) -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
-        name="native_schedule", job=execute_workflow, cron_schedule=cron,
+        name=f"native_schedule_{index}", job=execute_workflow, cron_schedule=cron,
         execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
         run_config={"ops": {OP_NAME: {"config": {"workflow": "digest",
                                                  "payload": {"user": "native"}}}}},
@@ -64,8 +65,10 @@ def build() -> dg.Definitions:
     ours = build_definitions(settings)
     if mode == "ours":
         return ours
-    native = _native_schedule(os.environ.get("BENCH_NATIVE_CRON", "* * * * *"))
-    return dg.Definitions.merge(ours, dg.Definitions(schedules=[native]))
+    cron = os.environ.get("BENCH_NATIVE_CRON", "* * * * *")
+    native = [_native_schedule(cron, i) for i in range(int(os.environ.get("BENCH_NATIVE_COUNT",
+                                                                          "1")))]
+    return dg.Definitions.merge(ours, dg.Definitions(schedules=native))
 
 
 defs = build()

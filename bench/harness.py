@@ -61,6 +61,12 @@ def backend(name: str, **dagster_config: Any) -> Iterator[Backend]:
         else:
             raise ValueError(f"unknown backend {name!r}; use sqlite or postgres")
         write_dagster_yaml(home, postgres_url=pg_url, **dagster_config)
+        # Create Dagster's storage now: a daemon and its code server creating it at once on a
+        # fresh SQLite home can race ("table alembic_version already exists") and the daemon
+        # dies.
+        import dagster as dg
+
+        dg.DagsterInstance.from_config(str(home)).dispose()
         from orchestrator.store.migrate import upgrade
 
         upgrade(url)

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from orchestrator.domain.correlation import Correlation, iso_utc
 from orchestrator.domain.ingest import (
@@ -89,11 +89,11 @@ class IngestStore:
                 raise
             return [exc]
         except SQLAlchemyError as exc:
-            lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
-            if len(jobs) == 1 or lost:
-                return [store_error("accept the trigger", exc)] * len(jobs)
-        # One job's trouble (a deadlock with another server's transaction, a constraint) must
-        # not refuse the others: each again, alone.
+            error = store_error("accept the trigger", exc)
+            if len(jobs) == 1 or error.transient:  # the database is away: refuse them all
+                return [error] * len(jobs)
+        # One job's trouble (a value the database refuses, a constraint) must not refuse the
+        # others: each again, alone.
         return [result for job in jobs for result in self.admit_jobs([job])]
 
     def _admit_jobs(self, conn: sa.Connection, jobs: Sequence[AdmissionJob]) -> list[JobResult]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,6 +33,10 @@ def write_dagster_yaml(home: Path, *, postgres_url: str | None = None,
             "module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
             "config": {"max_concurrent_runs": queued_max_concurrent}}
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    # Create Dagster's storage now, in this one process: a daemon and its code server creating
+    # it at once on a fresh SQLite home can both stamp its alembic version, and every later
+    # instance load then fails ("more than one head present").
+    dg.DagsterInstance.from_config(str(home)).dispose()
 
 
 def environment(home: Path, store_url: str, **settings: str) -> dict[str, str]:
