@@ -308,7 +308,8 @@ async def list_executions(api: Api, request: Request) -> Response:
         raise ApiError(422, "invalid_field", "status: use one of queued, running, success, "
                        "error, cancelled", field="status")
     raw_limit = query.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+    # isdigit() alone admits "¹" and other digits int() refuses
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 1000:
         raise ApiError(422, "invalid_field", "limit: use a whole number from 1 to 1000",
                        field="limit")
     views = await run_in_threadpool(

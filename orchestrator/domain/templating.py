@@ -44,7 +44,8 @@ def lookup(path: str, scope: Mapping[str, Any], *, block_id: str | None = None) 
         walked.append(part)
         if isinstance(current, Mapping) and part in current:
             current = current[part]
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+        elif isinstance(current, list) and part.isascii() and part.isdigit() \
+                and int(part) < len(current):
             current = current[int(part)]
         else:
             where = ".".join(walked[:-1]) or "the workflow"

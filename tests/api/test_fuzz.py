@@ -19,7 +19,10 @@ EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "25"))
 
 
 def test_schemathesis_no_5xx_no_leak_every_422_names_its_field(serve, store_url: str) -> None:
-    seed = int(os.environ.get("API_FUZZ_SEED", random.randrange(2**32)))
+    # A fixed seed by default, so `make test` is repeatable; API_FUZZ_SEED=random explores (the
+    # long `make chaos` fuzz draws a fresh seed each run).
+    chosen = os.environ.get("API_FUZZ_SEED", "4159861145")
+    seed = random.randrange(2**32) if chosen == "random" else int(chosen)
     result = fuzz(prepare(store_url, serve().url), examples=EXAMPLES, seed=seed)
     assert result.ok(), f"seed {seed}: {result.summary()}\n" + "\n".join(result.failures()[:10])
     assert len(result.per_operation) == result.operations >= 12  # every operation was sent
@@ -76,6 +79,8 @@ def test_found_by_fuzzing_nul_in_path_or_query_and_deep_nesting(fuzzed: Client,
         assert error_of(fuzzed.get(path), 422)["field"] == "workflow"
     assert error_of(Client(fuzzed.url).post("/v1/webhooks/wh_%00", data=b"{}"),
                     404)["code"] == "not_found"
+    # "¹" passes str.isdigit() but not int(): 500 (found by a CI run's random seed)
+    assert error_of(fuzzed.get("/v1/executions?limit=%C2%B9"), 422)["field"] == "limit"
     deep = b'{"payload": ' + b"[" * 5000 + b"]" * 5000 + b"}"  # RecursionError: 500
     assert error_of(fuzzed.post(TRIGGER, data=deep), 400)["code"] == "malformed_json"
     assert Store(store_url).list_executions() == []

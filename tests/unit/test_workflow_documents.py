@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from orchestrator.domain.correlation import Correlation, schedule_run_key
-from orchestrator.domain.templating import render
+from orchestrator.domain.templating import lookup, render
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.exceptions import InvalidInput, Problem, WorkflowError
 from orchestrator.settings import Settings
@@ -343,3 +343,10 @@ def test_bad_burst_stuck_after(tmp_path: Path, raw: str) -> None:
     [problem] = caught.value.problems
     assert problem.field == "ORCHESTRATOR_BURST_STUCK_AFTER_SECONDS"
     assert f"{raw!r} is not allowed" in problem.message and ">= 1" in problem.message
+
+
+def test_a_non_ascii_digit_index_is_a_missing_field_not_a_crash() -> None:
+    scope = {"items": {"list": ["a", "b"]}}
+    assert lookup("items.list.1", scope) == "b"
+    with pytest.raises(WorkflowError, match="has no field '¹'"):
+        lookup("items.list.¹", scope)  # "¹".isdigit() is True; int("¹") raises ValueError
