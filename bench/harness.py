@@ -252,9 +252,11 @@ def table(rows: list[Row], when: list[Any] | None = None) -> str:
 
 
 @contextmanager
-def api_server(store_url: str, home: Path, log: Path | None = None) -> Iterator[str]:
-    """``orchestrator serve`` (real uvicorn) on a free loopback port over ``store_url``; yields
-    its base URL once ``/healthz`` answers, and stops it (its own PID) afterwards."""
+def api_server(store_url: str, home: Path, log: Path | None = None,
+               **settings: str) -> Iterator[str]:
+    """``orchestrator serve`` (real uvicorn) on a free loopback port over ``store_url``, with
+    ``settings`` (``ORCHESTRATOR_*``) in its environment; yields its base URL once ``/healthz``
+    answers, and stops it (its own PID) afterwards."""
     import requests
 
     from tests.http_server import free_port
@@ -263,7 +265,8 @@ def api_server(store_url: str, home: Path, log: Path | None = None) -> Iterator[
     url = f"http://127.0.0.1:{port}"
     out = log.open("ab") if log else subprocess.DEVNULL
     server = subprocess.Popen([str(BIN / "orchestrator"), "serve", "--port", str(port)],
-                              cwd=REPO, env=environment(home, store_url), stdout=out,
+                              cwd=REPO, env=environment(home, store_url, **settings),
+                              stdout=out,
                               stderr=subprocess.STDOUT)
     try:
         def up() -> bool:

@@ -22,7 +22,6 @@ Usage: .venv/bin/python -m bench.ingestion [sqlite|postgres] [keys]
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,8 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
-from bench.harness import BACKENDS, BIN, QUICK, Row, backend, percentile
+from bench import harness
+from bench.harness import BACKENDS, QUICK, Backend, Row, backend, percentile
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
@@ -112,45 +112,14 @@ class Server:
 
 
 @contextmanager
-def api_server(store_url: str, **settings: str) -> Iterator[Server]:
-    """``orchestrator serve`` on a free loopback port, a workflow ``digest`` and an API key."""
-    store = Store(store_url)
+def api_server(b: Backend, **settings: str) -> Iterator[Server]:
+    """``orchestrator serve`` over ``b``'s store, with a workflow ``digest`` and an API key."""
+    store = Store(b.store_url)
     now = datetime.now(UTC)
     store.apply_workflow(parse_workflow(WORKFLOW, block_types()), now)
     key = AccessStore(store).create_api_key("default", now)[1]
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
-    env.update(ORCHESTRATOR_DATABASE_URL=store_url, DAGSTER_HOME=tempfile.gettempdir(),
-               **settings)
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp, \
-            open(Path(tmp) / "serve.log", "wb") as log:
-        server = subprocess.Popen([str(BIN / "orchestrator"), "serve", "--port", str(port)],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(url + "/healthz", timeout=1).ok:
-                        break
-                except requests.ConnectionError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("orchestrator serve did not start: "
-                                       + (Path(tmp) / "serve.log").read_text()[-2000:])
-                time.sleep(0.1)
-            yield Server(url=url, key=key, store=store)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    with harness.api_server(b.store_url, b.home, **settings) as url:
+        yield Server(url=url, key=key, store=store)
 
 
 def _rows(store: Store) -> tuple[int, int]:
@@ -193,7 +162,7 @@ def load(server: Server, *, connections: int, seconds: float, paced: bool = Fals
 
 def measure(name: str) -> list[Row]:
     rows = []
-    with backend(name) as b, api_server(b.store_url) as server:
+    with backend(name) as b, api_server(b) as server:
         load(server, connections=8, seconds=2)  # warm up (imports, pool, plans)
         capacity = load(server, connections=CONNECTIONS, seconds=SECONDS)
     print(f"  capacity: {capacity.summary()}", flush=True)
@@ -203,7 +172,7 @@ def measure(name: str) -> list[Row]:
         ratio=None, target=f"≥ {TARGET_RATE:,}/s, none lost",
         met=capacity.rate >= TARGET_RATE and capacity.lost == 0 and capacity.refused == 0))
     gate = {"ORCHESTRATOR_BURST_GATE": "1", "ORCHESTRATOR_BURST_THRESHOLD": str(GATE_THRESHOLD)}
-    with backend(name) as b, api_server(b.store_url, **gate) as server:
+    with backend(name) as b, api_server(b, **gate) as server:
         load(server, connections=8, seconds=2, paced=True)  # 80/s: below the gate
         steady = load(server, connections=STEADY_RATE * PACE_MS // 1000, seconds=SECONDS,
                       paced=True)
@@ -241,7 +210,7 @@ def keyed_burst(name: str = "postgres", *, requests_: int = 10_000, keys: int = 
                 concurrency: int = 64) -> KeyedBurst:
     """``requests_`` concurrent triggers, request ``i`` with idempotency key ``k<i mod keys>``
     (a Python thread pool over keep-alive connections, so each request is counted exactly)."""
-    with backend(name) as b, api_server(b.store_url) as server:
+    with backend(name) as b, api_server(b) as server:
         sessions = local()
 
         def fire(i: int) -> tuple[int, float]:
