@@ -46,6 +46,8 @@ class LoopbackServer:
     script: dict[str, list[Answer]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: int = 0
+    max_in_flight: int = 0  # most requests being answered at once (concurrency seen)
 
     def answer(self, path: str, *answers: Answer) -> str:
         with self.lock:
@@ -76,9 +78,13 @@ def loopback_server() -> Iterator[LoopbackServer]:
             with server.lock:
                 server.requests.append(Recorded(self.command, self.path, dict(self.headers),
                                                 body))
+                server.in_flight += 1
+                server.max_in_flight = max(server.max_in_flight, server.in_flight)
             answer = server._next(self.path)
             if answer.delay:
                 time.sleep(answer.delay)
+            with server.lock:
+                server.in_flight -= 1
             payload = b"" if answer.body is None else (
                 answer.body.encode() if isinstance(answer.body, str)
                 else json.dumps(answer.body).encode())

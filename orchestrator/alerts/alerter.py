@@ -18,6 +18,7 @@ from orchestrator.store.fairness import BUFFER_STUCK_KIND, BufferedTrigger
 log = logging.getLogger("orchestrator.alerts")
 
 KIND_PIPELINE_FAULT = "pipeline_fault"
+KIND_BATCH_FAULT = "batch_fault"  # one incident: a batch run failed as a whole
 # After the first immediate attempt, delivery is retried by the reconciler at these delays
 # (about 2 hours in all); then it is marked `failed` and stays listed.
 RETRY_DELAYS = tuple(timedelta(seconds=s) for s in (10, 30, 60, 120, 300, 600, 1800, 3600))
@@ -56,6 +57,28 @@ class Alerter:
         }
         return self._raise(KIND_PIPELINE_FAULT, message, details, now=self.clock())
 
+    def batch_fault(self, *, run_id: str | None, batch_id: str, environment: str,
+                    executions: list[ExecutionRecord], message: str) -> AlertRecord:
+        """One alert for one incident: a batch run that failed as a whole (its worker killed,
+        a resource that did not start, a bug outside the core). It names every execution it
+        left as a pipeline fault; raising it again for the same run returns the first."""
+        count = len(executions)
+        workflows = sorted({e.workflow for e in executions})
+        shown = ", ".join(e.execution_id for e in executions[:20])
+        more = f" and {count - 20} more" if count > 20 else ""
+        text = (f"pipeline fault in batch run {batch_id} of {environment}: {count} "
+                f"execution(s) of {', '.join(workflows)} not finished ({message}): {shown}{more}")
+        details: dict[str, Any] = {
+            "execution_id": None, "request_id": None, "batch_id": batch_id,
+            "environment": environment, "workflow": workflows[0] if len(workflows) == 1 else None,
+            "workflows": workflows, "outcome": "pipeline_fault", "error": {"message": message},
+            "dagster_run_id": run_id, "run_url": self.run_url(run_id), "count": count,
+            "execution_ids": [e.execution_id for e in executions],
+        }
+        return self._raise(KIND_BATCH_FAULT, text, details, now=self.clock(),
+                           incident=f"run:{run_id or batch_id}",
+                           executions=[e.execution_id for e in executions])
+
     def buffer_stuck(self, entry: BufferedTrigger) -> AlertRecord:
         """The alert for a trigger waiting in the burst buffer too long (it never expires);
         raising it twice for one entry returns the first."""
@@ -74,16 +97,19 @@ class Alerter:
         return self._raise(BUFFER_STUCK_KIND, message, details, now=now)
 
     def _raise(self, kind: str, message: str, details: dict[str, Any], *,
-               now: datetime) -> AlertRecord:
-        """Record the alert (once per execution and kind); a new one is logged at ERROR and
-        POSTed at once when a webhook is configured."""
+               now: datetime, incident: str | None = None,
+               executions: list[str] | None = None) -> AlertRecord:
+        """Record the alert (once per execution and kind, or once per incident); a new one is
+        logged at ERROR and POSTed at once when a webhook is configured."""
         alert, created = self.store.record_alert(
             execution_id=details["execution_id"], kind=kind, message=message, details=details,
             environment=details["environment"], workflow=details["workflow"], now=now,
-            deliver=self.webhook_url is not None)
+            deliver=self.webhook_url is not None, incident=incident,
+            executions=executions or ())
         if created:
             log.error("ALERT %s", message, extra={"execution_id": details["execution_id"],
-                                                  "request_id": details["request_id"]})
+                                                  "request_id": details["request_id"],
+                                                  "batch_id": details.get("batch_id")})
             if alert.delivery_status is DeliveryStatus.PENDING:
                 self.deliver(alert)
         return alert

@@ -401,11 +401,16 @@ def executions_list(workflow: str | None, status: str | None, environment: str |
 @click.argument("execution_id")
 @json_option
 def executions_show(execution_id: str, as_json: bool) -> None:
-    """Status, outcome, correlation, timings, Dagster run id, each block's entry and the
-    idempotency key's expiry."""
-    store = _store()
+    """Status, outcome, correlation, timings, the Dagster run (id and UI URL; a batched
+    execution shows its batch run and ``run_batch_id``), each block's entry and the idempotency
+    key's expiry."""
+    settings = Settings.from_env()
+    store = Store(settings.database_url)
     record = store.get_execution(execution_id)
-    emit(IngestStore(store).execution_view(execution_id, record.environment), as_json=as_json)
+    view = IngestStore(store).execution_view(execution_id, record.environment)
+    view["dagster_run_url"] = (f"{settings.dagster_ui_url}/runs/{record.dagster_run_id}"
+                               if record.dagster_run_id else None)
+    emit(view, as_json=as_json)
 
 
 # -------------------------------------------------------------------------------------- alerts

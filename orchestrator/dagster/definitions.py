@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from orchestrator.dagster.batch_job import execute_workflow_batch
 from orchestrator.dagster.jobs import execute_workflow
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.dagster.sensors import (
@@ -17,7 +18,7 @@ from orchestrator.settings import Settings
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions(
-        jobs=[execute_workflow],
+        jobs=[execute_workflow, execute_workflow_batch],
         sensors=[build_schedule_sensor(settings), build_queue_sensor(settings),
                  build_reconciler_sensor(settings)],
         resources={"store": OrchestratorStore.from_settings(settings)},

@@ -21,6 +21,7 @@ from dagster._core.storage.tags import (
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.domain.correlation import (
     TAG_EXECUTION_ID,
+    TAG_JOB,
     TAG_OUTCOME,
     Correlation,
     Source,
@@ -28,11 +29,11 @@ from orchestrator.domain.correlation import (
 )
 from orchestrator.domain.records import Outcome
 from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT, parse_workflow
-from orchestrator.exceptions import OrchestratorError, StoreError
+from orchestrator.exceptions import StoreError
 from orchestrator.execution.blocks import block_types
 from orchestrator.execution.core import ExecutionResult, run_workflow
 from orchestrator.execution.session import Heartbeat, LoggingSession, with_store_retries
-from orchestrator.execution.settle import RunEnd, Settlement, settle
+from orchestrator.execution.settle import RunEnd, Settlement, fault_message, settle
 
 JOB_NAME = "execute_workflow"
 OP_NAME = "run_workflow"
@@ -98,17 +99,22 @@ def run_workflow_op(context: dg.OpExecutionContext, config: ExecuteWorkflowConfi
                              "its blocks again")
             return _report(context, ExecutionResult(record=record), fail_run=False)
         spec = parse_workflow(workflow.document, block_types())
-        with Heartbeat(db, correlation.execution_id,
-                       interval=store.settings().heartbeat_interval_seconds):
+        with Heartbeat.of_execution(db, correlation.execution_id,
+                                    interval=store.settings().heartbeat_interval_seconds):
             result = run_workflow(spec, session)
     except StoreError as exc:
-        if exc.transient and context.retry_number < STORE_RETRIES:
-            wait = STORE_RETRY_BASE_SECONDS * 2 ** context.retry_number
-            context.log.warning(f"{exc}; retrying the op in {wait:g}s "
-                                f"(retry {context.retry_number + 1} of {STORE_RETRIES})")
-            raise dg.RetryRequested(max_retries=STORE_RETRIES, seconds_to_wait=wait) from exc
+        retry_if_transient(context, exc)
         raise
     return _report(context, result, fail_run=spec.fail_run_on_user_error)
+
+
+def retry_if_transient(context: dg.OpExecutionContext, exc: StoreError) -> None:
+    """Ask Dagster to run the op again (backoff 2 s, 4 s, 8 s) for a lost connection."""
+    if exc.transient and context.retry_number < STORE_RETRIES:
+        wait = STORE_RETRY_BASE_SECONDS * 2 ** context.retry_number
+        context.log.warning(f"{exc}; retrying the op in {wait:g}s "
+                            f"(retry {context.retry_number + 1} of {STORE_RETRIES})")
+        raise dg.RetryRequested(max_retries=STORE_RETRIES, seconds_to_wait=wait) from exc
 
 
 def _report(context: dg.OpExecutionContext, result: ExecutionResult,
@@ -129,18 +135,6 @@ def _report(context: dg.OpExecutionContext, result: ExecutionResult,
             raise dg.Failure(description=f"workflow error: {message}", metadata=metadata,
                              allow_retries=False)
     return dg.Output(None, metadata=metadata)
-
-
-def fault_message(exc: BaseException | None) -> str:
-    """What the execution log and the alert say about a pipeline fault: our own errors' messages
-    (written to be safe), otherwise only the exception type (details stay in the run's logs)."""
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, OrchestratorError):
-            return str(seen)
-        seen = seen.__cause__
-    name = type(exc).__name__ if exc is not None else "unknown error"
-    return f"internal error ({name}) outside the workflow; see the Dagster run's logs"
 
 
 def will_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
@@ -167,14 +161,7 @@ def classify_failure(context: dg.HookContext) -> None:
         context.log.error("op failed before the execution was identified; no execution to "
                           "finalize")
         return
-    message = fault_message(context.op_exception)
-    if isinstance(context.op_exception, DagsterExecutionInterruptedError | KeyboardInterrupt) \
-            or run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED):
-        run_end, message = RunEnd.CANCELED, "the Dagster run was terminated"
-    elif will_be_retried(instance, run):
-        run_end = RunEnd.FAILED_WILL_RETRY
-    else:
-        run_end = RunEnd.FAILED
+    run_end, message = run_end_of(context, run)
     resource: OrchestratorStore = context.resources.store
     try:
         outcome = _settle_with_retries(resource, execution_id, context.run_id, run_end, message)
@@ -201,6 +188,17 @@ def classify_failure(context: dg.HookContext) -> None:
                           f" {(record.error or {}).get('message', message)}")
 
 
+def run_end_of(context: dg.HookContext, run: dg.DagsterRun) -> tuple[RunEnd, str]:
+    """How the failing run ends as the hook sees it, and what to record about it."""
+    if isinstance(context.op_exception, DagsterExecutionInterruptedError | KeyboardInterrupt) \
+            or run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED):
+        return RunEnd.CANCELED, "the Dagster run was terminated"
+    message = fault_message(context.op_exception)
+    if will_be_retried(context.instance, run):
+        return RunEnd.FAILED_WILL_RETRY, message
+    return RunEnd.FAILED, message
+
+
 def _settle_with_retries(resource: OrchestratorStore, execution_id: str, run_id: str,
                          run_end: RunEnd, message: str) -> Settlement:
     store, alerter = resource.get(), resource.alerter()
@@ -210,6 +208,6 @@ def _settle_with_retries(resource: OrchestratorStore, execution_id: str, run_id:
 
 
 @dg.job(name=JOB_NAME, executor_def=dg.in_process_executor, hooks={classify_failure},
-        tags={"orchestrator/job": JOB_NAME})
+        tags={TAG_JOB: JOB_NAME})
 def execute_workflow() -> None:
     run_workflow_op()

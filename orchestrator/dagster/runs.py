@@ -9,8 +9,14 @@ from datetime import UTC, datetime
 import dagster as dg
 from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, SENSOR_NAME_TAG, WILL_RETRY_TAG
 
+from orchestrator.dagster.batch_job import BATCH_JOB_NAME
 from orchestrator.dagster.jobs import JOB_NAME
-from orchestrator.domain.correlation import DAGSTER_RUN_KEY_TAG, TAG_EXECUTION_ID, TAG_OUTCOME
+from orchestrator.domain.correlation import (
+    DAGSTER_RUN_KEY_TAG,
+    TAG_BATCH_ID,
+    TAG_EXECUTION_ID,
+    TAG_OUTCOME,
+)
 from orchestrator.execution.reconcile import RunInfo, RunPhase
 from orchestrator.triggers.dispatch import RunLookup, RunState
 
@@ -44,7 +50,8 @@ def _info(record: dg.RunRecord, *, retries_enabled: bool) -> RunInfo:
     will_retry = run.tags.get(WILL_RETRY_TAG)
     if phase is RunPhase.FAILURE and will_retry is None and not retries_enabled:
         will_retry = "false"  # Dagster only tags failures when run retries are enabled
-    return RunInfo(run_id=run.run_id, execution_id=run.tags.get(TAG_EXECUTION_ID), phase=phase,
+    return RunInfo(run_id=run.run_id, execution_id=run.tags.get(TAG_EXECUTION_ID),
+                   batch_id=run.tags.get(TAG_BATCH_ID), phase=phase,
                    updated_at=record.update_timestamp,
                    will_retry=None if will_retry is None else will_retry.lower() == "true",
                    retry_run_id=run.tags.get(AUTO_RETRY_RUN_ID_TAG),
@@ -62,11 +69,15 @@ class DagsterRuns:
         return [_info(record, retries_enabled=retries_enabled) for record in records]
 
     def ended_since(self, after: datetime, limit: int) -> list[RunInfo]:
-        records = self.instance.get_run_records(
-            dg.RunsFilter(job_name=JOB_NAME, statuses=list(_PHASES),
-                          updated_after=after.astimezone(UTC)),
-            limit=limit, order_by="update_timestamp", ascending=True)
-        return self._infos(records)
+        # One indexed query per job (single and batch runs), merged: the first ``limit`` of
+        # the union are among the first ``limit`` of each.
+        records = [record for job in (JOB_NAME, BATCH_JOB_NAME)
+                   for record in self.instance.get_run_records(
+                       dg.RunsFilter(job_name=job, statuses=list(_PHASES),
+                                     updated_after=after.astimezone(UTC)),
+                       limit=limit, order_by="update_timestamp", ascending=True)]
+        records.sort(key=lambda r: r.update_timestamp)
+        return self._infos(records[:limit])
 
     def by_id(self, run_ids: Sequence[str]) -> dict[str, RunInfo]:
         if not run_ids:

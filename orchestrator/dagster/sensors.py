@@ -8,12 +8,17 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from orchestrator.dagster.jobs import execute_workflow, run_config_for
+from orchestrator.dagster.batch_job import (
+    batch_run_config,
+    batch_run_tags,
+    execute_workflow_batch,
+)
+from orchestrator.dagster.jobs import JOB_NAME, execute_workflow, run_config_for
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.dagster.runs import DagsterRuns, run_lookup
 from orchestrator.execution.reconcile import reconcile
 from orchestrator.settings import Settings
-from orchestrator.triggers.dispatch import Dispatch
+from orchestrator.triggers.dispatch import BatchDispatch, Dispatch
 from orchestrator.triggers.queue import dispatch_queued_triggers
 from orchestrator.triggers.schedules import dispatch_due_schedules, wait_until_due
 
@@ -22,13 +27,19 @@ QUEUE_SENSOR = "queued_trigger_sensor"
 RECONCILER_SENSOR = "execution_reconciler"
 
 
-def _requests(dispatches: list[Dispatch]) -> list[dg.RunRequest]:
-    return [dg.RunRequest(run_key=d.run_key, run_config=run_config_for(d.correlation),
-                          tags=d.correlation.tags()) for d in dispatches]
+def _requests(dispatches: list[Dispatch],
+              batches: list[BatchDispatch]) -> list[dg.RunRequest]:
+    return [*(dg.RunRequest(run_key=d.run_key, job_name=JOB_NAME,
+                            run_config=run_config_for(d.correlation),
+                            tags=d.correlation.tags()) for d in dispatches),
+            *(dg.RunRequest(run_key=b.run_key, job_name=execute_workflow_batch.name,
+                            run_config=batch_run_config(b.batch_id),
+                            tags=batch_run_tags(b.batch_id, b.environment, b.size))
+              for b in batches)]
 
 
 def build_schedule_sensor(settings: Settings) -> dg.SensorDefinition:
-    @dg.sensor(name=SCHEDULE_SENSOR, job=execute_workflow,
+    @dg.sensor(name=SCHEDULE_SENSOR, jobs=[execute_workflow, execute_workflow_batch],
                minimum_interval_seconds=settings.sensor_interval_seconds,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Launches due schedules from the orchestrator store.")
@@ -40,18 +51,19 @@ def build_schedule_sensor(settings: Settings) -> dg.SensorDefinition:
         tick = dispatch_due_schedules(
             db, now=now, limit=settings.max_runs_per_tick,
             runs=run_lookup(context.instance, SCHEDULE_SENSOR),
-            catchup_window=settings.catchup_window)
-        if tick.advanced or tick.skipped or tick.dispatches:
-            context.log.info(f"requested {len(tick.dispatches)} run(s), advanced "
-                             f"{tick.advanced} schedule(s), skipped {tick.skipped} missed "
-                             "occurrence(s)")
-        return dg.SensorResult(run_requests=_requests(tick.dispatches))
+            catchup_window=settings.catchup_window, max_batch_size=settings.max_batch_size)
+        if tick.advanced or tick.skipped or tick.runs:
+            context.log.info(f"requested {len(tick.dispatches)} run(s) and {len(tick.batches)} "
+                             f"batch run(s) ({sum(b.size for b in tick.batches)} executions), "
+                             f"advanced {tick.advanced} schedule(s), skipped {tick.skipped} "
+                             "missed occurrence(s)")
+        return dg.SensorResult(run_requests=_requests(tick.dispatches, tick.batches))
 
     return schedule_trigger_sensor
 
 
 def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
-    @dg.sensor(name=QUEUE_SENSOR, job=execute_workflow,
+    @dg.sensor(name=QUEUE_SENSOR, jobs=[execute_workflow, execute_workflow_batch],
                minimum_interval_seconds=settings.sensor_interval_seconds,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Launches queued triggers (CLI, API) from the orchestrator store.")
@@ -61,12 +73,16 @@ def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
                                         limit=settings.max_runs_per_tick,
                                         runs=run_lookup(context.instance, QUEUE_SENSOR),
                                         alerter=store.alerter(),
+                                        max_batch_size=settings.max_batch_size,
                                         stuck_after=settings.burst_stuck_after)
         if tick.stuck_alerts:
             context.log.error(f"{tick.stuck_alerts} trigger(s) waited longer than "
                               f"{int(settings.burst_stuck_after.total_seconds())}s in the "
                               "burst buffer (buffer_stuck alerts raised)")
-        return dg.SensorResult(run_requests=_requests(tick.dispatches))
+        if tick.batches:
+            context.log.info(f"requested {len(tick.dispatches)} run(s) and {len(tick.batches)} "
+                             f"batch run(s) ({sum(b.size for b in tick.batches)} executions)")
+        return dg.SensorResult(run_requests=_requests(tick.dispatches, tick.batches))
 
     return queued_trigger_sensor
 

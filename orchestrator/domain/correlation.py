@@ -24,6 +24,12 @@ TAG_ENVIRONMENT = "orchestrator/environment"
 TAG_IDEMPOTENCY_KEY = "orchestrator/idempotency_key"
 TAG_PARENT_EXECUTION_ID = "orchestrator/parent_execution_id"
 TAG_OUTCOME = "orchestrator/outcome"
+TAG_JOB = "orchestrator/job"  # every run of our jobs (the jobs' own tags)
+# A batch run (many executions, one run): its batch, how many it carries, and when it ends the
+# count of each outcome ("success=48,user_error=1,pipeline_fault=1").
+TAG_BATCH_ID = "orchestrator/batch_id"
+TAG_BATCH_SIZE = "orchestrator/batch_size"
+TAG_OUTCOMES = "orchestrator/outcomes"
 
 # Dagster's own tag holding a sensor run request's run key.
 DAGSTER_RUN_KEY_TAG = "dagster/run_key"
@@ -53,6 +59,10 @@ def schedule_run_key(schedule_id: str, scheduled_for: datetime) -> str:
 
 def trigger_run_key(execution_id: str) -> str:
     return f"trigger:{execution_id}"
+
+
+def batch_run_key(batch_id: str) -> str:
+    return f"batch:{batch_id}"
 
 
 def derived_id(kind: str, run_key: str) -> str:

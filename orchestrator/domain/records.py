@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from orchestrator.domain.correlation import Source, iso_utc
+from orchestrator.domain.correlation import Correlation, Source, iso_utc
 
 
 class ExecutionStatus(str, Enum):
@@ -115,13 +115,22 @@ class ExecutionRecord(_Record):
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None = None
-    batch_id: str | None = None
+    batch_id: str | None = None  # the trigger-batch request (POST .../trigger-batch) it came in
+    run_batch_id: str | None = None  # the batch run that carried it (many executions, one run)
     blocks: tuple[BlockEntry, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
         data["blocks"] = [b.to_dict() for b in self.blocks]
         return data
+
+    def correlation(self) -> Correlation:
+        """The correlation as first stored: never regenerated downstream."""
+        return Correlation(
+            execution_id=self.execution_id, request_id=self.request_id, source=self.source,
+            workflow=self.workflow, environment=self.environment, trigger_id=self.trigger_id,
+            scheduled_for=self.scheduled_for, idempotency_key=self.idempotency_key,
+            parent_execution_id=self.parent_execution_id, payload=self.payload)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +154,7 @@ class QueuedTrigger(_Record):
     created_at: datetime
     dispatched_at: datetime | None
     available_at: datetime | None = None
+    run_batch_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,3 +172,4 @@ class AlertRecord(_Record):
     next_delivery_at: datetime | None
     delivered_at: datetime | None
     last_delivery_error: str | None
+    incident: str | None = None  # one alert per incident (a batch run): ``run:<run id>``

@@ -24,7 +24,7 @@ DEFAULT_TIMEOUT_SECONDS = 300
 MAX_TIMEOUT_SECONDS = 24 * 3600
 TRIGGER_ROOT = "trigger"
 _KNOWN_KEYS = {"name", "environment", "timeout_seconds", "blocks", "fail_run_on_user_error",
-               "description"}
+               "batch", "description"}
 _BLOCK_KEYS = {"id", "type", "with", "depends_on"}
 
 
@@ -46,6 +46,8 @@ class WorkflowSpec:
     fail_run_on_user_error: bool
     blocks: tuple[BlockSpec, ...]
     document: dict[str, Any]
+    # False: every execution gets a Dagster run of its own, even when triggers pile up.
+    batch: bool = True
 
     @property
     def digest(self) -> str:
@@ -94,6 +96,9 @@ def parse_workflow(document: Any, block_types: Collection[str]) -> WorkflowSpec:
     fail_run = document.get("fail_run_on_user_error", False)
     if not isinstance(fail_run, bool):
         problems.append(Problem(field="fail_run_on_user_error", message="must be true or false"))
+    batch = document.get("batch", True)
+    if not isinstance(batch, bool):
+        problems.append(Problem(field="batch", message="must be true or false"))
 
     raw_blocks = document.get("blocks")
     blocks: list[BlockSpec] = []
@@ -176,7 +181,7 @@ def parse_workflow(document: Any, block_types: Collection[str]) -> WorkflowSpec:
     return WorkflowSpec(
         name=str(name), environment=str(environment), timeout_seconds=int(timeout),
         fail_run_on_user_error=bool(fail_run), blocks=tuple(by_id[i] for i in order),
-        document=dict(document) | {"environment": environment},
+        document=dict(document) | {"environment": environment}, batch=bool(batch),
     )
 
 

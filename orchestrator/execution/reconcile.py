@@ -26,7 +26,7 @@ from typing import Protocol
 
 from orchestrator.alerts import Alerter
 from orchestrator.domain.records import ExecutionRecord
-from orchestrator.execution.settle import RunEnd, Settlement, settle
+from orchestrator.execution.settle import RunEnd, Settlement, settle, settle_batch
 from orchestrator.store import Store
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class RunInfo:
     will_retry: bool | None = None  # for failures: None while Dagster has not decided
     retry_run_id: str | None = None  # the run Dagster launched to retry this one
     has_outcome_tag: bool = False
+    batch_id: str | None = None  # a batch run: settled as a whole
 
 
 class RunSource(Protocol):
@@ -114,8 +115,12 @@ def _settle_ended_runs(store: Store, runs: RunSource, alerter: Alerter,
             [r.execution_id for r in page if r.execution_id is not None])
         for run in page:
             execution = executions.get(run.execution_id or "")
-            if execution is not None and not _settle_run(store, runs, alerter, tick, run,
-                                                         execution):
+            if run.batch_id is not None:
+                settled = _settle_batch_run(store, runs, alerter, tick, run)
+            else:
+                settled = execution is None or _settle_run(store, runs, alerter, tick, run,
+                                                           execution)
+            if not settled:
                 return  # not decided yet: the cursor stays before this run for the next tick
             tick.cursor = max(tick.cursor, run.updated_at)
         if len(page) < PAGE:
@@ -149,6 +154,26 @@ def _settle_run(store: Store, runs: RunSource, alerter: Alerter, tick: Reconcile
     return True
 
 
+def _settle_batch_run(store: Store, runs: RunSource, alerter: Alerter, tick: ReconcileTick,
+                      run: RunInfo, message: str | None = None) -> bool:
+    """A batch run ended: settle every member it left open (one alert for the incident).
+    False when the run cannot be settled yet."""
+    assert run.batch_id is not None
+    run_end = _run_end(run)
+    if run_end is None:
+        return False
+    if run_end is RunEnd.FAILED_WILL_RETRY:
+        return True  # the retry run opens what is left; an expired lease catches a lost retry
+    settlement = settle_batch(store, alerter, run.batch_id, run_id=run.run_id, run_end=run_end,
+                              message=message or _message(run), finalized_by=FINALIZED_BY)
+    tick.settled.extend(Settlement(execution=e, finalized=True, alert=settlement.alert)
+                        for e in settlement.finalized)
+    if settlement.finalized and not run.has_outcome_tag:
+        outcome = settlement.finalized[0].outcome
+        runs.tag_outcome(run.run_id, outcome.value if outcome else "pipeline_fault")
+    return True
+
+
 def _expire_leases(store: Store, runs: RunSource, alerter: Alerter, tick: ReconcileTick, *,
                    now: datetime, lease_timeout: timedelta) -> None:
     stale = store.stale_executions(now - lease_timeout)
@@ -156,8 +181,13 @@ def _expire_leases(store: Store, runs: RunSource, alerter: Alerter, tick: Reconc
     seconds = int(lease_timeout.total_seconds())
     message = (f"the run worker stopped (no heartbeat for over {seconds}s); the process was "
                "probably killed")
+    batch_runs: set[str] = set()  # a batch's stale members are settled once, together
     for execution in stale:
         run = known.get(execution.dagster_run_id or "")
+        if execution.run_batch_id is not None and run is not None:
+            if run.run_id in batch_runs:
+                continue
+            batch_runs.add(run.run_id)
         if run is not None and run.phase is RunPhase.ACTIVE:
             # Dagster still thinks it runs: fail it, so Dagster's own retry policy applies.
             runs.mark_failed(run.run_id, message)
@@ -174,5 +204,9 @@ def _expire_leases(store: Store, runs: RunSource, alerter: Alerter, tick: Reconc
         if (run.phase is RunPhase.FAILURE and run.will_retry is not False
                 and execution.heartbeat_at and now - execution.heartbeat_at < 2 * lease_timeout):
             continue  # give Dagster's retry daemon time to launch the retry
-        _settle_run(store, runs, alerter, tick, replace(run, will_retry=False), execution,
-                    message=message)
+        if run.batch_id is not None:
+            _settle_batch_run(store, runs, alerter, tick, replace(run, will_retry=False),
+                              message=message)
+        else:
+            _settle_run(store, runs, alerter, tick, replace(run, will_retry=False), execution,
+                        message=message)

@@ -46,13 +46,13 @@ class LoggingSession:
 
     def __init__(self, store: Store, correlation: Correlation, *, clock: Clock = utc_now,
                  retry_delays: Sequence[float] = STORE_RETRY_DELAYS,
-                 running_entry_delay: float = RUNNING_ENTRY_DELAY) -> None:
+                 running_entry_delay: float = RUNNING_ENTRY_DELAY, attempt: int = 0) -> None:
         self.store = store
         self.correlation = correlation
         self.clock = clock
         self.retry_delays = retry_delays
         self.running_entry_delay = running_entry_delay
-        self.attempt = 0
+        self.attempt = attempt  # set by open(), or given for an execution opened with a batch
 
     def open(self, *, dagster_run_id: str) -> tuple[WorkflowRecord, ExecutionRecord]:
         """Begin this attempt in one transaction: the workflow's current version, and the
@@ -112,18 +112,24 @@ def with_store_retries(call: Callable[[], T], delays: Sequence[float] = STORE_RE
 
 
 class Heartbeat:
-    """Renews the execution's lease every ``interval`` seconds on a daemon thread, for as long as
-    the ``with`` block runs. A run worker that dies stops renewing; the reconciler notices."""
+    """Renews a lease every ``interval`` seconds on a daemon thread, for as long as the ``with``
+    block runs: ``beat(now)`` renews it and returns False once nothing is left to renew (the
+    execution, or every execution of a batch, is finalized). A run worker that dies stops
+    renewing; the reconciler notices."""
 
-    def __init__(self, store: Store, execution_id: str, *, interval: float,
+    def __init__(self, beat: Callable[[datetime], bool], *, name: str, interval: float,
                  clock: Clock = utc_now) -> None:
-        self.store = store
-        self.execution_id = execution_id
+        self.beat = beat
+        self.name = name
         self.interval = interval
         self.clock = clock
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True,
-                                        name=f"heartbeat-{execution_id}")
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{name}")
+
+    @classmethod
+    def of_execution(cls, store: Store, execution_id: str, *, interval: float) -> Heartbeat:
+        return cls(lambda now: store.heartbeat(execution_id, now), name=execution_id,
+                   interval=interval)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -136,8 +142,7 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                if not self.store.heartbeat(self.execution_id, self.clock()):
+                if not self.beat(self.clock()):
                     return  # finalized: nothing left to renew
             except StoreError:
-                log.warning("heartbeat of execution %s failed; retrying in %ss",
-                            self.execution_id, self.interval)
+                log.warning("heartbeat of %s failed; retrying in %ss", self.name, self.interval)

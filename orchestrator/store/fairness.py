@@ -61,11 +61,12 @@ class FairQueue:
 
     @_translated("read queued triggers")
     def queued(self, now: datetime, limit: int) -> list[QueuedTrigger]:
-        """Queued triggers that may start now (debounced ones wait for ``available_at``)."""
+        """Queued triggers that may start now (debounced ones wait for ``available_at``) and
+        that no batch has claimed."""
+        unclaimed = _startable(now) & t.queued_triggers.c.run_batch_id.is_(None)
         with self.store._read() as conn:
             return [QueuedTrigger(**{**r._asdict(), "status": TriggerStatus(r.status)})
-                    for r in conn.execute(_round_robin(t.queued_triggers, _startable(now),
-                                                       limit))]
+                    for r in conn.execute(_round_robin(t.queued_triggers, unclaimed, limit))]
 
     @_translated("drain the burst buffer")
     def drain(self, limit: int) -> list[str]:

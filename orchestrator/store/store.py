@@ -11,6 +11,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -45,6 +46,19 @@ from orchestrator.store.engine import READ_ONLY, engine_for
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Advance:
+    """One compare-and-set of a schedule's ``next_run_at`` (see :meth:`Store.advance_schedule`)."""
+
+    schedule_id: str
+    expected: datetime
+    next_run_at: datetime | None
+    dispatched: datetime | None = None
+    superseded: int = 0
+    outside_window: int = 0
+
 R = TypeVar("R")
 
 
@@ -301,19 +315,40 @@ class Store:
                          outside_window: int = 0) -> bool:
         """Compare-and-set ``next_run_at`` from ``expected``. ``None`` disables the schedule (a
         dispatched one-time trigger). False when another evaluation already moved it."""
+        return self.advance_schedules([Advance(
+            schedule_id=schedule_id, expected=expected, next_run_at=next_run_at,
+            dispatched=dispatched, superseded=superseded, outside_window=outside_window)],
+            now) == 1
+
+    @_translated("advance the schedules")
+    def advance_schedules(self, advances: Sequence[Advance], now: datetime) -> int:
+        """Many :meth:`advance_schedule` compare-and-sets in one transaction; returns how many
+        took (the others were moved by another evaluation)."""
         s = t.schedules
-        values: dict[str, Any] = dict(
-            next_run_at=next_run_at, updated_at=now,
-            skipped_superseded=s.c.skipped_superseded + superseded,
-            skipped_outside_window=s.c.skipped_outside_window + outside_window)
-        if next_run_at is None:
-            values["enabled"] = False
-        if dispatched is not None:
-            values["last_scheduled_for"] = dispatched
+        done = 0
         with self._write() as conn:
-            done = conn.execute(s.update().where(s.c.id == schedule_id, s.c.enabled.is_(True),
-                                                 s.c.next_run_at == expected).values(**values))
-            return done.rowcount == 1
+            for a in advances:
+                values: dict[str, Any] = dict(
+                    next_run_at=a.next_run_at, updated_at=now,
+                    skipped_superseded=s.c.skipped_superseded + a.superseded,
+                    skipped_outside_window=s.c.skipped_outside_window + a.outside_window)
+                if a.next_run_at is None:
+                    values["enabled"] = False
+                if a.dispatched is not None:
+                    values["last_scheduled_for"] = a.dispatched
+                done += conn.execute(s.update().where(
+                    s.c.id == a.schedule_id, s.c.enabled.is_(True),
+                    s.c.next_run_at == a.expected).values(**values)).rowcount
+        return done
+
+    @_translated("read schedules")
+    def schedules_by_id(self, schedule_ids: Sequence[str]) -> dict[str, ScheduleRecord]:
+        if not schedule_ids:
+            return {}
+        s = t.schedules
+        with self._read() as conn:
+            return {r.id: ScheduleRecord(**r._asdict()) for r in conn.execute(
+                sa.select(s).where(s.c.id.in_(list(schedule_ids))))}
 
     # ----------------------------------------------------------------- executions
 
@@ -528,10 +563,12 @@ class Store:
     @_translated("record the alert")
     def record_alert(self, *, execution_id: str | None, kind: str, message: str,
                      details: dict[str, Any], environment: str | None, workflow: str | None,
-                     now: datetime, deliver: bool) -> tuple[AlertRecord, bool]:
-        """Insert the alert unless this execution already has one of this kind (the hook and
-        the reconciler may both try). Returns the stored alert and whether this call created
-        it."""
+                     now: datetime, deliver: bool, incident: str | None = None,
+                     executions: Sequence[str] = ()) -> tuple[AlertRecord, bool]:
+        """Insert the alert unless this execution already has one of this kind, or this
+        ``incident`` one (the hook and the reconciler may both try). ``executions``: every
+        execution an incident affected (findable from each). Returns the stored alert and
+        whether this call created it."""
         a = t.alerts
         with self._write() as conn:
             created = False
@@ -542,12 +579,17 @@ class Store:
                         environment=environment, workflow=workflow, created_at=now,
                         delivery_status=(DeliveryStatus.PENDING if deliver
                                          else DeliveryStatus.NONE).value,
-                        delivery_attempts=0, next_delivery_at=now if deliver else None))
+                        delivery_attempts=0, next_delivery_at=now if deliver else None,
+                        incident=incident))
                     alert_id = inserted.inserted_primary_key[0]  # type: ignore[index]
+                    if executions:
+                        conn.execute(t.alert_executions.insert(), [
+                            {"alert_id": alert_id, "execution_id": e} for e in executions])
                 created = True
             except IntegrityError:
-                alert_id = conn.execute(sa.select(a.c.id).where(
-                    a.c.execution_id == execution_id, a.c.kind == kind)).scalar_one()
+                same = (a.c.incident == incident if incident is not None else
+                        (a.c.execution_id == execution_id) & (a.c.kind == kind))
+                alert_id = conn.execute(sa.select(a.c.id).where(same)).scalar_one()
             row = conn.execute(sa.select(a).where(a.c.id == alert_id)).one()
             return _alert_record(row), created
 
@@ -558,8 +600,10 @@ class Store:
         query = sa.select(a).order_by(a.c.created_at.desc(), a.c.id.desc()).limit(limit)
         if environment is not None:
             query = query.where(a.c.environment == environment)
-        if execution_id is not None:
-            query = query.where(a.c.execution_id == execution_id)
+        if execution_id is not None:  # its own alerts and the incidents that name it
+            query = query.where((a.c.execution_id == execution_id) | a.c.id.in_(
+                sa.select(t.alert_executions.c.alert_id)
+                .where(t.alert_executions.c.execution_id == execution_id)))
         with self._read() as conn:
             return [_alert_record(r) for r in conn.execute(query)]
 
@@ -621,7 +665,7 @@ def insert_execution(conn: sa.Connection, correlation: Correlation, now: datetim
 
 
 def execution_row(correlation: Correlation, now: datetime, *, workflow_version: int | None = None,
-                  batch_id: str | None = None) -> dict[str, Any]:
+                  batch_id: str | None = None, run_batch_id: str | None = None) -> dict[str, Any]:
     """The ``executions`` row of a new (``queued``) execution."""
     c = correlation
     return dict(
@@ -630,7 +674,7 @@ def execution_row(correlation: Correlation, now: datetime, *, workflow_version: 
         status=ExecutionStatus.QUEUED.value, trigger_id=c.trigger_id,
         scheduled_for=c.scheduled_for, idempotency_key=c.idempotency_key,
         parent_execution_id=c.parent_execution_id, payload=c.payload, batch_id=batch_id,
-        attempts=0, created_at=now)
+        run_batch_id=run_batch_id, attempts=0, created_at=now)
 
 
 def queued_row(correlation: Correlation, now: datetime, *,

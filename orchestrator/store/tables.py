@@ -250,3 +250,37 @@ executions.append_column(sa.Column("batch_id", sa.String(40), nullable=True))
 queued_triggers.append_column(sa.Column("available_at", UTCDateTime, nullable=True))
 sa.Index("orch_ix_queued_triggers_status_environment_created", queued_triggers.c.status,
          queued_triggers.c.environment, queued_triggers.c.created_at)
+
+# ------------------------------------------------------------------ batch runs (migration 0004)
+
+run_batches = sa.Table(
+    "orch_run_batches", metadata,
+    # Many executions carried by one Dagster run (run key ``batch:<batch_id>``). Membership is
+    # ``orch_executions.run_batch_id``, claimed by a conditional update: an execution belongs to
+    # at most one batch, and a crash before the run exists can only request this batch again.
+    sa.Column("batch_id", sa.String(40), primary_key=True),
+    sa.Column("environment", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # queue | schedule
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    # Set once the batch's run is seen submitted in Dagster: until then every tick requests it
+    # again (Dagster's run key makes that a no-op once it exists).
+    sa.Column("dispatched_at", UTCDateTime, nullable=True),
+    sa.Index("orch_ix_run_batches_pending", "kind", "dispatched_at", "created_at"),
+)
+executions.append_column(sa.Column("run_batch_id", sa.String(40), nullable=True))
+sa.Index("orch_ix_executions_run_batch", executions.c.run_batch_id)
+queued_triggers.append_column(sa.Column("run_batch_id", sa.String(40), nullable=True))
+
+# One alert per incident: a batch run that failed as a whole raises one alert naming every
+# execution it affected (``incident`` = ``run:<dagster run id>``); the link rows make such an
+# alert findable from each execution.
+alerts.append_column(sa.Column("incident", sa.String(80), nullable=True))
+alerts.append_constraint(sa.UniqueConstraint("incident", name="orch_uq_alerts_incident"))
+
+alert_executions = sa.Table(
+    "orch_alert_executions", metadata,
+    sa.Column("alert_id", sa.Integer, sa.ForeignKey("orch_alerts.id"), primary_key=True),
+    sa.Column("execution_id", sa.String(36), primary_key=True),
+    sa.Index("orch_ix_alert_executions_execution", "execution_id"),
+)

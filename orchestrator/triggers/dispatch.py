@@ -1,13 +1,18 @@
-"""What the trigger sensors share: the state of a run key in Dagster and one dispatch."""
+"""What the trigger sensors share: the state of a run key in Dagster, one dispatch (a run of one
+execution, or a batch run of many) and how waiting executions are packed into runs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
+from typing import Generic, TypeVar
 
-from orchestrator.domain.correlation import Correlation, Source
-from orchestrator.domain.records import ExecutionRecord
+from orchestrator.domain.correlation import Correlation, batch_run_key
+from orchestrator.store.batches import RunBatch, RunBatches
+
+T = TypeVar("T")
 
 
 class RunState(str, Enum):
@@ -23,17 +28,68 @@ RunLookup = Callable[[Sequence[str]], dict[str, RunState]]
 
 @dataclass(frozen=True, kw_only=True)
 class Dispatch:
-    """One run to request: its run key and the execution's correlation."""
+    """One run to request for one execution: its run key and the execution's correlation."""
 
     run_key: str
     correlation: Correlation
 
 
-def correlation_of(record: ExecutionRecord) -> Correlation:
-    """The correlation as first stored: never regenerated downstream."""
-    return Correlation(
-        execution_id=record.execution_id, request_id=record.request_id,
-        source=Source(record.source), workflow=record.workflow,
-        environment=record.environment, trigger_id=record.trigger_id,
-        scheduled_for=record.scheduled_for, idempotency_key=record.idempotency_key,
-        parent_execution_id=record.parent_execution_id, payload=record.payload)
+@dataclass(frozen=True, kw_only=True)
+class BatchDispatch:
+    """One batch run to request: run key ``batch:<batch_id>``; its members are in the store."""
+
+    run_key: str
+    batch_id: str
+    environment: str
+    size: int
+
+
+def batch_dispatch(batch: RunBatch) -> BatchDispatch:
+    return BatchDispatch(run_key=batch_run_key(batch.batch_id), batch_id=batch.batch_id,
+                         environment=batch.environment, size=batch.size)
+
+
+def redispatch_batches(batches: RunBatches, kind: str, *, now: datetime, limit: int,
+                       runs: RunLookup) -> tuple[list[str], list[BatchDispatch]]:
+    """Batches of ``kind`` not yet seen dispatched: those whose run Dagster has are marked
+    dispatched (their ids are returned first); the others (a crash between claim and run
+    creation) are returned to be requested again, with the same run key, at most ``limit``."""
+    pending = batches.pending(kind, limit)
+    states = runs([batch_run_key(b.batch_id) for b in pending])
+    submitted = [b.batch_id for b in pending
+                 if states.get(batch_run_key(b.batch_id)) is RunState.SUBMITTED]
+    batches.mark_dispatched(submitted, now)
+    return submitted, [batch_dispatch(b) for b in pending
+                       if states.get(batch_run_key(b.batch_id)) is not RunState.SUBMITTED]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Waiting(Generic[T]):
+    """An execution waiting for a run, in fair order: what it is, where it belongs, and
+    whether its workflow lets it share a run."""
+
+    item: T
+    environment: str
+    batchable: bool
+
+
+def pack(waiting: Sequence[Waiting[T]], *, max_size: int, max_runs: int) -> list[list[T]]:
+    """Group ``waiting`` (fair order: round robin across environments, oldest first) into at
+    most ``max_runs`` runs: an environment's batchable executions share runs of up to
+    ``max_size``, the others get one run each. A group of one is a lone run. Executions that
+    would need a run beyond ``max_runs`` are left for the next tick."""
+    groups: list[list[T]] = []
+    open_group: dict[str, list[T]] = {}
+    for w in waiting:
+        if w.batchable and max_size > 1:
+            group = open_group.get(w.environment)
+            if group is not None and len(group) < max_size:
+                group.append(w.item)
+                continue
+        if len(groups) >= max_runs:
+            continue  # no run left this tick; it may still join an open group
+        group = [w.item]
+        groups.append(group)
+        if w.batchable:
+            open_group[w.environment] = group
+    return groups

@@ -5,11 +5,16 @@
    :class:`~orchestrator.alerts.Alerter` (a row, an ERROR line, the webhook when set), once
    each; then the burst buffer is drained into the queue (bounded by ``limit``, round robin
    across environments).
-2. A page of at most ``limit`` queued triggers is read round robin across environments (each
-   environment's oldest first), so one tenant's burst delays another's trigger by at most a
-   tick. Debounced triggers wait for their ``available_at``.
-3. A trigger whose run exists is marked dispatched; others are requested (again, if the daemon
-   died before the run was submitted). Run key ``trigger:<execution_id>``.
+2. Batches claimed on an earlier tick whose run Dagster does not have yet are requested again
+   (same run key ``batch:<batch_id>``, same members); those whose run exists are marked
+   dispatched.
+3. A page of at most ``limit * max_batch_size`` unclaimed queued triggers is read round robin
+   across environments (each environment's oldest first), so one tenant's burst delays another's
+   trigger by at most a tick. Debounced triggers wait for their ``available_at``.
+4. A trigger whose own run exists is marked dispatched. The rest are packed into at most
+   ``limit`` runs: a lone trigger gets a run of its own (run key ``trigger:<execution_id>``),
+   several waiting in one environment share batch runs of up to ``max_batch_size`` (claimed in
+   the store first, so each belongs to one batch).
 """
 
 from __future__ import annotations
@@ -19,9 +24,20 @@ from datetime import datetime, timedelta
 
 from orchestrator.alerts import Alerter
 from orchestrator.domain.correlation import trigger_run_key
+from orchestrator.domain.records import QueuedTrigger
 from orchestrator.store import Store
+from orchestrator.store.batches import KIND_QUEUE, RunBatches
 from orchestrator.store.fairness import FairQueue
-from orchestrator.triggers.dispatch import Dispatch, RunLookup, RunState, correlation_of
+from orchestrator.triggers.dispatch import (
+    BatchDispatch,
+    Dispatch,
+    RunLookup,
+    RunState,
+    Waiting,
+    batch_dispatch,
+    pack,
+    redispatch_batches,
+)
 
 DEFAULT_STUCK_AFTER = timedelta(minutes=10)
 
@@ -29,13 +45,18 @@ DEFAULT_STUCK_AFTER = timedelta(minutes=10)
 @dataclass(kw_only=True)
 class QueueTick:
     dispatches: list[Dispatch] = field(default_factory=list)
+    batches: list[BatchDispatch] = field(default_factory=list)
     marked: int = 0
     drained: int = 0
     stuck_alerts: int = 0
 
+    @property
+    def runs(self) -> int:
+        return len(self.dispatches) + len(self.batches)
+
 
 def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: RunLookup,
-                             alerter: Alerter,
+                             alerter: Alerter, max_batch_size: int = 1,
                              stuck_after: timedelta = DEFAULT_STUCK_AFTER) -> QueueTick:
     tick = QueueTick()
     fair = FairQueue(store)
@@ -43,19 +64,36 @@ def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: R
         alerter.buffer_stuck(entry)
         tick.stuck_alerts += 1
     tick.drained = len(fair.drain(limit))
+    batches = RunBatches(store)
+    tick.batches.extend(redispatch_batches(batches, KIND_QUEUE, now=now, limit=limit,
+                                           runs=runs)[1])
     # Triggers already running are marked first so they stop occupying the page.
     for _ in range(2):
-        queued = fair.queued(now, limit)
+        queued = fair.queued(now, limit * max_batch_size)
         keys = {q.execution_id: trigger_run_key(q.execution_id) for q in queued}
         states = runs(list(keys.values()))
         started = [e for e, k in keys.items() if states.get(k) is RunState.SUBMITTED]
         tick.marked += store.mark_dispatched(started, now)
         if not started:
             break
-    pending = [q.execution_id for q in queued
-               if states.get(keys[q.execution_id]) is not RunState.SUBMITTED]
-    records = store.executions_by_id(pending)
-    for execution_id in pending:
-        tick.dispatches.append(Dispatch(run_key=keys[execution_id],
-                                        correlation=correlation_of(records[execution_id])))
+    pending = [q for q in queued if states.get(keys[q.execution_id]) is not RunState.SUBMITTED]
+    batchable = batches.batchable([(q.environment, q.workflow) for q in pending])
+    groups = pack([Waiting(item=q, environment=q.environment,
+                           batchable=batchable[(q.environment, q.workflow)]) for q in pending],
+                  max_size=max_batch_size, max_runs=max(0, limit - tick.runs))
+    lone = [g[0].execution_id for g in groups if len(g) == 1]
+    records = store.executions_by_id(lone)
+    for group in groups:
+        if len(group) == 1:
+            record = records[group[0].execution_id]
+            tick.dispatches.append(Dispatch(run_key=keys[record.execution_id],
+                                            correlation=record.correlation()))
+            continue
+        batch = batches.claim_queued(group[0].environment, _ids(group), now)
+        if batch is not None:
+            tick.batches.append(batch_dispatch(batch))
     return tick
+
+
+def _ids(group: list[QueuedTrigger]) -> list[str]:
+    return [q.execution_id for q in group]

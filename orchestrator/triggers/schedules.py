@@ -23,23 +23,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from orchestrator.domain.correlation import Correlation, schedule_run_key
+from orchestrator.domain.correlation import Correlation, derived_id, schedule_run_key
 from orchestrator.domain.cron import CronSchedule
 from orchestrator.domain.records import ScheduleRecord
 from orchestrator.domain.schedules import plan_catch_up
 from orchestrator.store import Store
-from orchestrator.triggers.dispatch import Dispatch, RunLookup, RunState, correlation_of
+from orchestrator.store.batches import KIND_SCHEDULE, RunBatches
+from orchestrator.store.store import Advance
+from orchestrator.triggers.dispatch import (
+    BatchDispatch,
+    Dispatch,
+    RunLookup,
+    RunState,
+    Waiting,
+    batch_dispatch,
+    pack,
+    redispatch_batches,
+)
 
 log = logging.getLogger(__name__)
 MAX_PAGES_PER_TICK = 20
+PAGE = 500
 
 
 @dataclass(kw_only=True)
 class ScheduleTick:
     dispatches: list[Dispatch] = field(default_factory=list)
+    batches: list[BatchDispatch] = field(default_factory=list)
     advanced: int = 0
     skipped: int = 0
     lost_races: int = 0
+
+    @property
+    def runs(self) -> int:
+        return len(self.dispatches) + len(self.batches)
 
 
 def _cron(schedule: ScheduleRecord) -> CronSchedule | None:
@@ -49,26 +66,49 @@ def _cron(schedule: ScheduleRecord) -> CronSchedule | None:
 
 
 def dispatch_due_schedules(store: Store, *, now: datetime, limit: int, runs: RunLookup,
-                           catchup_window: timedelta) -> ScheduleTick:
-    """Run one tick; return the runs to request (at most ``limit``) and what was advanced."""
+                           catchup_window: timedelta, max_batch_size: int = 1) -> ScheduleTick:
+    """Run one tick; return the runs to request (at most ``limit``) and what was advanced.
+    Occurrences due together in one environment share batch runs of up to ``max_batch_size``
+    executions; a lone one gets a run of its own."""
     tick = ScheduleTick()
+    batches = RunBatches(store)
+    confirmed, again = redispatch_batches(batches, KIND_SCHEDULE, now=now, limit=limit,
+                                          runs=runs)
+    tick.batches.extend(again)
+    _advance_members(store, batches, confirmed, now, tick)
+    new: list[Correlation] = []  # occurrences without an execution yet: may share runs
+    budget = limit * max_batch_size
     after: tuple[datetime, str] | None = None
     seen: set[str] = set()  # a schedule moved forward this tick can reappear on a later page
     for _ in range(MAX_PAGES_PER_TICK):
-        if len(tick.dispatches) >= limit:
+        if tick.runs >= limit or len(new) >= budget:
             break
-        page = store.due_schedules(now, limit, after=after)
+        page = store.due_schedules(now, min(budget, PAGE), after=after)
         if not page:
             break
         after = (_due(page[-1]), page[-1].id)
         page = [s for s in page if s.id not in seen]
         seen.update(s.id for s in page)
         keys = {s.id: schedule_run_key(s.id, _due(s)) for s in page}
-        states = runs(list(keys.values()))
+        existing = store.executions_by_id([derived_id("execution", k) for k in keys.values()])
+        in_batch = {s.id: existing[derived_id("execution", keys[s.id])].run_batch_id
+                    for s in page if existing.get(derived_id("execution", keys[s.id]))}
+        dispatched = {b.batch_id: b.dispatched_at is not None
+                      for b in batches.get([b for b in in_batch.values() if b]).values()}
+        states = runs([keys[s.id] for s in page if not in_batch.get(s.id)])
         for schedule in page:
-            if len(tick.dispatches) >= limit:
+            if tick.runs >= limit or len(new) >= budget:
                 break
-            _one(store, schedule, states.get(keys[schedule.id]), now, catchup_window, tick)
+            batch_id = in_batch.get(schedule.id)
+            if batch_id:  # its batch run was requested: advance once Dagster has it
+                if dispatched.get(batch_id):
+                    _one(store, schedule, RunState.SUBMITTED, now, catchup_window, tick, new)
+                continue
+            batchable = max_batch_size > 1 and schedule.id not in in_batch
+            _one(store, schedule, states.get(keys[schedule.id]), now, catchup_window, tick,
+                 new if batchable else None)
+    _dispatch_new(store, batches, new, now=now, limit=limit, max_batch_size=max_batch_size,
+                  tick=tick)
     return tick
 
 
@@ -78,7 +118,9 @@ def _due(schedule: ScheduleRecord) -> datetime:
 
 
 def _one(store: Store, schedule: ScheduleRecord, state: RunState | None, now: datetime,
-         window: timedelta, tick: ScheduleTick) -> None:
+         window: timedelta, tick: ScheduleTick, new: list[Correlation] | None) -> None:
+    """One due schedule. ``new``: where an occurrence without an execution goes to be packed
+    (None: dispatch it alone now)."""
     due = _due(schedule)
     cron = _cron(schedule)
     if state is RunState.SUBMITTED:
@@ -108,9 +150,57 @@ def _one(store: Store, schedule: ScheduleRecord, state: RunState | None, now: da
     correlation = Correlation.for_schedule(
         schedule_id=schedule.id, scheduled_for=occurrence, workflow=schedule.workflow,
         environment=schedule.environment, payload=schedule.payload)
+    if new is not None and state is None:
+        new.append(correlation)
+        return
+    _dispatch_alone(store, correlation, now, tick)
+
+
+def _dispatch_alone(store: Store, correlation: Correlation, now: datetime,
+                    tick: ScheduleTick) -> None:
+    assert correlation.trigger_id is not None and correlation.scheduled_for is not None
     record, _ = store.create_execution(correlation, now)
-    tick.dispatches.append(Dispatch(run_key=schedule_run_key(schedule.id, occurrence),
-                                    correlation=correlation_of(record)))
+    tick.dispatches.append(Dispatch(
+        run_key=schedule_run_key(correlation.trigger_id, correlation.scheduled_for),
+        correlation=record.correlation()))
+
+
+def _dispatch_new(store: Store, batches: RunBatches, new: list[Correlation], *, now: datetime,
+                  limit: int, max_batch_size: int, tick: ScheduleTick) -> None:
+    """Pack the new occurrences: several of one environment share a batch run (its executions
+    written with the batch, in one transaction), a lone one is dispatched alone. Occurrences
+    beyond ``limit`` runs wait, unwritten, for the next tick."""
+    batchable = batches.batchable([(c.environment, c.workflow) for c in new])
+    groups = pack([Waiting(item=c, environment=c.environment,
+                           batchable=batchable[(c.environment, c.workflow)]) for c in new],
+                  max_size=max_batch_size, max_runs=max(0, limit - tick.runs))
+    for group in groups:
+        if len(group) == 1:
+            _dispatch_alone(store, group[0], now, tick)
+            continue
+        batch = batches.create_scheduled(group[0].environment, group, now)
+        if batch is not None:
+            tick.batches.append(batch_dispatch(batch))
+
+
+def _advance_members(store: Store, batches: RunBatches, batch_ids: list[str], now: datetime,
+                     tick: ScheduleTick) -> None:
+    """The batch runs exist: advance each member's schedule past its occurrence (start before
+    advance, as for a run of its own)."""
+    members = [m for b in batch_ids for m in batches.members(b)
+               if m.trigger_id and m.scheduled_for]
+    schedules = store.schedules_by_id(sorted({m.trigger_id for m in members if m.trigger_id}))
+    advances = []
+    for m in members:
+        schedule = schedules.get(m.trigger_id or "")
+        if schedule is None or m.scheduled_for is None:
+            continue
+        cron = _cron(schedule)
+        advances.append(Advance(schedule_id=schedule.id, expected=m.scheduled_for,
+                                next_run_at=cron.next_after(m.scheduled_for) if cron else None,
+                                dispatched=m.scheduled_for))
+    done = store.advance_schedules(advances, now) if advances else 0
+    tick.advanced += done
 
 
 def wait_until_due(store: Store, *, now: datetime, lookahead: timedelta,

@@ -59,7 +59,8 @@ def test_http_and_webhook_correlation_reach_run_tags(backend, tmp_path: Path) ->
     store.apply_workflow(parse_workflow(workflow_doc(), block_types()), now)
     key = AccessStore(store).create_api_key("default", now)[1]
     hook = AccessStore(store).create_webhook("default", "digest", now)
-    env = environment(home, url)
+    # A run per trigger, to read each one's run tags (batch runs: test_batch_daemon.py).
+    env = environment(home, url, ORCHESTRATOR_MAX_BATCH_SIZE="1")
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:

@@ -89,6 +89,7 @@ def test_terminated_and_killed_runs_are_settled_by_the_reconciler(backend, tmp_p
     terminated, killed = _enqueue(store, "nap"), _enqueue(store, "nap")
     daemon = Daemon(environment(home, url, ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS="1",
                                 ORCHESTRATOR_LEASE_TIMEOUT_SECONDS="4",
+                                ORCHESTRATOR_MAX_BATCH_SIZE="1",  # one run each, to kill one
                                 ORCHESTRATOR_ALERT_WEBHOOK_URL=f"{sink.url}/alerts",
                                 ORCHESTRATOR_TEST_STATE_DIR=str(state)),
                     tmp_path / "daemon.log", WORKSPACE)
@@ -166,3 +167,43 @@ def test_run_retried_by_dagster_reruns_the_same_execution_once(backend, tmp_path
     assert retry.tags[TAG_OUTCOME] == "success"
     assert TAG_OUTCOME not in first.tags  # left open for the retry, never finalized
     assert store.list_alerts() == [] and sink.hits("/alerts") == []
+
+
+def test_killed_batch_run_worker_settles_the_whole_batch_with_one_alert(backend, tmp_path,
+                                                                         sink):
+    """50 executions in one batch run; its worker is SIGKILLed while 8 of them are inside a
+    block: all 50 end ``pipeline_fault`` (none left open, none finalized twice) and the alert
+    channel gets one alert naming all 50."""
+    home, url = backend
+    write_dagster_yaml(home, postgres_url=url if url.startswith("postgresql") else None)
+    state = tmp_path / "state"
+    store = _setup(url, state)
+    members = [_enqueue(store, "nap") for _ in range(50)]
+    daemon = Daemon(environment(home, url, ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS="1",
+                                ORCHESTRATOR_LEASE_TIMEOUT_SECONDS="4",
+                                ORCHESTRATOR_ALERT_WEBHOOK_URL=f"{sink.url}/alerts",
+                                ORCHESTRATOR_TEST_STATE_DIR=str(state)),
+                    tmp_path / "daemon.log", WORKSPACE)
+    daemon.start()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        try:
+            wait_for(lambda: sum(_pid(state, e) is not None for e in members) >= 8, 180,
+                     "the batch run to be inside its blocks", daemon.log)
+            [pid] = {_pid(state, e) for e in members if _pid(state, e) is not None}
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: all(store.get_execution(e).status.terminal for e in members), 90,
+                     "every execution of the batch to be settled", daemon.log)
+            wait_for(lambda: len(sink.hits("/alerts")) >= 1, 30, "the alert", daemon.log)
+        finally:
+            daemon.stop()
+        [run] = instance.get_runs(dg.RunsFilter(job_name="execute_workflow_batch"))
+    records = [store.get_execution(e) for e in members]
+    assert {(r.status, r.outcome, r.attempts) for r in records} == {
+        (ExecutionStatus.ERROR, Outcome.PIPELINE_FAULT, 1)}
+    assert {r.dagster_run_id for r in records} == {run.run_id}
+    assert run.status is dg.DagsterRunStatus.FAILURE
+    [alert] = store.list_alerts()  # one incident, one alert
+    assert alert.kind == "batch_fault" and sorted(alert.details["execution_ids"]) == sorted(
+        members)
+    [posted] = sink.hits("/alerts")
+    assert posted.json()["count"] == 50 and posted.json()["dagster_run_id"] == run.run_id

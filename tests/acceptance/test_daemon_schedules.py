@@ -13,11 +13,14 @@ import pytest
 
 from orchestrator.domain.correlation import (
     DAGSTER_RUN_KEY_TAG,
+    TAG_BATCH_ID,
+    TAG_BATCH_SIZE,
     TAG_EXECUTION_ID,
     TAG_REQUEST_ID,
     TAG_SCHEDULED_FOR,
     TAG_SOURCE,
     TAG_TRIGGER_ID,
+    derived_id,
     iso_utc,
 )
 from orchestrator.domain.records import ExecutionStatus
@@ -101,10 +104,13 @@ def test_daemon_launches_due_schedule_with_correlation(backend, tmp_path: Path) 
     assert (stored.enabled, stored.next_run_at, stored.last_scheduled_for) == (False, None, due)
 
 
-def test_sigkill_mid_dispatch_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
-    """40 one-time schedules due at once, 4 runs per tick: the daemon is killed twice while it
-    works through them, then restarted. Runs are created and queued, not executed (the queued
-    coordinator holds them), which is what the dispatch guarantee is about."""
+@pytest.mark.parametrize("batch_size", [1, 5], ids=["run_per_occurrence", "batch_runs"])
+def test_sigkill_mid_dispatch_loses_nothing_and_duplicates_nothing(tmp_path: Path,
+                                                                   batch_size: int) -> None:
+    """40 one-time schedules due at once, 4 runs per tick (or 2 batch runs of 5): the daemon is
+    killed twice while it works through them, then restarted. Runs are created and queued, not
+    executed (the queued coordinator holds them), which is what the dispatch guarantee is about:
+    every occurrence has exactly one execution, in exactly one run (its own, or one batch's)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     write_dagster_yaml(home, queued_max_concurrent=0)
@@ -116,17 +122,20 @@ def test_sigkill_mid_dispatch_loses_nothing_and_duplicates_nothing(tmp_path: Pat
         workflow="digest", run_at=iso_utc(due), payload={"n": i}, now=now), now)[0]
         for i in range(40)]
     expected_keys = {f"schedule:{s.id}:{iso_utc(due)}" for s in schedules}
-    daemon = Daemon(environment(home, url, ORCHESTRATOR_MAX_RUNS_PER_TICK="4"),
+    expected_runs = 40 // batch_size
+    daemon = Daemon(environment(home, url,
+                                ORCHESTRATOR_MAX_RUNS_PER_TICK="4" if batch_size == 1 else "2",
+                                ORCHESTRATOR_MAX_BATCH_SIZE=str(batch_size)),
                     tmp_path / "daemon.log")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         try:
-            for kill_after in (5, 17):
+            for kill_after in ((5, 17) if batch_size == 1 else (1, 4)):
                 daemon.start()
                 wait_for(lambda n=kill_after: len(_runs_by_key(instance)) >= n, 120,
                          f"{kill_after} runs before the kill", daemon.log)
                 daemon.kill()
                 killed_with = len(_runs_by_key(instance))
-                assert killed_with < len(expected_keys), "killed too late to prove anything"
+                assert killed_with < expected_runs, "killed too late to prove anything"
                 time.sleep(1)
             daemon.start()
             wait_for(lambda: all(not s.enabled for s in store.list_schedules()), 240,
@@ -134,9 +143,18 @@ def test_sigkill_mid_dispatch_loses_nothing_and_duplicates_nothing(tmp_path: Pat
         finally:
             daemon.stop()
         runs = _runs_by_key(instance)
-    assert set(runs) == expected_keys  # none lost
-    assert {k: len(v) for k, v in runs.items() if len(v) != 1} == {}  # none twice
+    assert {k: len(v) for k, v in runs.items() if len(v) != 1} == {}  # no run twice
     executions = store.list_executions(limit=1000)
-    assert len(executions) == 40
+    assert len(executions) == 40  # one per occurrence: none lost, none twice
     assert {e.execution_id for e in executions} == {
-        r[0].tags[TAG_EXECUTION_ID] for r in runs.values()}
+        derived_id("execution", k) for k in expected_keys}
+    if batch_size == 1:
+        assert set(runs) == expected_keys
+        assert {e.execution_id for e in executions} == {
+            r[0].tags[TAG_EXECUTION_ID] for r in runs.values()}
+        return
+    # Each execution is in exactly one batch, and each batch has exactly one run.
+    assert set(runs) == {f"batch:{e.run_batch_id}" for e in executions}
+    assert all(run.tags[TAG_BATCH_SIZE] == str(sum(e.run_batch_id == run.tags[TAG_BATCH_ID]
+                                                   for e in executions))
+               for [run] in runs.values())

@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 from dagster._core.storage.tags import SENSOR_NAME_TAG
 
+from orchestrator.dagster.batch_job import execute_workflow_batch
 from orchestrator.dagster.definitions import build_definitions
 from orchestrator.dagster.jobs import execute_workflow
 from orchestrator.dagster.resources import OrchestratorStore
@@ -57,8 +58,10 @@ class SensorHarness:
     def create_runs(self, requests: list[dg.RunRequest],
                     status: dg.DagsterRunStatus = dg.DagsterRunStatus.STARTING) -> None:
         """What the daemon does with the requests: one run per run key, tagged like its own."""
+        jobs = {job.name: job for job in (execute_workflow, execute_workflow_batch)}
         for request in requests:
             self.instance.create_run_for_job(
-                job_def=execute_workflow, run_config=request.run_config, status=status,
+                job_def=jobs[request.job_name or execute_workflow.name],
+                run_config=request.run_config, status=status,
                 tags={**request.tags, DAGSTER_RUN_KEY_TAG: request.run_key,
                       SENSOR_NAME_TAG: self.name})

@@ -86,7 +86,8 @@ def test_trigger_block_queues_a_child_that_the_sensor_dispatches_once_per_key(
     _execute(instance, store_url, payload={"user": "bob"})
     assert len(store.list_executions(workflow="child")) == 2
 
-    sensor = SensorHarness(instance, store_url, QUEUE_SENSOR)
+    # One run per child here, to read each child run's own tags (batching: test_batch_runs).
+    sensor = SensorHarness(instance, store_url, QUEUE_SENSOR, max_batch_size=1)
     requests = {r.tags[TAG_EXECUTION_ID]: r for r in sensor.tick()}
     assert len(requests) == 2 and child_id in requests
     request = requests[child_id]

@@ -36,7 +36,8 @@ def test_burst_of_one_environment_does_not_starve_another(
     for i in range(0, len(burst), 500):  # the burst is older than the lone trigger
         ingest.admit(burst[i:i + 500], start + timedelta(milliseconds=i))
     [lone] = ingest.admit(_requests("small", 1), start + timedelta(minutes=1))
-    sensor = SensorHarness(instance, store_url, QUEUE_SENSOR, max_runs_per_tick=50)
+    sensor = SensorHarness(instance, store_url, QUEUE_SENSOR, max_runs_per_tick=50,
+                           max_batch_size=1)  # batched: test_batch_runs.py
 
     first = sensor.tick()
     assert len(first) == 50  # capped per tick

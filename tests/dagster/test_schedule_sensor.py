@@ -27,7 +27,9 @@ from tests.dagster.conftest import SensorHarness, minutes_ago, real_now
 
 @pytest.fixture
 def sensor(instance: dg.DagsterInstance, store_url: str) -> SensorHarness:
-    return SensorHarness(instance, store_url, SCHEDULE_SENSOR, max_runs_per_tick=3)
+    # A run per occurrence (batch runs of due schedules: test_batch_runs.py).
+    return SensorHarness(instance, store_url, SCHEDULE_SENSOR, max_runs_per_tick=3,
+                         max_batch_size=1)
 
 
 def _one_time(make_schedule, minutes_late: float):

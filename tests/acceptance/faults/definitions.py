@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from orchestrator.dagster.batch_job import execute_workflow_batch
 from orchestrator.dagster.definitions import build_definitions
 from orchestrator.dagster.jobs import execute_workflow
 from orchestrator.dagster.resources import OrchestratorStore
@@ -46,7 +47,7 @@ class FlakyOnceResource(OrchestratorStore):
 def _definitions() -> dg.Definitions:
     settings = Settings.from_env()
     sensors = list(build_definitions(settings).sensors or [])
-    return dg.Definitions(jobs=[execute_workflow], sensors=sensors,
+    return dg.Definitions(jobs=[execute_workflow, execute_workflow_batch], sensors=sensors,
                           resources={"store": FlakyOnceResource.from_settings(settings)})
 
 
