@@ -153,11 +153,27 @@ def drain(name: str, kind: str) -> dict[str, Any]:
                 runs = conn.execute(sa.select(sa.func.count(sa.distinct(e.c.dagster_run_id))))\
                     .scalar_one()
             engine.dispose()
+            timeline = _run_timeline(b, t0)
     result = {"elapsed": elapsed, "rate": BURST / elapsed, "cpu_ms": cpu * 1000 / BURST,
-              "outcomes": outcomes, "runs": runs}
+              "outcomes": outcomes, "runs": runs, **timeline}
     print(f"[drain/{name}/{kind}] {BURST} in {elapsed:.1f}s = {result['rate']:.1f}/s, "
-          f"{runs} runs, {result['cpu_ms']:.0f} CPU-ms/execution, {outcomes}", flush=True)
+          f"{runs} runs, {result['cpu_ms']:.0f} CPU-ms/execution, {outcomes}; first run "
+          f"{timeline['first_run_after']:.1f}s after the first 202, median run created → "
+          f"started {timeline['create_to_start']:.1f}s, started → ended "
+          f"{timeline['start_to_end']:.1f}s", flush=True)
     return result
+
+
+def _run_timeline(b: Backend, t0: float) -> dict[str, float]:
+    """Where a drain's time goes, from Dagster's run records: seconds from the first 202 to the
+    first run's creation, median creation → start (queue + process start) and start → end."""
+    with dg.DagsterInstance.from_config(str(b.home)) as instance:
+        records = instance.get_run_records()
+    created = [r.create_timestamp.timestamp() for r in records]
+    waits = [r.start_time - r.create_timestamp.timestamp() for r in records if r.start_time]
+    spans = [r.end_time - r.start_time for r in records if r.start_time and r.end_time]
+    return {"first_run_after": min(created) - t0 if created else float("nan"),
+            "create_to_start": percentile(waits, 50), "start_to_end": percentile(spans, 50)}
 
 
 def bare(name: str) -> dict[str, Any]:

@@ -20,14 +20,19 @@ from orchestrator.store.store import Store, _translated, insert_execution
 BUFFER_STUCK_KIND = "buffer_stuck"
 
 
-def _round_robin(table: sa.Table, where: Any, limit: int) -> sa.Select[Any]:
-    """Rows of ``table`` matching ``where``: at most ``limit``, interleaved by environment."""
+def _round_robin(table: sa.Table, where: Any, limit: int, block: int = 1) -> sa.Select[Any]:
+    """Rows of ``table`` matching ``where``: at most ``limit``, interleaved by environment in
+    blocks of ``block`` (every environment's ``block`` oldest, the environment waiting longest
+    first, then every environment's next ``block``, ...). ``block`` > 1 lets a page fill whole
+    batches of one environment without one tenant's burst holding back another's trigger."""
     rank = sa.func.row_number().over(partition_by=table.c.environment,
                                      order_by=(table.c.created_at, table.c.execution_id))
-    inner = sa.select(table, rank.label("rank")).where(where).subquery()
+    head = sa.func.min(table.c.created_at).over(partition_by=table.c.environment)
+    inner = sa.select(table, rank.label("rank"), head.label("head")).where(where).subquery()
     return (sa.select(*[inner.c[c.name] for c in table.columns])
             .where(inner.c.rank <= limit)
-            .order_by(inner.c.rank, inner.c.created_at, inner.c.execution_id).limit(limit))
+            .order_by((inner.c.rank - 1) // block, inner.c.head, inner.c.environment,
+                      inner.c.rank).limit(limit))
 
 
 def _startable(now: datetime) -> Any:
@@ -60,13 +65,14 @@ class FairQueue:
         self.store = store
 
     @_translated("read queued triggers")
-    def queued(self, now: datetime, limit: int) -> list[QueuedTrigger]:
+    def queued(self, now: datetime, limit: int, block: int = 1) -> list[QueuedTrigger]:
         """Queued triggers that may start now (debounced ones wait for ``available_at``) and
         that no batch has claimed."""
         unclaimed = _startable(now) & t.queued_triggers.c.run_batch_id.is_(None)
         with self.store._read() as conn:
             return [QueuedTrigger(**{**r._asdict(), "status": TriggerStatus(r.status)})
-                    for r in conn.execute(_round_robin(t.queued_triggers, unclaimed, limit))]
+                    for r in conn.execute(_round_robin(t.queued_triggers, unclaimed, limit,
+                                                       block))]
 
     @_translated("drain the burst buffer")
     def drain(self, limit: int) -> list[str]:

@@ -9,8 +9,9 @@
    (same run key ``batch:<batch_id>``, same members); those whose run exists are marked
    dispatched.
 3. A page of at most ``limit * max_batch_size`` unclaimed queued triggers is read round robin
-   across environments (each environment's oldest first), so one tenant's burst delays another's
-   trigger by at most a tick. Debounced triggers wait for their ``available_at``.
+   across environments in blocks of ``max_batch_size`` (each environment's oldest first, the
+   environment waiting longest first), so one tenant's burst delays another's trigger by at most
+   a tick and batches fill. Debounced triggers wait for their ``available_at``.
 4. A trigger whose own run exists is marked dispatched. The rest are packed into at most
    ``limit`` runs: a lone trigger gets a run of its own (run key ``trigger:<execution_id>``),
    several waiting in one environment share batch runs of up to ``max_batch_size`` (claimed in
@@ -69,7 +70,7 @@ def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: R
                                            runs=runs)[1])
     # Triggers already running are marked first so they stop occupying the page.
     for _ in range(2):
-        queued = fair.queued(now, limit * max_batch_size)
+        queued = fair.queued(now, limit * max_batch_size, block=max_batch_size)
         keys = {q.execution_id: trigger_run_key(q.execution_id) for q in queued}
         states = runs(list(keys.values()))
         started = [e for e, k in keys.items() if states.get(k) is RunState.SUBMITTED]

@@ -77,13 +77,14 @@ def dispatch_due_schedules(store: Store, *, now: datetime, limit: int, runs: Run
     tick.batches.extend(again)
     _advance_members(store, batches, confirmed, now, tick)
     new: list[Correlation] = []  # occurrences without an execution yet: may share runs
-    budget = limit * max_batch_size
+    budget = limit * max_batch_size if max_batch_size == 1 else MAX_PAGES_PER_TICK * PAGE
     after: tuple[datetime, str] | None = None
     seen: set[str] = set()  # a schedule moved forward this tick can reappear on a later page
     for _ in range(MAX_PAGES_PER_TICK):
         if tick.runs >= limit or len(new) >= budget:
             break
-        page = store.due_schedules(now, min(budget, PAGE), after=after)
+        page = store.due_schedules(now, min(limit, PAGE) if max_batch_size == 1 else PAGE,
+                                   after=after)
         if not page:
             break
         after = (_due(page[-1]), page[-1].id)

@@ -150,6 +150,23 @@ def test_a_burst_fills_batches_without_starving_another_environment(
         [c.execution_id for c in burst[:10]], [c.execution_id for c in burst[10:20]]]
 
 
+def test_many_environments_each_fill_whole_batches(instance, store_url, store,
+                                                   make_workflow) -> None:
+    """The page is read round robin in blocks of a batch: each environment's oldest batch
+    first (the one waiting longest first), so batches are full rather than one per tenant
+    per row."""
+    queued = {}
+    for env in ("a", "b", "c"):
+        make_workflow(environment=env)
+        queued[env] = _queue(store, 12, environment=env)
+    sensor = SensorHarness(instance, store_url, QUEUE_SENSOR, max_runs_per_tick=4,
+                           max_batch_size=5)
+    batches = _batches(sensor.tick())
+    assert [(b.tags[TAG_ENVIRONMENT], len(_members(store, b))) for b in batches] == [
+        ("a", 5), ("b", 5), ("c", 5), ("a", 5)]
+    assert _members(store, batches[3]) == [c.execution_id for c in queued["a"][5:10]]
+
+
 def test_schedules_due_together_share_a_batch_run_start_before_advance(
         instance, store_url, store, make_schedule) -> None:
     due = minutes_ago(2).replace(second=0)
