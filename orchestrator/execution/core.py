@@ -8,7 +8,6 @@ a **pipeline fault** and propagates to the caller, unfinalized.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +16,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from orchestrator.domain.payloads import (
+    MAX_MESSAGE_CHARS,
+    MAX_OUTPUT_BYTES,
+    storable,
+    storable_text,
+    text_of,
+)
 from orchestrator.domain.records import BlockEntry, ExecutionRecord, ExecutionStatus, Outcome
 from orchestrator.domain.templating import render
 from orchestrator.domain.workflow import WorkflowSpec
@@ -94,17 +100,22 @@ def _run_blocks(spec: WorkflowSpec, session: LoggingSession,
         except WorkflowError as exc:
             return _fail(session, block.id, block.type, started, t0, str(exc), inputs_of(block))
         except Exception as exc:  # the block's own code raised: the workflow's error
-            message = f"block `{block.id}` raised {type(exc).__name__}: {exc}"
+            message = f"block `{block.id}` raised {type(exc).__name__}: {text_of(exc)}"
             return _fail(session, block.id, block.type, started, t0, message, inputs_of(block))
-        scope[block.id] = output
+        scope[block.id] = output  # references see what the block returned; the store, `stored`
+        stored = storable(output)
+        if block is last and stored.size > MAX_OUTPUT_BYTES:
+            return _fail(session, block.id, block.type, started, t0,
+                         _too_large(block.id, stored.size), inputs_of(block),
+                         output_size=stored.size)
         entry = BlockEntry(block_id=block.id, block_type=block.type, status="success",
                            started_at=started, finished_at=session.clock(),
                            duration_ms=(time.perf_counter() - t0) * 1000, error=None,
-                           output_size=_size(output))
+                           output_size=stored.size)
         if block is not last:  # durable before the next block starts
             session.block(entry)
     record = session.finish(status=ExecutionStatus.SUCCESS, outcome=Outcome.SUCCESS,
-                            finalized_by=FINALIZED_BY_CORE, output=_jsonable(scope[last.id]),
+                            finalized_by=FINALIZED_BY_CORE, output=stored.value,
                             block=entry)
     return ExecutionResult(record=record)
 
@@ -141,7 +152,9 @@ def inputs_of(block: Any) -> dict[str, str]:
 
 
 def _fail(session: LoggingSession, block_id: str, block_type: str, started: Any, t0: float,
-          message: str, input_shape: dict[str, str]) -> ExecutionResult:
+          message: str, input_shape: dict[str, str],
+          output_size: int | None = None) -> ExecutionResult:
+    message = storable_text(message, limit=MAX_MESSAGE_CHARS)
     log.info("user error in block %s: %s", block_id, message,
              extra=session.correlation.log_fields())
     record = session.finish(
@@ -151,13 +164,13 @@ def _fail(session: LoggingSession, block_id: str, block_type: str, started: Any,
         block=BlockEntry(block_id=block_id, block_type=block_type, status="error",
                          started_at=started, finished_at=session.clock(),
                          duration_ms=(time.perf_counter() - t0) * 1000, error=message,
-                         output_size=None))
+                         output_size=output_size))
     return ExecutionResult(record=record)
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def _size(value: Any) -> int:
-    return len(json.dumps(value, default=str))
+def _too_large(block_id: str, size: int) -> str:
+    """The user error of a workflow whose output the store would not keep (like Temporal's
+    payload limit: the workflow's error, never retried)."""
+    return (f"block `{block_id}` output is {size:,} bytes as JSON, over the "
+            f"{MAX_OUTPUT_BYTES:,}-byte limit of an execution's stored output; return less "
+            "(e.g. pick the fields you need in a `transform` block)")

@@ -23,6 +23,7 @@ from typing import Any
 
 from orchestrator.domain.correlation import Source
 from orchestrator.domain.ingest import DEFAULT_IDEMPOTENCY_TTL, parse_idempotency_ttl
+from orchestrator.domain.payloads import unstorable
 from orchestrator.domain.schedules import KEY_PATTERN
 from orchestrator.domain.workflow import NAME_PATTERN
 from orchestrator.exceptions import InvalidInput, NotFound, WorkflowError
@@ -54,8 +55,13 @@ def trigger_block(inputs: dict[str, Any], context: BlockContext) -> dict[str, An
         raise _error(context, f"`payload` must be an object, got {type(payload).__name__}")
     try:
         json.dumps(payload)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise _error(context, f"`payload` must be JSON ({exc})") from None
+    # The child's payload is input, checked as the HTTP API checks it (not made storable: the
+    # child must see what the parent sent, or nothing).
+    problem = unstorable(payload, "payload")
+    if problem is not None:
+        raise _error(context, str(problem))
     key = inputs.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not KEY_PATTERN.match(key)):
         raise _error(context, "`idempotency_key` must be 1-200 characters: letters, digits and "

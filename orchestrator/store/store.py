@@ -26,6 +26,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from orchestrator.domain.correlation import Correlation, Source, new_id
+from orchestrator.domain.payloads import storable_json, storable_text
 from orchestrator.domain.records import (
     AlertRecord,
     BlockEntry,
@@ -490,7 +491,8 @@ class Store:
                 e.c.execution_id == execution_id,
                 e.c.status.in_([ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]))
                 .values(status=status.value, outcome=outcome.value, finalized_by=finalized_by,
-                        finished_at=now, error=error, output=output,
+                        finished_at=now, error=storable_json(error),
+                        output=storable_json(output),
                         dagster_run_id=sa.func.coalesce(e.c.dagster_run_id, dagster_run_id)))
             return self._execution(conn, execution_id), done.rowcount == 1
 
@@ -527,7 +529,8 @@ class Store:
         b = t.execution_blocks
         values = dict(block_type=entry.block_type, status=entry.status,
                       started_at=entry.started_at, finished_at=entry.finished_at,
-                      duration_ms=entry.duration_ms, error=entry.error,
+                      duration_ms=entry.duration_ms,
+                      error=None if entry.error is None else storable_text(entry.error),
                       output_size=entry.output_size)
         updated = conn.execute(b.update().where(
             b.c.execution_id == execution_id, b.c.attempt == attempt,
@@ -575,7 +578,8 @@ class Store:
             try:
                 with conn.begin_nested():
                     inserted = conn.execute(a.insert().values(
-                        execution_id=execution_id, kind=kind, message=message, details=details,
+                        execution_id=execution_id, kind=kind, message=storable_text(message),
+                        details=storable_json(details),
                         environment=environment, workflow=workflow, created_at=now,
                         delivery_status=(DeliveryStatus.PENDING if deliver
                                          else DeliveryStatus.NONE).value,

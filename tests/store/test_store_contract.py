@@ -234,14 +234,14 @@ class TestExecutions:
     def test_a_failed_terminal_write_leaves_no_block_entry(self, store: Store,
                                                            make_workflow) -> None:
         """One transaction: the entry and the terminal state are written together or not at
-        all (here the terminal update fails after the entry's insert: an output that is not
-        JSON)."""
+        all (here the terminal update fails after the entry's insert: a naive ``now``; any
+        output is made storable, so it can no longer be the cause)."""
         make_workflow()
         store.open_execution(_correlation(), dagster_run_id="run-1", now=NOW)
         with pytest.raises(StoreError):
             store.finish_execution(
                 "e-1", status=ExecutionStatus.SUCCESS, outcome=Outcome.SUCCESS,
-                finalized_by="core", now=NOW, output=object(),
+                finalized_by="core", now=NOW.replace(tzinfo=None), output={"n": 1},
                 block=(1, _block("summary", "success")))
         record = store.get_execution("e-1")
         assert (record.status, record.blocks) == (ExecutionStatus.RUNNING, ())
