@@ -9,9 +9,10 @@ a **pipeline fault** and propagates to the caller, unfinalized.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -62,19 +63,10 @@ def trigger_scope(session: LoggingSession) -> dict[str, Any]:
 def run_workflow(spec: WorkflowSpec, session: LoggingSession) -> ExecutionResult:
     """Run every block of ``spec`` and write the terminal state through ``session``.
 
-    Each block runs on a worker thread so that ``timeout_seconds`` bounds the whole workflow,
-    whatever a block does; a block still running at the deadline is abandoned (its thread cannot
-    write to the execution log) and the execution ends as a user error.
+    Each block runs on a thread of its own so that ``timeout_seconds`` bounds the whole
+    workflow, whatever a block does; a block still running at the deadline is abandoned (its
+    thread cannot write to the execution log) and the execution ends as a user error.
     """
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"blocks-{spec.name}")
-    try:
-        return _run_blocks(spec, session, pool)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _run_blocks(spec: WorkflowSpec, session: LoggingSession,
-                pool: ThreadPoolExecutor) -> ExecutionResult:
     c = session.correlation
     types = block_types()
     scope: dict[str, Any] = {"trigger": trigger_scope(session)}
@@ -91,7 +83,7 @@ def _run_blocks(spec: WorkflowSpec, session: LoggingSession,
                                request_id=c.request_id, store=session.store)
         try:
             inputs = render(block.inputs, scope, block_id=block.id)
-            output = _call(pool, types[block.type], inputs, context,
+            output = _call(types[block.type], inputs, context,
                            deadline=deadline, timeout=spec.timeout_seconds,
                            slow_after=session.running_entry_delay,
                            on_slow=partial(session.block_running, running))
@@ -120,16 +112,35 @@ def _run_blocks(spec: WorkflowSpec, session: LoggingSession,
     return ExecutionResult(record=record)
 
 
-def _call(pool: ThreadPoolExecutor, fn: BlockFunction, inputs: dict[str, Any],
+def _start(fn: BlockFunction, inputs: dict[str, Any], context: BlockContext) -> Future[Any]:
+    """Run the block on a daemon thread of its own: one abandoned at the deadline can neither
+    write to the execution log nor keep the run worker's process alive once the run is over
+    (an executor's threads are joined at interpreter exit)."""
+    future: Future[Any] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn(inputs, context))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True,
+                     name=f"block-{context.execution_id}-{context.block_id}").start()
+    return future
+
+
+def _call(fn: BlockFunction, inputs: dict[str, Any],
           context: BlockContext, *, deadline: float, timeout: int, slow_after: float,
           on_slow: Callable[[], None]) -> Any:
-    """Run one block on ``pool`` until ``deadline``; ``on_slow()`` once it has run for
-    ``slow_after`` seconds (called on this thread, while the block runs on the pool's)."""
+    """Run one block on its own thread until ``deadline``; ``on_slow()`` once it has run for
+    ``slow_after`` seconds (called on this thread, while the block runs on its own)."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise WorkflowError(f"workflow timed out after {timeout}s before block "
                             f"`{context.block_id}`", block_id=context.block_id)
-    future = pool.submit(fn, inputs, context)
+    future = _start(fn, inputs, context)
     try:
         if slow_after < remaining:
             try:

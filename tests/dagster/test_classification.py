@@ -9,6 +9,7 @@ through the reconciler on its next tick.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -212,6 +213,10 @@ def test_workflow_timeout_stops_a_block_that_runs_too_long(instance, store_url, 
     assert time.monotonic() - started < 4.5  # the run did not wait for the block
     _assert_user_error(instance, store, result, correlation, "nap",
                        "workflow timed out after 1s in block `nap`")
+    # The abandoned block cannot keep the run worker's process alive once the run is over.
+    abandoned = [t for t in threading.enumerate()
+                 if t.name == f"block-{correlation.execution_id}-nap"]
+    assert abandoned and all(t.daemon for t in abandoned)
 
 
 def test_fail_run_on_user_error_fails_the_run_without_alert(instance, store_url, store,
