@@ -20,7 +20,15 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from bench import drain, exec_overhead, ingestion, schedule_precision, tick_cost, top_of_hour
+from bench import (
+    batch_cost,
+    drain,
+    exec_overhead,
+    ingestion,
+    schedule_precision,
+    tick_cost,
+    top_of_hour,
+)
 from bench.harness import BACKENDS, QUICK, REPO, Row, machine, table
 
 BENCHMARKS: dict[str, Callable[[str], list[Row]]] = {
@@ -28,6 +36,7 @@ BENCHMARKS: dict[str, Callable[[str], list[Row]]] = {
     "exec_overhead": exec_overhead.measure,
     "schedule_precision": schedule_precision.measure,
     "drain": drain.measure,
+    "batch_cost": batch_cost.measure,
     # PostgreSQL only: the target is PostgreSQL's (and 10,000 schedules on SQLite take long).
     "top_of_hour": lambda name: top_of_hour.measure(name) if name == "postgres" else [],
     "ingestion": ingestion.measure,

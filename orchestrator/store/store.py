@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
     DBAPIError,
     IntegrityError,
@@ -532,12 +533,12 @@ class Store:
                       duration_ms=entry.duration_ms,
                       error=None if entry.error is None else storable_text(entry.error),
                       output_size=entry.output_size)
-        updated = conn.execute(b.update().where(
-            b.c.execution_id == execution_id, b.c.attempt == attempt,
-            b.c.block_id == entry.block_id).values(**values))
-        if updated.rowcount == 0:
-            conn.execute(b.insert().values(execution_id=execution_id, attempt=attempt,
-                                           block_id=entry.block_id, **values))
+        # One statement: most entries are new (a block shows as running only when slow).
+        insert = (postgresql.insert(b) if conn.dialect.name == "postgresql"
+                  else sqlite.insert(b)).values(execution_id=execution_id, attempt=attempt,
+                                                block_id=entry.block_id, **values)
+        conn.execute(insert.on_conflict_do_update(
+            index_elements=[b.c.execution_id, b.c.attempt, b.c.block_id], set_=values))
 
     # ----------------------------------------------------------------- queued triggers
 
