@@ -9,7 +9,7 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 API_PORT ?= 8080
 export DAGSTER_HOME
 
-.PHONY: install install-bench dev test bench chaos lint db-upgrade clean
+.PHONY: install install-bench install-chromium dev test bench chaos lint db-upgrade clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,17 @@ $(BENCH_STAMP): $(STAMP)
 
 install-bench: $(BENCH_STAMP)
 
+CHROMIUM_STAMP := $(VENV)/.installed-chromium
+# Chromium (Debian's package) is the headless browser of the Dagster UI acceptance test
+# (tests/acceptance/test_dagster_ui.py). `make dev` does not need it.
+$(CHROMIUM_STAMP): | $(BIN)/python
+	command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium >/dev/null || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } || \
+		{ echo "install chromium (Debian/Ubuntu: apt-get install chromium)"; exit 1; }
+	touch $(CHROMIUM_STAMP)
+
+install-chromium: $(CHROMIUM_STAMP)
+
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	cp examples/dagster.dev.yaml $@
@@ -51,7 +62,7 @@ dev: db-upgrade
 	$(BIN)/dagster dev -w workspace.yaml --host 127.0.0.1 --port 3000
 
 PYTEST_WORKERS ?= 3
-test: install
+test: install $(CHROMIUM_STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # Benchmarks beside their Dagster baselines, on SQLite and the local PostgreSQL (a fresh database
