@@ -358,3 +358,67 @@ def test_batch_config_is_launchable_by_hand(instance, store_url, store, make_wor
     assert result.success
     run = instance.get_run_by_id(result.run_id)
     assert (run.tags[TAG_OUTCOMES], run.tags[TAG_BATCH_ID]) == ("none", "rb_unknown")
+
+
+
+@pytest.fixture
+def _faults() -> Iterator[None]:
+    from tests.dagster import faults
+
+    faults.clear()
+    yield
+    faults.clear()
+
+
+def test_one_members_refused_terminal_write_faults_it_alone(
+        instance, store_url, store, make_workflow, sink, monkeypatch, _faults) -> None:
+    from tests.dagster import faults
+    from tests.dagster.faults import FlakyStoreResource
+
+    make_workflow()
+    queued = _queue(store, 4)
+    monkeypatch.setenv("ORCHESTRATOR_BATCH_CONCURRENCY", "1")  # members in order
+    # The first member's terminal write is refused on every try (1 + the session's 4 retries).
+    faults.fail("finish_execution", times=5, when=lambda kw: kw.get("finalized_by") == "core")
+    sensor = SensorHarness(instance, store_url, QUEUE_SENSOR, max_batch_size=50)
+    [request] = sensor.tick()
+    result = execute_workflow_batch.execute_in_process(
+        run_config=request.run_config, instance=instance, tags=request.tags,
+        raise_on_error=False, resources={"store": FlakyStoreResource(
+            database_url=store_url, alert_webhook_url=f"{sink.url}/alerts",
+            dagster_ui_url="http://127.0.0.1:3000")})
+    assert not result.success and faults.pending("finish_execution") == 0
+    records = [store.get_execution(c.execution_id) for c in queued]
+    assert [(r.outcome, r.finalized_by) for r in records] == [
+        (Outcome.PIPELINE_FAULT, "batch"), *[(Outcome.SUCCESS, "core")] * 3]
+    [alert] = store.list_alerts()
+    assert (alert.kind, alert.execution_id) == ("pipeline_fault", queued[0].execution_id)
+    assert len(sink.hits("/alerts")) == 1
+
+
+def test_a_batch_that_cannot_open_is_settled_by_its_hook_with_one_alert(
+        instance, store_url, store, make_workflow, sink, _faults) -> None:
+    from tests.dagster import faults
+    from tests.dagster.faults import FlakyStoreResource
+
+    make_workflow()
+    queued = _queue(store, 6)
+    faults.fail("_workflow")  # the batch's opening transaction fails (not transient)
+    sensor = SensorHarness(instance, store_url, QUEUE_SENSOR, max_batch_size=50)
+    [request] = sensor.tick()
+    result = execute_workflow_batch.execute_in_process(
+        run_config=request.run_config, instance=instance, tags=request.tags,
+        raise_on_error=False, resources={"store": FlakyStoreResource(
+            database_url=store_url, alert_webhook_url=f"{sink.url}/alerts",
+            dagster_ui_url="http://127.0.0.1:3000")})
+    assert not result.success
+    records = [store.get_execution(c.execution_id) for c in queued]
+    assert {(r.status, r.outcome, r.finalized_by, r.attempts) for r in records} == {
+        (ExecutionStatus.ERROR, Outcome.PIPELINE_FAULT, "hook", 0)}
+    [alert] = store.list_alerts()
+    assert alert.kind == "batch_fault" and alert.details["count"] == 6
+    assert "injected fault" in alert.details["error"]["message"]
+    # The reconciler sees the failed run and adds nothing.
+    SensorHarness(instance, store_url, RECONCILER_SENSOR,
+                  alert_webhook_url=f"{sink.url}/alerts").tick()
+    assert len(store.list_alerts()) == 1 and len(sink.hits("/alerts")) == 1
