@@ -61,15 +61,14 @@ def backend(name: str, **dagster_config: Any) -> Iterator[Backend]:
         else:
             raise ValueError(f"unknown backend {name!r}; use sqlite or postgres")
         write_dagster_yaml(home, postgres_url=pg_url, **dagster_config)
-        # Create Dagster's storage now: a daemon and its code server creating it at once on a
-        # fresh SQLite home can race ("table alembic_version already exists") and the daemon
-        # dies.
-        import dagster as dg
-
-        dg.DagsterInstance.from_config(str(home)).dispose()
+        # What `orchestrator db upgrade` does: the store, then Dagster's storage, in this one
+        # process, before the daemon and this process open the home together (Dagster's own
+        # SQLite storage, kept here for the baselines, would race on its creation).
+        from orchestrator.dagster.storage import create_dagster_storage
         from orchestrator.store.migrate import upgrade
 
         upgrade(url)
+        create_dagster_storage(home)
         yield Backend(name=name, home=home, store_url=url, dagster_pg_url=pg_url)
     finally:
         from orchestrator.store.engine import dispose_all

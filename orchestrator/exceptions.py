@@ -7,6 +7,7 @@ Hierarchy::
     ├── NotFound                      a named object does not exist (kind + key)
     ├── Conflict                      refused by stored state (a replayed webhook delivery)
     ├── StoreError                    the store failed (unreachable, driver error); a pipeline fault
+    ├── DagsterStorageError           Dagster's storage (DAGSTER_HOME) could not be created
     └── WorkflowError                 a user/workflow error raised inside the execution core
 
 Messages say what was wrong and what to do; they never carry connection strings or stack traces.
@@ -84,6 +85,17 @@ class StoreError(OrchestratorError):
             f"the orchestrator store could not {operation}"
             + (" (database unreachable or busy; retry later)" if transient else "")
         )
+
+
+class DagsterStorageError(OrchestratorError):
+    """Dagster's own storage (``DAGSTER_HOME``) could not be opened or created; a pipeline fault.
+    The message names the error's type only (Dagster's text may carry a connection string)."""
+
+    classification = Classification.PIPELINE
+
+    def __init__(self, error: str) -> None:
+        super().__init__(f"Dagster's storage in DAGSTER_HOME could not be created ({error}); "
+                         "check DAGSTER_HOME/dagster.yaml, rerun with -v for details")
 
 
 class WorkflowError(OrchestratorError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from orchestrator.domain.records import Outcome, ScheduleRecord
 from orchestrator.domain.schedules import KEY_PATTERN, validate_schedule
 from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT, parse_workflow
 from orchestrator.exceptions import (
+    DagsterStorageError,
     InvalidInput,
     NotFound,
     OrchestratorError,
@@ -92,9 +94,25 @@ def db() -> None:
 
 @db.command("upgrade")
 def db_upgrade() -> None:
-    """Apply schema migrations (safe to repeat; existing data is kept)."""
+    """Apply schema migrations (safe to repeat; existing data is kept). With DAGSTER_HOME set,
+    also create Dagster's storage (its dagster.yaml), once, before the daemon and the webserver
+    start: processes that create it together on a fresh SQLite home can break it for good."""
     revision = upgrade(Settings.from_env().database_url)
     click.echo(f"orchestrator store at revision {revision}")
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        click.echo("DAGSTER_HOME is not set: Dagster's storage not created (set it and run this "
+                   "again before starting dagster-daemon)")
+        return
+    from orchestrator.dagster.storage import create_dagster_storage  # imports Dagster: slow
+
+    try:
+        storage = create_dagster_storage(home)
+    except Exception as exc:
+        logging.getLogger(__name__).info("creating Dagster's storage failed", exc_info=True)
+        raise DagsterStorageError(type(exc).__name__) from None
+    click.echo(f"Dagster storage ready ({storage}: run, event log and schedule storage) in "
+               f"DAGSTER_HOME={home}")
 
 
 # ----------------------------------------------------------------------------------- workflows

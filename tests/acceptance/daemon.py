@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+DEV_YAML = REPO / "examples" / "dagster.dev.yaml"
 
 
 def write_dagster_yaml(home: Path, *, postgres_url: str | None = None,
@@ -28,15 +28,18 @@ def write_dagster_yaml(home: Path, *, postgres_url: str | None = None,
         # postgresql+psycopg2://user@host:port/db -> dagster-postgres's own url form
         config["storage"] = {"postgres": {"postgres_url": postgres_url.replace(
             "postgresql+psycopg2://", "postgresql://")}}
+    else:
+        # The product's SQLite storage (examples/dagster.dev.yaml): created under a lock, so the
+        # daemon and this test process (it opens the instance while the daemon starts) may
+        # create the fresh home's storage together.
+        storage = yaml.safe_load(DEV_YAML.read_text())["storage"]
+        storage["custom"]["config"]["base_dir"] = str(home)  # not this process's DAGSTER_HOME
+        config["storage"] = storage
     if queued_max_concurrent is not None:
         config["run_coordinator"] = {
             "module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
             "config": {"max_concurrent_runs": queued_max_concurrent}}
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    # Create Dagster's storage now, in this one process: a daemon and its code server creating
-    # it at once on a fresh SQLite home can both stamp its alembic version, and every later
-    # instance load then fails ("more than one head present").
-    dg.DagsterInstance.from_config(str(home)).dispose()
 
 
 def environment(home: Path, store_url: str, **settings: str) -> dict[str, str]:
