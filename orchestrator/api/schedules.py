@@ -16,7 +16,7 @@ from orchestrator.api.models import ScheduleBody, parse
 from orchestrator.domain.correlation import iso_utc
 from orchestrator.domain.cron import CronSchedule
 from orchestrator.domain.records import ScheduleRecord
-from orchestrator.domain.schedules import validate_schedule
+from orchestrator.domain.schedules import upcoming, validate_schedule
 from orchestrator.exceptions import InvalidInput, NotFound, Problem
 
 if TYPE_CHECKING:
@@ -25,11 +25,7 @@ if TYPE_CHECKING:
 
 def schedule_view(schedule: ScheduleRecord, now: datetime) -> dict[str, Any]:
     data = schedule.to_dict()
-    if schedule.enabled and schedule.cron:
-        cron = CronSchedule(expression=schedule.cron, timezone=schedule.timezone)
-        data["upcoming"] = [iso_utc(u) for u in cron.upcoming(now, 5)]
-    else:
-        data["upcoming"] = [iso_utc(schedule.next_run_at)] if schedule.next_run_at else []
+    data["upcoming"] = [iso_utc(u) for u in upcoming(schedule, now)]
     return data
 
 

@@ -24,7 +24,7 @@ from orchestrator.domain.cron import CronSchedule
 from orchestrator.domain.ingest import DEFAULT_IDEMPOTENCY_TTL, parse_idempotency_ttl
 from orchestrator.domain.payloads import load_json, unstorable
 from orchestrator.domain.records import Outcome, ScheduleRecord
-from orchestrator.domain.schedules import KEY_PATTERN, validate_schedule
+from orchestrator.domain.schedules import KEY_PATTERN, upcoming, validate_schedule
 from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT, parse_workflow
 from orchestrator.exceptions import (
     DagsterStorageError,
@@ -201,13 +201,7 @@ def schedules() -> None:
 
 def _schedule_view(schedule: ScheduleRecord, now: datetime) -> dict[str, Any]:
     data = schedule.to_dict()
-    if schedule.enabled and schedule.cron:
-        cron = CronSchedule(expression=schedule.cron, timezone=schedule.timezone)
-        data["upcoming"] = [iso_utc(u) for u in cron.upcoming(now, 5)]
-    elif schedule.enabled and schedule.next_run_at:
-        data["upcoming"] = [iso_utc(schedule.next_run_at)]
-    else:
-        data["upcoming"] = []
+    data["upcoming"] = [iso_utc(u) for u in upcoming(schedule, now)]
     return data
 
 

@@ -186,3 +186,18 @@ def _count_between(cron: CronSchedule, start: datetime, end: datetime) -> int:
     while count < _COUNT_CAP and it.get_next(datetime) < stop:
         count += 1
     return max(count, 1)
+
+
+def upcoming(schedule: Any, now: datetime, count: int = 5) -> list[datetime]:
+    """The next ``count`` occurrences that will run, the first being what ``next_run_at`` says
+    (an occurrence already due and waiting for dispatch included: with the catch-up policy,
+    the latest of the missed ones). Nothing for a disabled schedule."""
+    if not schedule.enabled or schedule.next_run_at is None:
+        return []
+    if not schedule.cron:
+        return [schedule.next_run_at]
+    cron = CronSchedule(expression=schedule.cron, timezone=schedule.timezone)
+    first = schedule.next_run_at
+    if first <= now:
+        first = latest_fire_at_or_before(cron, now, since=first)
+    return [first, *cron.upcoming(first, count - 1)]
