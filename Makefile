@@ -61,9 +61,11 @@ dev: db-upgrade
 	trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml --host 127.0.0.1 --port 3000
 
+# Tests are handed to the workers one at a time, the longest first (tests/conftest.py,
+# LONG_TESTS); tests marked @pytest.mark.xdist_group(name) share a worker.
 PYTEST_WORKERS ?= 3
 test: install $(CHROMIUM_STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # Benchmarks beside their Dagster baselines, on SQLite and the local PostgreSQL (a fresh database
 # per measurement). Prints a table and writes docs/PERFORMANCE.md. BENCH_QUICK=1: ~8 min.

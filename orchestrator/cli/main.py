@@ -13,19 +13,20 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import yaml
 
+# Only what every command needs is imported here: each command imports the rest (the store and
+# SQLAlchemy, alembic, croniter, YAML, the block types and httpx, Dagster for `run`, uvicorn for
+# `serve`) when it runs, so `--help` and input errors answer at once and a command pays only for
+# what it uses.
 from orchestrator.cli.output import emit
 from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id
-from orchestrator.domain.cron import CronSchedule
 from orchestrator.domain.ingest import DEFAULT_IDEMPOTENCY_TTL, parse_idempotency_ttl
 from orchestrator.domain.payloads import load_json, unstorable
-from orchestrator.domain.records import Outcome, ScheduleRecord
-from orchestrator.domain.schedules import KEY_PATTERN, upcoming, validate_schedule
-from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT, parse_workflow
+from orchestrator.domain.records import Outcome
+from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT
 from orchestrator.exceptions import (
     DagsterStorageError,
     InvalidInput,
@@ -34,12 +35,11 @@ from orchestrator.exceptions import (
     Problem,
     StoreError,
 )
-from orchestrator.execution.blocks import block_types
 from orchestrator.settings import Settings
-from orchestrator.store import Store
-from orchestrator.store.ingest import IngestStore
-from orchestrator.store.migrate import upgrade
-from orchestrator.triggers.ingest import IngestService, TriggerInput
+
+if TYPE_CHECKING:
+    from orchestrator.domain.records import ScheduleRecord
+    from orchestrator.store import Store
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_BAD_INPUT, EXIT_FAULT = 0, 1, 2, 3
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,6 +54,8 @@ def _now() -> datetime:
 
 
 def _store() -> Store:
+    from orchestrator.store import Store
+
     return Store(Settings.from_env().database_url)
 
 
@@ -97,6 +99,8 @@ def db_upgrade() -> None:
     """Apply schema migrations (safe to repeat; existing data is kept). With DAGSTER_HOME set,
     also create Dagster's storage (its dagster.yaml), once, before the daemon and the webserver
     start: processes that create it together on a fresh SQLite home can break it for good."""
+    from orchestrator.store.migrate import upgrade
+
     revision = upgrade(Settings.from_env().database_url)
     click.echo(f"orchestrator store at revision {revision}")
     home = os.environ.get("DAGSTER_HOME")
@@ -123,6 +127,8 @@ def workflows() -> None:
 
 
 def _load_document(path: Path) -> Any:
+    import yaml
+
     try:
         text = path.read_text()
     except OSError as exc:
@@ -141,6 +147,9 @@ def _load_document(path: Path) -> Any:
 @json_option
 def workflows_apply(paths: tuple[Path, ...], as_json: bool) -> None:
     """Validate and store workflow documents; every document is checked before any is written."""
+    from orchestrator.domain.workflow import parse_workflow
+    from orchestrator.execution.blocks import block_types
+
     files: list[Path] = []
     for path in paths:
         files += sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml", ".json"}) \
@@ -200,6 +209,8 @@ def schedules() -> None:
 
 
 def _schedule_view(schedule: ScheduleRecord, now: datetime) -> dict[str, Any]:
+    from orchestrator.domain.schedules import upcoming
+
     data = schedule.to_dict()
     data["upcoming"] = [iso_utc(u) for u in upcoming(schedule, now)]
     return data
@@ -223,6 +234,8 @@ def schedules_create(workflow: str, cron: str | None, timezone: str, run_at: str
                      payload: str | None, key: str | None, environment: str,
                      as_json: bool) -> None:
     """Create a schedule (or update the one with --key)."""
+    from orchestrator.domain.schedules import validate_schedule
+
     now = _now()
     problems: list[Problem] = []
     body: dict[str, Any] = {}
@@ -275,6 +288,8 @@ def schedules_pause(schedule_id: str, as_json: bool) -> None:
 @json_option
 def schedules_resume(schedule_id: str, as_json: bool) -> None:
     """Resume a paused schedule from now on (missed occurrences are not replayed)."""
+    from orchestrator.domain.cron import CronSchedule
+
     store, now = _store(), _now()
     schedule = store.get_schedule(schedule_id)
     store.get_workflow(schedule.environment, schedule.workflow)  # deleted: NotFound, exit 2
@@ -330,6 +345,9 @@ def trigger(workflow: str, payload: str | None, idempotency_key: str | None,
             idempotency_ttl: str | None, environment: str, as_json: bool) -> None:
     """Queue an execution; queued_trigger_sensor launches its run. Claims the idempotency key
     like the HTTP API does."""
+    from orchestrator.domain.schedules import KEY_PATTERN
+    from orchestrator.triggers.ingest import IngestService, TriggerInput
+
     problems: list[Problem] = []
     body: dict[str, Any] = {}
     try:
@@ -365,12 +383,11 @@ def trigger(workflow: str, payload: str | None, idempotency_key: str | None,
 @json_option
 def run(workflow: str, payload: str | None, environment: str, as_json: bool) -> None:
     """Execute now, in-process, through the same job. Exit 0 success, 1 user error, 3 fault."""
-    from orchestrator.dagster.runner import run_in_process
-
     body = _payload(payload)
     settings = Settings.from_env()
-    store = Store(settings.database_url)
-    store.get_workflow(environment, workflow)
+    _store().get_workflow(environment, workflow)
+    from orchestrator.dagster.runner import run_in_process  # after the input is known good
+
     correlation = Correlation(execution_id=new_id(), request_id=new_id(), source=Source.MANUAL,
                               workflow=workflow, environment=environment, payload=body)
     record = run_in_process(correlation, settings)
@@ -416,6 +433,9 @@ def executions_show(execution_id: str, as_json: bool) -> None:
     """Status, outcome, correlation, timings, the Dagster run (id and UI URL; a batched
     execution shows its batch run and ``run_batch_id``), each block's entry and the idempotency
     key's expiry."""
+    from orchestrator.store import Store
+    from orchestrator.store.ingest import IngestStore
+
     settings = Settings.from_env()
     store = Store(settings.database_url)
     record = store.get_execution(execution_id)

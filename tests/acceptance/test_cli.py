@@ -1,9 +1,16 @@
-"""Acceptance tests of the ``orchestrator`` command line: the real executable in a subprocess, on
-SQLite and on PostgreSQL (``store_url``), asserting what a user sees: stdout/stderr text, exit
-codes (0 ok, 1 user error in ``run``, 2 bad input, 3 pipeline fault) and ``--json`` fields."""
+"""Acceptance tests of the ``orchestrator`` command line, on SQLite and on PostgreSQL
+(``store_url``), asserting what a user sees: stdout/stderr text, exit codes (0 ok, 1 user error in
+``run``, 2 bad input, 3 pipeline fault) and ``--json`` fields.
+
+``cli`` calls the CLI's ``main`` in this process (click's ``CliRunner``: the arguments, the
+environment, stdout, stderr and the exit code, as a process would have them) and ``process`` the
+real executable in a subprocess. Every exit-code family keeps end-to-end checks on ``process``:
+0 (``db upgrade``), 1 and 3 (``run``), 2 (an unknown workflow) and 3 (an unreachable store);
+the rest use ``cli`` (a subprocess costs a Python start-up and its imports per call)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -18,6 +25,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
+from click.testing import CliRunner
+
+from orchestrator.cli.main import main
+from orchestrator.store.engine import dispose_all
+from orchestrator.store.migrate import upgrade
 
 pytestmark = pytest.mark.slow
 
@@ -31,22 +43,61 @@ CLI = Callable[..., subprocess.CompletedProcess[str]]
 # ------------------------------------------------------------------------------------ helpers
 
 @pytest.fixture
-def cli_env(tmp_path: Path, store_url: str) -> dict[str, str]:
+def base_env(tmp_path: Path) -> dict[str, str]:
+    """A DAGSTER_HOME of the test's own and no ORCHESTRATOR_* setting."""
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
     env["DAGSTER_HOME"] = str(home)
-    env["ORCHESTRATOR_DATABASE_URL"] = store_url
     return env
 
 
 @pytest.fixture
+def cli_env(base_env: dict[str, str], store_url: str) -> dict[str, str]:
+    return base_env | {"ORCHESTRATOR_DATABASE_URL": store_url}
+
+
+def run_process(args: tuple[str, ...], env: dict[str, str], cwd: Path,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real ``orchestrator`` executable."""
+    return subprocess.run([str(ORCHESTRATOR), *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def run_in_process(args: tuple[str, ...], env: dict[str, str],
+                   cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``main(args)`` here, with exactly ``env`` as the environment and ``cwd`` as the working
+    directory; stdout, stderr and the exit code as the executable would give them."""
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k not in env}
+    overrides.update(env)
+    with contextlib.chdir(cwd), CliRunner().isolation(env=overrides) as (out, err, _):
+        try:
+            main(list(args))
+            code = EXIT_OK
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        finally:
+            dispose_all()  # what the process's exit does to its connections
+        stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
+    return subprocess.CompletedProcess([str(ORCHESTRATOR), *args], code, stdout, stderr)
+
+
+@pytest.fixture
 def cli(cli_env: dict[str, str], tmp_path: Path) -> CLI:
+    """The CLI in this process."""
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return run_in_process(args, cli_env if env is None else env, tmp_path)
+
+    return run
+
+
+@pytest.fixture
+def process(cli_env: dict[str, str], tmp_path: Path) -> CLI:
+    """The CLI as the real executable, in a subprocess."""
     def run(*args: str, env: dict[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(ORCHESTRATOR), *args], env=cli_env if env is None else env,
-                              cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+        return run_process(args, cli_env if env is None else env, tmp_path, timeout)
 
     return run
 
@@ -110,10 +161,10 @@ def assert_upcoming_every_five_minutes(data: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------------------ db
 
-def test_db_upgrade_prints_revision_and_is_repeatable(cli: CLI) -> None:
-    first = ok(cli("db", "upgrade"))
+def test_db_upgrade_prints_revision_and_is_repeatable(process: CLI) -> None:
+    first = ok(process("db", "upgrade"))
     assert re.search(r"revision \S+", first.stdout), describe(first)
-    second = ok(cli("db", "upgrade"))
+    second = ok(process("db", "upgrade"))
     assert second.stdout == first.stdout
 
 
@@ -151,8 +202,8 @@ def test_workflows_apply_list_and_show_track_versions(cli: CLI, tmp_path: Path) 
     assert "digest" in table.stdout and "VERSION" in table.stdout
 
 
-def test_workflows_show_unknown_is_bad_input(cli: CLI) -> None:
-    stderr = bad_input(cli("workflows", "show", "nope", "--json"))
+def test_workflows_show_unknown_is_bad_input(process: CLI) -> None:
+    stderr = bad_input(process("workflows", "show", "nope", "--json"))
     assert "not found" in stderr
 
 
@@ -301,7 +352,7 @@ def test_one_time_schedule_shows_its_single_instant(cli: CLI, tmp_path: Path) ->
 
 # ------------------------------------------------------------------------ run and executions
 
-def test_run_reports_success_and_user_error(cli: CLI, tmp_path: Path) -> None:
+def test_run_reports_success_and_user_error(cli: CLI, process: CLI, tmp_path: Path) -> None:
     apply_digest(cli, tmp_path)
     ok(cli("workflows", "apply", str(write_doc(tmp_path / "oops.yaml", {
         "name": "oops",
@@ -311,7 +362,7 @@ def test_run_reports_success_and_user_error(cli: CLI, tmp_path: Path) -> None:
         ],
     }))))
 
-    good = ok_json(cli("run", "digest", "--payload", '{"user":"ada"}', "--json"))
+    good = ok_json(process("run", "digest", "--payload", '{"user":"ada"}', "--json"))
     assert good["status"] == "success"
     assert good["outcome"] == "success"
     assert good["source"] == "manual"
@@ -319,7 +370,7 @@ def test_run_reports_success_and_user_error(cli: CLI, tmp_path: Path) -> None:
     assert good["output"] == {"count": 3, "who": "ada"}
     assert good["workflow_version"] == 1
 
-    failed_proc = cli("run", "oops", "--json")
+    failed_proc = process("run", "oops", "--json")
     assert failed_proc.returncode == EXIT_USER_ERROR, describe(failed_proc)
     assert "Traceback" not in failed_proc.stderr
     failed = json.loads(failed_proc.stdout)
@@ -349,7 +400,7 @@ def test_run_reports_success_and_user_error(cli: CLI, tmp_path: Path) -> None:
     assert "nope" in (blocks["use"]["error"] or "")
 
 
-def test_run_pipeline_fault_exits_3_and_raises_one_alert(cli: CLI, cli_env: dict[str, str],
+def test_run_pipeline_fault_exits_3_and_raises_one_alert(cli: CLI, process: CLI,
                                                           store_url: str, tmp_path: Path) -> None:
     """A block type removed from the code after the workflow was applied: the trigger was
     accepted, the system cannot honour it. A pipeline fault, not the user's error."""
@@ -362,7 +413,7 @@ def test_run_pipeline_fault_exits_3_and_raises_one_alert(cli: CLI, cli_env: dict
                      {"d": json.dumps(document)})
     engine.dispose()
 
-    proc = cli("run", "digest", "--json")
+    proc = process("run", "digest", "--json")
     assert proc.returncode == EXIT_FAULT, describe(proc)
     assert "Traceback" not in proc.stderr
     execution = json.loads(proc.stdout)
@@ -446,16 +497,50 @@ def test_payload_must_be_a_json_object(cli: CLI, tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------- pipeline fault
 
 def test_unreachable_store_is_a_fault_without_secrets_or_traceback(
-        cli: CLI, cli_env: dict[str, str], tmp_path: Path) -> None:
-    env = cli_env | {"ORCHESTRATOR_DATABASE_URL":
-                     "postgresql+psycopg2://user:s3cret@127.0.0.1:1/x"}
+        base_env: dict[str, str], tmp_path: Path) -> None:
+    """The real executable. (Not on ``store_url``: the store is the unreachable one, the same
+    for both backends.)"""
+    env = base_env | {"ORCHESTRATOR_DATABASE_URL":
+                      "postgresql+psycopg2://user:s3cret@127.0.0.1:1/x"}
     doc = write_doc(tmp_path / "digest.yaml", digest_doc())
     for args in (["workflows", "list"], ["workflows", "list", "--json"],
                  ["workflows", "apply", str(doc)], ["schedules", "list"],
                  ["executions", "show", "x"], ["trigger", "digest"], ["db", "upgrade"]):
-        proc = cli(*args, env=env)
+        proc = run_process(tuple(args), env, tmp_path)
         assert proc.returncode == EXIT_FAULT, describe(proc)
         assert "error:" in proc.stderr, describe(proc)
         for text in (proc.stdout, proc.stderr):
             assert "s3cret" not in text, describe(proc)
             assert "Traceback" not in text, describe(proc)
+
+
+# ------------------------------------------------------------------------------------ start-up
+
+HEAVY = ("dagster", "alembic", "httpx", "uvicorn", "starlette", "yaml", "croniter", "sqlalchemy")
+
+
+def test_commands_import_only_what_they_need(base_env: dict[str, str], tmp_path: Path) -> None:
+    """Each command pays only for what it uses: `--help` imports none of the heavy packages, a
+    store command the store's SQLAlchemy (and croniter, which the store's schedules use), never
+    Dagster, alembic, httpx or the HTTP server; `db upgrade` adds alembic. One fresh interpreter
+    runs the commands in that order and reports what has been imported after each."""
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    upgrade(url)
+    env = base_env | {"ORCHESTRATOR_DATABASE_URL": url}
+    commands = [["--help"], ["workflows", "list"], ["schedules", "list"],
+                ["executions", "list"], ["db", "upgrade"]]
+    code = ("import json, sys\nfrom orchestrator.cli.main import main\nseen = []\n"
+            f"for argv in {commands!r}:\n"
+            "    main(argv)\n"
+            f"    seen.append([m for m in {HEAVY!r} if m in sys.modules])\n"
+            "print(json.dumps(seen), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_OK, proc.stderr
+    seen = dict(zip(map(" ".join, commands), json.loads(proc.stderr.splitlines()[-1]),
+                    strict=True))
+    store = {"sqlalchemy", "croniter"}
+    assert seen["--help"] == []
+    for command in ("workflows list", "schedules list", "executions list"):
+        assert set(seen[command]) <= store, seen  # cumulative: each of them, and all together
+    assert set(seen["db upgrade"]) <= store | {"alembic"}, seen

@@ -1,6 +1,6 @@
-"""``orchestrator keys`` and ``orchestrator webhooks`` in a subprocess, on SQLite and PostgreSQL:
-a key is printed once and stored hashed; webhooks give an id and a secret; listings never show
-secrets."""
+"""``orchestrator keys`` and ``orchestrator webhooks`` (in this process: ``test_cli``'s ``cli``), on
+SQLite and PostgreSQL: a key is printed once and stored hashed; webhooks give an id and a secret;
+listings never show secrets."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import sqlalchemy as sa
 
 from orchestrator.store import Store
 from orchestrator.store.access import AccessStore
-from tests.acceptance.test_cli import bad_input, cli, cli_env, ok, ok_json, write_doc
+from tests.acceptance.test_cli import bad_input, base_env, cli, cli_env, ok, ok_json, write_doc
 
 pytestmark = pytest.mark.slow
-__all__ = ["cli", "cli_env"]  # fixtures
+__all__ = ["base_env", "cli", "cli_env"]  # fixtures
 
 
 def test_keys_create_prints_the_key_once(cli, store_url: str) -> None:
