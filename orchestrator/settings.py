@@ -33,8 +33,8 @@ class Settings:
     # not 50: each spawned run costs 1-3 s of CPU to start, which a batch of 50 still pays 20
     # times per 1,000 executions (docs/PERFORMANCE.md, drain rows).
     max_batch_size: int = 200
-    # Executions of one batch run in flight at once.
-    batch_concurrency: int = 8
+    # Executions of one batch run in flight at once (threads: most wait on providers).
+    batch_concurrency: int = 16
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -63,7 +63,7 @@ class Settings:
             burst_stuck_after=timedelta(
                 seconds=_int(env, "ORCHESTRATOR_BURST_STUCK_AFTER_SECONDS", 600, minimum=1)),
             max_batch_size=_int(env, "ORCHESTRATOR_MAX_BATCH_SIZE", 200, minimum=1),
-            batch_concurrency=_int(env, "ORCHESTRATOR_BATCH_CONCURRENCY", 8, minimum=1),
+            batch_concurrency=_int(env, "ORCHESTRATOR_BATCH_CONCURRENCY", 16, minimum=1),
         )
 
 

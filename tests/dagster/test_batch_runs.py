@@ -248,7 +248,7 @@ def test_members_run_concurrently(instance, store_url, store, make_workflow) -> 
             resources={"store": _resource(store_url)})
         assert result.success
         assert len(provider.hits("/slow")) == 6
-        assert provider.max_in_flight >= 2  # the default concurrency (8) overlaps them
+        assert provider.max_in_flight >= 2  # the default concurrency (16) overlaps them
     assert {store.get_execution(e).outcome for e in _members(store, request)} == {
         Outcome.SUCCESS}
 
