@@ -36,7 +36,7 @@ LONG_TESTS: dict[str, float] = {
     "tests/acceptance/test_daemon_schedules.py::test_sigkill_mid_dispatch": 86,
     "tests/acceptance/test_chaos_crash.py::": 55,
     "tests/acceptance/test_daemon_faults.py::test_run_retried_by_dagster": 36,
-    "tests/acceptance/test_batch_daemon.py::": 35,
+    "tests/acceptance/test_api_daemon.py::test_a_pile": 35,
     "tests/acceptance/test_dagster_ui.py::": 35,
     "tests/acceptance/test_daemon_faults.py::test_killed_batch_run_worker": 25,
     "tests/acceptance/test_first_start.py::": 8,

@@ -48,15 +48,20 @@ def settle(store: Store, alerter: Alerter, execution_id: str, *, run_id: str | N
     if run_end is RunEnd.FAILED_WILL_RETRY:
         log.info("execution %s: Dagster will retry the run; not finalizing", execution_id)
         return Settlement(execution=record, finalized=False, alert=None, left_for_retry=True)
-    if run_end is RunEnd.CANCELED:
-        status, outcome = ExecutionStatus.CANCELLED, Outcome.CANCELLED
-    else:
-        status, outcome = ExecutionStatus.ERROR, Outcome.PIPELINE_FAULT
+    status, outcome = _terminal_of(run_end)
     record, won = store.finish_execution(
         execution_id, status=status, outcome=outcome, finalized_by=finalized_by,
         now=alerter.clock(), error={"message": message, "classification": outcome.value},
         dagster_run_id=run_id)
     return Settlement(execution=record, finalized=won, alert=_alert(alerter, record))
+
+
+def _terminal_of(run_end: RunEnd) -> tuple[ExecutionStatus, Outcome]:
+    """What an execution the run left open ends as: cancelled with a termination, otherwise a
+    pipeline fault."""
+    if run_end is RunEnd.CANCELED:
+        return ExecutionStatus.CANCELLED, Outcome.CANCELLED
+    return ExecutionStatus.ERROR, Outcome.PIPELINE_FAULT
 
 
 def fault_message(exc: BaseException | None) -> str:
@@ -96,10 +101,7 @@ def settle_batch(store: Store, alerter: Alerter, batch_id: str, *, run_id: str |
     if run_end is RunEnd.FAILED_WILL_RETRY:
         log.info("batch %s: Dagster will retry the run; not finalizing", batch_id)
         return BatchSettlement(batch_id=batch_id, finalized=[], alert=None, left_for_retry=True)
-    if run_end is RunEnd.CANCELED:
-        status, outcome = ExecutionStatus.CANCELLED, Outcome.CANCELLED
-    else:
-        status, outcome = ExecutionStatus.ERROR, Outcome.PIPELINE_FAULT
+    status, outcome = _terminal_of(run_end)
     finalized, members = batches.finish_open(
         batch_id, run_id=run_id, status=status, outcome=outcome,
         error={"message": message, "classification": outcome.value},

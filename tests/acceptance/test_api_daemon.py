@@ -1,10 +1,13 @@
 """Correlation end to end: an HTTP trigger and a signed webhook delivery, through
 ``orchestrator serve`` and the real daemon, into Dagster runs whose tags carry the
 ``execution_id`` and ``request_id`` assigned at ingestion (the caller's ``X-Request-Id``), and
-back into the execution row, on SQLite and on PostgreSQL."""
+back into the execution row, on SQLite and on PostgreSQL; and a pile of HTTP triggers sharing
+batch runs, each execution keeping its own correlation, outcome and block entries, findable from
+``executions show`` to the batch run and back."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -17,12 +20,16 @@ import requests
 
 from orchestrator.domain.correlation import (
     DAGSTER_RUN_KEY_TAG,
+    TAG_BATCH_ID,
+    TAG_BATCH_SIZE,
     TAG_EXECUTION_ID,
     TAG_IDEMPOTENCY_KEY,
+    TAG_OUTCOMES,
     TAG_REQUEST_ID,
     TAG_SOURCE,
     TAG_TRIGGER_ID,
 )
+from orchestrator.domain.records import Outcome
 from orchestrator.domain.signatures import sign
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
@@ -129,3 +136,69 @@ def _up(base: str) -> bool:
         return requests.get(f"{base}/healthz", timeout=2).status_code == 200
     except requests.ConnectionError:
         return False
+
+
+def test_a_pile_of_api_triggers_shares_batch_runs_and_each_stays_findable(backend, tmp_path):
+    home, url = backend
+    upgrade(url)
+    store = Store(url)
+    now = datetime.now(UTC)
+    store.apply_workflow(parse_workflow(workflow_doc(), block_types()), now)
+    key = AccessStore(store).create_api_key("default", now)[1]
+    env = environment(home, url, ORCHESTRATOR_MAX_BATCH_SIZE="10",
+                      ORCHESTRATOR_DAGSTER_UI_URL="http://127.0.0.1:3999")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen([str(ORCHESTRATOR), "serve", "--port", str(port)], env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+    daemon = Daemon(env, tmp_path / "daemon.log")
+    auth = {"Authorization": f"Bearer {key}"}
+    try:
+        wait_for(lambda: _up(base), 60, "orchestrator serve to answer /healthz", log)
+        ids = []
+        for i in range(25):  # queued before the daemon starts: they pile up
+            payload = {} if i == 7 else {"user": f"u{i}"}  # #7 lacks the field: a user error
+            r = requests.post(f"{base}/v1/workflows/digest/trigger", json={"payload": payload},
+                              headers={**auth, "X-Request-Id": f"caller-{i}"}, timeout=30)
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["execution_id"])
+        daemon.start()
+        wait_for(lambda: all(store.get_execution(e).status.terminal for e in ids), 180,
+                 "every execution to end", daemon.log)
+    finally:
+        daemon.stop()
+        server.terminate()
+        server.wait(timeout=30)
+    records = [store.get_execution(e) for e in ids]
+    assert [r.outcome for r in records].count(Outcome.SUCCESS) == 24
+    assert records[7].outcome is Outcome.USER_ERROR and store.list_alerts() == []
+    assert [r.request_id for r in records] == [f"caller-{i}" for i in range(25)]
+    assert all(len(r.blocks) == 2 for r in records)  # #7: fetch, then summary failed
+    assert records[3].output == {"count": 3, "who": "u3"}
+    batched = [r for r in records if r.run_batch_id]
+    assert len(batched) >= 20  # most shared runs (a straggler may get one of its own)
+    runs = {r.dagster_run_id for r in records}
+    assert len(runs) <= 5
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for record in batched:
+            run = instance.get_run_by_id(record.dagster_run_id)
+            assert run is not None and run.job_name == "execute_workflow_batch"
+            assert run.tags[TAG_BATCH_ID] == record.run_batch_id
+            members = [r for r in batched if r.run_batch_id == record.run_batch_id]
+            assert run.tags[TAG_BATCH_SIZE] == str(len(members))
+            assert run.tags[TAG_OUTCOMES] == ",".join(
+                f"{k}={v}" for k, v in sorted(_count(members).items()))
+    shown = subprocess.run([str(ORCHESTRATOR), "executions", "show", batched[0].execution_id,
+                            "--json"], env=env, capture_output=True, text=True, check=True)
+    view = json.loads(shown.stdout)
+    assert view["run_batch_id"] == batched[0].run_batch_id
+    assert view["dagster_run_url"] == f"http://127.0.0.1:3999/runs/{batched[0].dagster_run_id}"
+
+
+def _count(records) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+    return counts
