@@ -30,25 +30,28 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 # The longest tests (seconds, measured under `make test` on the 2-core CI machine), by node id
 # prefix. `make test` hands tests to the workers one at a time (`--dist loadgroup`) in collection
 # order, so these are collected first, longest first: a long test handed out last would run
-# alone at the end while the other workers sit idle. A test that takes more than ~10 s belongs
+# alone at the end while the other workers sit idle. A test that takes more than ~5 s belongs
 # here.
 LONG_TESTS: dict[str, float] = {
-    "tests/acceptance/test_daemon_schedules.py::test_sigkill_mid_dispatch": 86,
-    "tests/acceptance/test_chaos_crash.py::": 55,
-    "tests/acceptance/test_daemon_faults.py::test_run_retried_by_dagster": 36,
+    "tests/acceptance/test_daemon_schedules.py::test_sigkill_mid_dispatch": 70,
+    "tests/acceptance/test_chaos_crash.py::": 50,
     "tests/acceptance/test_api_daemon.py::test_a_pile": 35,
     "tests/acceptance/test_dagster_ui.py::": 35,
     "tests/acceptance/test_daemon_faults.py::test_killed_batch_run_worker": 25,
+    "tests/dagster/test_batch_runs.py::test_one_batch_isolates": 8,
     "tests/acceptance/test_first_start.py::": 8,
-    "tests/acceptance/test_daemon_faults.py::test_terminated_and_killed": 31,
-    "tests/acceptance/test_api_daemon.py::": 25,
-    "tests/acceptance/test_cli.py::test_run_reports_success_and_user_error": 20,
-    "tests/api/test_fuzz.py::test_schemathesis": 19,
-    "tests/acceptance/test_daemon_schedules.py::test_daemon_launches": 15,
-    "tests/acceptance/test_cli.py::test_run_pipeline_fault": 13,
-    "tests/dagster/test_reconciler.py::test_one_tick_settles_more_ended_runs": 12,
-    "tests/acceptance/test_cli.py::test_unreachable_store": 11,
-    "tests/dagster/test_classification.py::test_store_failing_during_recovery": 9,
+    "tests/acceptance/test_api_daemon.py::": 16,
+    "tests/acceptance/test_daemon_faults.py::test_terminated_and_killed": 15,
+    "tests/acceptance/test_daemon_faults.py::test_run_retried_by_dagster": 14,
+    "tests/api/test_fuzz.py::test_schemathesis": 14,
+    "tests/acceptance/test_daemon_schedules.py::test_daemon_launches": 11,
+    "tests/dagster/test_classification.py::test_store_failing_during_recovery": 8,
+    "tests/dagster/test_reconciler.py::test_one_tick_settles_more_ended_runs": 7,
+    "tests/dagster/test_queue_fairness.py::test_burst_of_one_environment": 6,
+    "tests/dagster/test_database_outage.py::test_long_outage": 6,
+    "tests/acceptance/test_cli.py::test_run_reports_success_and_user_error": 6,
+    "tests/acceptance/test_cli.py::test_run_pipeline_fault": 5,
+    "tests/acceptance/test_cli.py::test_unreachable_store": 5,
 }
 
 

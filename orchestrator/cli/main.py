@@ -346,7 +346,6 @@ def trigger(workflow: str, payload: str | None, idempotency_key: str | None,
     """Queue an execution; queued_trigger_sensor launches its run. Claims the idempotency key
     like the HTTP API does."""
     from orchestrator.domain.schedules import KEY_PATTERN
-    from orchestrator.triggers.ingest import IngestService, TriggerInput
 
     problems: list[Problem] = []
     body: dict[str, Any] = {}
@@ -369,6 +368,8 @@ def trigger(workflow: str, payload: str | None, idempotency_key: str | None,
                                     "--idempotency-key"))
     if problems:
         raise InvalidInput(problems, subject="trigger")
+    from orchestrator.triggers.ingest import IngestService, TriggerInput  # the store, SQLAlchemy
+
     [admission] = IngestService(_store()).trigger(
         environment=environment, workflow=workflow, request_id=None, source=Source.MANUAL,
         now=_now(), items=[TriggerInput(payload=body, idempotency_key=idempotency_key,
