@@ -9,7 +9,33 @@ from __future__ import annotations
 
 # The default storage of a SQLite DAGSTER_HOME (no ``storage:`` in dagster.yaml): it creates
 # history/runs.db, history/runs/index.db and schedules/schedules.db in its ``__init__``.
+from dagster._cli.api import _execute_run_command_body as execute_run_command_body
+from dagster._cli.api import _resume_run_command_body as resume_run_command_body
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
-from dagster._serdes import ConfigurableClassData
 
-__all__ = ["ConfigurableClassData", "DagsterSqliteStorage"]
+# The sensor daemon's loop (``dagster-daemon run``) and its pace: an iteration starts at most every
+# MIN_INTERVAL_LOOP_TIME seconds (5), whatever a sensor's minimum interval.
+from dagster._daemon import sensor as sensor_daemon
+from dagster._daemon.cli import run_command as daemon_run_command
+
+# What a run worker does with a launched run (``dagster api execute_run`` / ``resume_run``, and
+# dagster-celery's tasks): the warm Celery worker (orchestrator/worker/app.py) calls it with an
+# instance it keeps, instead of opening one per run. The arguments arrive packed by Dagster's
+# serializer.
+from dagster._grpc.types import ExecuteRunArgs, ResumeRunArgs
+from dagster._serdes import ConfigurableClassData, unpack_value
+
+__all__ = ["ConfigurableClassData", "DagsterSqliteStorage", "ExecuteRunArgs", "ResumeRunArgs",
+           "daemon_run_command", "execute_run_command_body", "resume_run_command_body",
+           "set_sensor_loop_seconds", "unpack_value"]
+
+
+def set_sensor_loop_seconds(seconds: float) -> None:
+    """Start sensor daemon iterations every ``seconds`` in this process (``orchestrator daemon``).
+    An iteration only starts evaluations whose previous one has returned and whose minimum
+    interval has passed, so a shorter loop adds no evaluations of a sensor that waits itself."""
+    if not hasattr(sensor_daemon, "MIN_INTERVAL_LOOP_TIME"):
+        raise RuntimeError("dagster._daemon.sensor.MIN_INTERVAL_LOOP_TIME is gone: this Dagster "
+                           "release paces its sensor loop differently (orchestrator/dagster/"
+                           "compat.py)")
+    sensor_daemon.MIN_INTERVAL_LOOP_TIME = seconds  # type: ignore[assignment]  # an int upstream

@@ -18,9 +18,11 @@ from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.dagster.runs import DagsterRuns, run_lookup
 from orchestrator.execution.reconcile import reconcile
 from orchestrator.settings import Settings
+from orchestrator.store.fairness import FairQueue
 from orchestrator.triggers.dispatch import BatchDispatch, Dispatch
 from orchestrator.triggers.queue import dispatch_queued_triggers
 from orchestrator.triggers.schedules import dispatch_due_schedules, wait_until_due
+from orchestrator.triggers.waiting import QUEUE_POLL, wait_for_work
 
 SCHEDULE_SENSOR = "schedule_trigger_sensor"
 QUEUE_SENSOR = "queued_trigger_sensor"
@@ -63,13 +65,20 @@ def build_schedule_sensor(settings: Settings) -> dg.SensorDefinition:
 
 
 def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
+    # The shortest minimum interval (Dagster reads 0 as its default, 30 s): an evaluation waits
+    # for triggers itself (up to the look-ahead), so the next one starts at the daemon's first
+    # loop a second after the previous one started.
     @dg.sensor(name=QUEUE_SENSOR, jobs=[execute_workflow, execute_workflow_batch],
-               minimum_interval_seconds=settings.sensor_interval_seconds,
+               minimum_interval_seconds=1,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Launches queued triggers (CLI, API) from the orchestrator store.")
     def queued_trigger_sensor(context: dg.SensorEvaluationContext,
                               store: OrchestratorStore) -> dg.SensorResult:
-        tick = dispatch_queued_triggers(store.get(), now=datetime.now(UTC),
+        db = store.get()
+        now = wait_for_work(FairQueue(db).next_startable_at, now=datetime.now(UTC),
+                            wait=settings.dispatch_lookahead, clock=lambda: datetime.now(UTC),
+                            poll=QUEUE_POLL)
+        tick = dispatch_queued_triggers(db, now=now,
                                         limit=settings.max_runs_per_tick,
                                         runs=run_lookup(context.instance, QUEUE_SENSOR),
                                         alerter=store.alerter(),

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.domain.correlation import Correlation, Source
 from orchestrator.domain.records import QueuedTrigger, TriggerStatus
 from orchestrator.store import tables as t
+from orchestrator.store.batches import KIND_QUEUE
 from orchestrator.store.store import Store, _translated, insert_execution
 
 BUFFER_STUCK_KIND = "buffer_stuck"
@@ -115,6 +116,25 @@ class FairQueue:
             environment=r.environment, workflow=r.workflow, trigger_id=r.trigger_id,
             idempotency_key=r.idempotency_key, parent_execution_id=r.parent_execution_id,
             batch_id=r.batch_id, created_at=r.created_at) for r in rows]
+
+    @_translated("look for queued triggers")
+    def next_startable_at(self, now: datetime) -> datetime | None:
+        """When the queue dispatcher next has work: ``now`` when a trigger can start (queued and
+        unclaimed, buffered, or in a batch whose run was not requested yet), the earliest
+        ``available_at`` of debounced triggers, or None: nothing waits. One round trip."""
+        q, b, batches = t.queued_triggers, t.burst_buffer, t.run_batches
+        unclaimed = (q.c.status == TriggerStatus.QUEUED.value) & q.c.run_batch_id.is_(None)
+        with self.store._read() as conn:
+            ready, debounced = conn.execute(sa.select(
+                sa.or_(sa.exists().where(_startable(now), q.c.run_batch_id.is_(None)),
+                       sa.exists().where(b.c.execution_id.is_not(None)),
+                       sa.exists().where(batches.c.kind == KIND_QUEUE,
+                                         batches.c.dispatched_at.is_(None))),
+                sa.select(sa.func.min(q.c.available_at)).where(
+                    unclaimed, q.c.available_at > now).scalar_subquery())).one()
+        if ready:
+            return now
+        return _aware(debounced) if debounced is not None else None
 
     @_translated("measure dispatch lag")
     def lag(self, now: datetime) -> dict[str, float]:

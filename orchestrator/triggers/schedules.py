@@ -40,6 +40,7 @@ from orchestrator.triggers.dispatch import (
     pack,
     redispatch_batches,
 )
+from orchestrator.triggers.waiting import wait_for_work
 
 log = logging.getLogger(__name__)
 MAX_PAGES_PER_TICK = 20
@@ -209,19 +210,11 @@ def wait_until_due(store: Store, *, now: datetime, lookahead: timedelta,
                    sleep: Callable[[float], None] = time.sleep) -> datetime:
     """Look-ahead for precision: when nothing is due at ``now`` but a schedule falls due within
     ``lookahead``, sleep until that instant and return the clock read after waking; otherwise
-    return ``now`` at once.
+    return ``now`` at once (:func:`~orchestrator.triggers.waiting.wait_for_work`).
 
-    Dagster's sensor daemon evaluates sensors on a fixed loop (every 5 s), so without this a
-    due schedule waits up to one loop for the next evaluation. A tick that lands just before a
-    due instant waits for it instead and dispatches on time. Runs are still only requested once
-    due (``next_run_at <= now``): start-before-advance is unchanged. Nothing is waited for when
-    something is already due, so a backlog is never delayed.
+    A tick that lands just before a due instant waits for it and dispatches on time instead of
+    leaving it to the next evaluation. Runs are still only requested once due
+    (``next_run_at <= now``): start-before-advance is unchanged.
     """
-    if lookahead <= timedelta(0):
-        return now
-    due = store.next_due_at()
-    if due is None or due <= now or due - now > lookahead:
-        return now
-    sleep((due - now).total_seconds())
-    later = clock()
-    return later if later >= due else due
+    return wait_for_work(lambda _t: store.next_due_at(), now=now, wait=lookahead, clock=clock,
+                         sleep=sleep)

@@ -167,6 +167,10 @@ def test_a_pile_of_api_triggers_shares_batch_runs_and_each_stays_findable(backen
         daemon.start()
         wait_for(lambda: all(store.get_execution(e).status.terminal for e in ids), 180,
                  "every execution to end", daemon.log)
+        # A batch run tags its outcomes once its last member has ended, a moment later.
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            wait_for(lambda: all(_run_ended(instance, store.get_execution(e).dagster_run_id)
+                                 for e in ids), 60, "every run to end", daemon.log)
     finally:
         daemon.stop()
         server.terminate()
@@ -195,6 +199,11 @@ def test_a_pile_of_api_triggers_shares_batch_runs_and_each_stays_findable(backen
     view = json.loads(shown.stdout)
     assert view["run_batch_id"] == batched[0].run_batch_id
     assert view["dagster_run_url"] == f"http://127.0.0.1:3999/runs/{batched[0].dagster_run_id}"
+
+
+def _run_ended(instance: dg.DagsterInstance, run_id: str | None) -> bool:
+    run = instance.get_run_by_id(run_id) if run_id else None
+    return run is not None and run.is_finished
 
 
 def _count(records) -> dict[str, int]:

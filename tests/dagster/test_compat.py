@@ -22,7 +22,34 @@ def test_private_imports_exist() -> None:
 
     assert compat.DagsterSqliteStorage is DagsterSqliteStorage
     assert compat.ConfigurableClassData is ConfigurableClassData
-    assert set(compat.__all__) == {"DagsterSqliteStorage", "ConfigurableClassData"}
+    assert set(compat.__all__) == {"DagsterSqliteStorage", "ConfigurableClassData",
+                                   "ExecuteRunArgs", "ResumeRunArgs", "execute_run_command_body",
+                                   "resume_run_command_body", "unpack_value",
+                                   "daemon_run_command", "set_sensor_loop_seconds"}
+
+
+def test_the_sensor_loop_is_still_paced_by_the_module_constant() -> None:
+    # `orchestrator daemon` shortens the loop by setting it; the loop reads it every iteration.
+    from dagster._daemon import sensor
+
+    source = inspect.getsource(sensor.execute_sensor_iteration_loop)
+    assert "MIN_INTERVAL_LOOP_TIME - loop_duration" in source
+    assert sensor.MIN_INTERVAL_LOOP_TIME == 5
+    assert compat.daemon_run_command.name == "run"
+
+
+def test_run_worker_body_is_still_what_the_celery_worker_calls() -> None:
+    # orchestrator/worker/app.py calls both with these keywords and unpacks what
+    # dagster-celery's CeleryRunLauncher packs.
+    for body in (compat.execute_run_command_body, compat.resume_run_command_body):
+        assert list(inspect.signature(body).parameters) == [
+            "run_id", "instance", "write_stream_fn", "set_exit_code_on_failure"]
+    for args in (compat.ExecuteRunArgs, compat.ResumeRunArgs):
+        assert {"run_id", "set_exit_code_on_failure"} <= set(args._fields)
+    from dagster_celery.config import TASK_EXECUTE_JOB_NAME, TASK_RESUME_JOB_NAME
+
+    from orchestrator.worker.app import TASK_EXECUTE_JOB, TASK_RESUME_JOB
+    assert (TASK_EXECUTE_JOB, TASK_RESUME_JOB) == (TASK_EXECUTE_JOB_NAME, TASK_RESUME_JOB_NAME)
 
 
 def test_sqlite_storage_is_still_what_the_locked_subclass_wraps() -> None:
