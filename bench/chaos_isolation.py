@@ -99,7 +99,7 @@ def build_world(store_url: str, url: str) -> World:
                                             block_types()), now)
     key_a, key_b = access.create_api_key(A, now)[1], access.create_api_key(B, now)[1]
     revoked, revoked_a = access.create_api_key(A, now)
-    with store._write() as conn:  # no command revokes keys yet; the column is honoured
+    with store.db.write() as conn:  # no command revokes keys yet; the column is honoured
         conn.execute(t.api_keys.update().where(t.api_keys.c.id == revoked.id)
                      .values(revoked_at=now))
     hook_a, hook_b = access.create_webhook(A, ONLY_A, now), access.create_webhook(B, SHARED, now)

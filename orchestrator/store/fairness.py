@@ -15,7 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.domain.correlation import Correlation, Source
 from orchestrator.domain.records import QueuedTrigger, TriggerStatus
 from orchestrator.store import tables as t
-from orchestrator.store.store import Store, _translated, insert_execution
+from orchestrator.store.store import Store, insert_execution
+from orchestrator.store.uow import translated
 
 BUFFER_STUCK_KIND = "buffer_stuck"
 
@@ -64,22 +65,22 @@ class FairQueue:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    @_translated("read queued triggers")
+    @translated("read queued triggers")
     def queued(self, now: datetime, limit: int, block: int = 1) -> list[QueuedTrigger]:
         """Queued triggers that may start now (debounced ones wait for ``available_at``) and
         that no batch has claimed."""
         unclaimed = _startable(now) & t.queued_triggers.c.run_batch_id.is_(None)
-        with self.store._read() as conn:
+        with self.store.db.read() as conn:
             return [QueuedTrigger(**{**r._asdict(), "status": TriggerStatus(r.status)})
                     for r in conn.execute(_round_robin(t.queued_triggers, unclaimed, limit,
                                                        block))]
 
-    @_translated("drain the burst buffer")
+    @translated("drain the burst buffer")
     def drain(self, limit: int) -> list[str]:
         """Move up to ``limit`` buffered triggers into the queue, fairly; returns their ids.
         Each keeps the correlation and ``created_at`` it got at ingestion."""
         b = t.burst_buffer
-        with self.store._write() as conn:
+        with self.store.db.write() as conn:
             rows = list(conn.execute(_round_robin(b, sa.true(), limit)))
             for row in rows:
                 correlation = Correlation(
@@ -97,14 +98,14 @@ class FairQueue:
             conn.execute(b.delete().where(b.c.execution_id.in_([r.execution_id for r in rows])))
             return [r.execution_id for r in rows]
 
-    @_translated("check the burst buffer")
+    @translated("check the burst buffer")
     def stuck(self, now: datetime, older_than: timedelta,
               limit: int = 100) -> list[BufferedTrigger]:
         """Entries buffered longer than ``older_than`` that have no ``buffer_stuck`` alert yet,
         oldest first (an entry never expires; the caller raises the alert through the
         :class:`~orchestrator.alerts.Alerter`)."""
         b, a = t.burst_buffer, t.alerts
-        with self.store._read() as conn:
+        with self.store.db.read() as conn:
             rows = conn.execute(sa.select(b).where(
                 b.c.created_at < now - older_than,
                 ~sa.exists().where(a.c.execution_id == b.c.execution_id,
@@ -116,13 +117,13 @@ class FairQueue:
             idempotency_key=r.idempotency_key, parent_execution_id=r.parent_execution_id,
             batch_id=r.batch_id, created_at=r.created_at) for r in rows]
 
-    @_translated("measure dispatch lag")
+    @translated("measure dispatch lag")
     def lag(self, now: datetime) -> dict[str, float]:
         """Per environment, seconds the oldest trigger that could start has waited (queue or
         buffer); environments with nothing waiting are absent."""
         q, b = t.queued_triggers, t.burst_buffer
         oldest: dict[str, datetime] = {}
-        with self.store._read() as conn:
+        with self.store.db.read() as conn:
             for env, first in conn.execute(
                     sa.select(q.c.environment, sa.func.min(q.c.created_at))
                     .where(_startable(now)).group_by(q.c.environment)):

@@ -36,14 +36,8 @@ from orchestrator.exceptions import (
     StoreError,
 )
 from orchestrator.store import tables as t
-from orchestrator.store.store import (
-    Store,
-    _translated,
-    execution_row,
-    insert_execution,
-    queued_row,
-    store_error,
-)
+from orchestrator.store.store import Store, execution_row, insert_execution, queued_row
+from orchestrator.store.uow import store_error, translated
 
 _CLAIM_ATTEMPTS = 5
 # Receipts older than this carry timestamps the signature check refuses anyway.
@@ -82,7 +76,7 @@ class IngestStore:
         admissions or the error that refused it (unknown workflow, replayed delivery, …), and
         a refused job writes nothing. A store failure refuses every job."""
         try:
-            with self.store._write() as conn:
+            with self.store.db.write() as conn:
                 return self._admit_jobs(conn, jobs)
         except OrchestratorError as exc:  # a lone job refused: its writes rolled back
             if len(jobs) != 1:
@@ -290,7 +284,7 @@ class IngestStore:
 
     # --------------------------------------------------------------------------------- reads
 
-    @_translated("read the execution")
+    @translated("read the execution")
     def execution_view(self, execution_id: str, environment: str) -> dict[str, Any]:
         """The execution as the API shows it; a buffered one is ``queued`` with every field.
         Another environment's execution is :class:`NotFound`, like a missing one."""
@@ -298,7 +292,7 @@ class IngestStore:
             record = self.store.get_execution(execution_id)
         except NotFound:
             record = None
-        with self.store._read() as conn:
+        with self.store.db.read() as conn:
             if record is not None and record.environment == environment:
                 expires = conn.execute(sa.select(t.idempotency_keys.c.expires_at).where(
                     t.idempotency_keys.c.execution_id == execution_id)).scalar()
@@ -310,7 +304,7 @@ class IngestStore:
             raise NotFound("execution", execution_id)
         return _buffered_view(row)
 
-    @_translated("list executions")
+    @translated("list executions")
     def list_views(self, environment: str, *, workflow: str | None = None,
                    status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Most recent first, buffered executions included (as ``queued``)."""
@@ -318,7 +312,7 @@ class IngestStore:
                                              status=status, limit=limit)
         k = t.idempotency_keys
         keyed = [r.execution_id for r in records if r.idempotency_key is not None]
-        with self.store._read() as conn:
+        with self.store.db.read() as conn:
             expiries: dict[str, datetime] = {
                 r.execution_id: r.expires_at for r in conn.execute(
                     sa.select(k.c.execution_id, k.c.expires_at)
@@ -333,7 +327,7 @@ class IngestStore:
                      .order_by(b.c.created_at.desc()).limit(limit))
             if workflow is not None:
                 query = query.where(b.c.workflow == workflow)
-            with self.store._read() as conn:
+            with self.store.db.read() as conn:
                 for row in conn.execute(query):
                     view = _buffered_view(row)
                     view.pop("blocks")

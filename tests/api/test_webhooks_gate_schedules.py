@@ -108,7 +108,7 @@ def test_gate_buffers_a_burst_and_the_drainer_queues_it(serve, key_for, store: S
     tick = dispatch_queued_triggers(store, now=datetime.now(UTC), limit=50, runs=lambda k: {},
                                     alerter=alerter)
     assert tick.drained == 5
-    with store._read() as conn:
+    with store.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.burst_buffer)).scalar() == 0
     record = store.get_execution(buffered_id)
     assert (record.payload, record.idempotency_key, record.request_id) == \

@@ -55,7 +55,7 @@ def test_key_of_a_pipeline_fault_is_released(store: Store, make_workflow) -> Non
     store.finish_execution(first.execution_id, status=ExecutionStatus.ERROR,
                            outcome=Outcome.USER_ERROR, finalized_by="core", now=NOW)
     assert ingest.admit([request(key="k")], NOW)[0].execution_id == first.execution_id
-    with store._write() as conn:  # the same key, now on a pipeline fault
+    with store.db.write() as conn:  # the same key, now on a pipeline fault
         conn.execute(t.executions.update().values(outcome=Outcome.PIPELINE_FAULT.value))
     retry = ingest.admit([request(key="k")], NOW)[0]
     assert retry.execution_id != first.execution_id and not retry.deduplicated
@@ -79,7 +79,7 @@ def test_debounce_trailing_replaces_leading_keeps(store: Store, make_workflow) -
         # once due, a new trigger opens a new window
         late = ingest.admit([request(debounce=debounce)], NOW + timedelta(seconds=26))[0]
         assert late.execution_id != execution_id
-        with store._write() as conn:
+        with store.db.write() as conn:
             conn.execute(t.queued_triggers.delete())
 
 
@@ -160,7 +160,7 @@ def test_api_keys_are_stored_hashed(store: Store) -> None:
     record, key = access.create_api_key("acme", NOW)
     assert access.environment_of_key(key) == "acme"
     assert access.environment_of_key(key + "x") is None
-    with store._read() as conn:
+    with store.db.read() as conn:
         stored = conn.execute(sa.select(t.api_keys)).one()
     assert key not in stored and stored.key_hash != key and stored.prefix == key[:12]
     assert [k.id for k in access.list_api_keys("acme")] == [record.id]
