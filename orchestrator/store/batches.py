@@ -9,7 +9,6 @@ Dagster (``dispatched_at``), every tick requests the same batch again, with the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,44 +24,26 @@ from orchestrator.domain.records import (
     WorkflowRecord,
 )
 from orchestrator.store import tables as t
-from orchestrator.store.store import Store, execution_record, execution_row
-from orchestrator.store.uow import translated
+from orchestrator.store.executions import execution_record, execution_row
+from orchestrator.store.interfaces import KIND_QUEUE, KIND_SCHEDULE, BatchOpening, RunBatch
+from orchestrator.store.uow import Database, translated
+from orchestrator.store.workflows import read_workflow
 
+__all__ = ["KIND_QUEUE", "KIND_SCHEDULE", "BatchOpening", "RunBatch", "RunBatches",
+           "new_batch_id"]
 OPEN = (ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value)
-KIND_QUEUE = "queue"
-KIND_SCHEDULE = "schedule"
 
 
 def new_batch_id() -> str:
     return "rb_" + new_id().replace("-", "")[:24]
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunBatch:
-    batch_id: str
-    environment: str
-    kind: str
-    size: int
-    created_at: datetime
-    dispatched_at: datetime | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class BatchOpening:
-    """What a batch run starts with: its open members (now ``running``, attempt counted), the
-    members already terminal (a retried run skips them) and each member workflow's current
-    version (``None``: missing or deleted, a pipeline fault of those executions)."""
-
-    running: list[ExecutionRecord]
-    finalized: list[ExecutionRecord]
-    workflows: dict[tuple[str, str], WorkflowRecord | None]
-
-
 class RunBatches:
-    """The batch operations of the dispatchers, the batch run and the settlers."""
+    """The batch operations of the dispatchers, the batch run and the settlers, on one
+    :class:`~orchestrator.store.uow.Database`."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     # ------------------------------------------------------------------ dispatch
 
@@ -73,7 +54,7 @@ class RunBatches:
         when an overlapping evaluation claimed all of them first."""
         q, e = t.queued_triggers, t.executions
         batch_id = new_batch_id()
-        with self.store.db.write() as conn:
+        with self.db.write() as conn:
             claimed = conn.execute(q.update().where(
                 q.c.execution_id.in_(list(execution_ids)), q.c.run_batch_id.is_(None),
                 q.c.status == TriggerStatus.QUEUED.value).values(run_batch_id=batch_id)
@@ -93,7 +74,7 @@ class RunBatches:
         batch_id = new_batch_id()
         rows = [execution_row(c, now, run_batch_id=batch_id) for c in correlations]
         e = t.executions
-        with self.store.db.write() as conn:
+        with self.db.write() as conn:
             insert = (postgresql.insert(e) if conn.dialect.name == "postgresql"
                       else sqlite.insert(e))
             conn.execute(insert.on_conflict_do_nothing(index_elements=["execution_id"]), rows)
@@ -115,7 +96,7 @@ class RunBatches:
     def pending(self, kind: str, limit: int) -> list[RunBatch]:
         """Batches whose run has not been seen in Dagster yet, oldest first."""
         b = t.run_batches
-        with self.store.db.read() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(sa.select(b).where(b.c.kind == kind, b.c.dispatched_at.is_(None))
                                 .order_by(b.c.created_at, b.c.batch_id).limit(limit))
             return [RunBatch(**r._asdict()) for r in rows]
@@ -126,7 +107,7 @@ class RunBatches:
         if not batch_ids:
             return
         b, q = t.run_batches, t.queued_triggers
-        with self.store.db.write() as conn:
+        with self.db.write() as conn:
             conn.execute(b.update().where(b.c.batch_id.in_(list(batch_ids)),
                                           b.c.dispatched_at.is_(None))
                          .values(dispatched_at=now))
@@ -139,7 +120,7 @@ class RunBatches:
         b = t.run_batches
         if not batch_ids:
             return {}
-        with self.store.db.read() as conn:
+        with self.db.read() as conn:
             return {r.batch_id: RunBatch(**r._asdict()) for r in conn.execute(
                 sa.select(b).where(b.c.batch_id.in_(list(batch_ids))))}
 
@@ -148,7 +129,7 @@ class RunBatches:
     @translated("read the batch's executions")
     def members(self, batch_id: str) -> list[ExecutionRecord]:
         e = t.executions
-        with self.store.db.read() as conn:
+        with self.db.read() as conn:
             return [execution_record(r, ()) for r in conn.execute(
                 sa.select(e).where(e.c.run_batch_id == batch_id)
                 .order_by(e.c.created_at, e.c.execution_id))]
@@ -158,7 +139,7 @@ class RunBatches:
         """Begin an attempt of the batch in one transaction: every open member is marked
         running by this run (attempt + 1) with its workflow's current version."""
         e, w = t.executions, t.workflows
-        with self.store.db.write() as conn:
+        with self.db.write() as conn:
             pairs = [(r.environment, r.workflow) for r in conn.execute(
                 sa.select(e.c.environment, e.c.workflow).distinct()
                 .where(e.c.run_batch_id == batch_id, e.c.status.in_(OPEN)))]
@@ -167,7 +148,7 @@ class RunBatches:
                 deleted = conn.execute(sa.select(w.c.deleted_at).where(
                     w.c.environment == environment, w.c.name == name)).first()
                 record = (None if deleted is None or deleted.deleted_at is not None
-                          else self.store._workflow(conn, environment, name))
+                          else read_workflow(conn, environment, name))
                 workflows[(environment, name)] = record
                 conn.execute(e.update().where(
                     e.c.run_batch_id == batch_id, e.c.status.in_(OPEN),
@@ -188,7 +169,7 @@ class RunBatches:
     def heartbeat(self, batch_id: str, dagster_run_id: str, now: datetime) -> bool:
         """Renew the lease of every member this run is running; False once none is left."""
         e = t.executions
-        with self.store.db.write() as conn:
+        with self.db.write() as conn:
             return conn.execute(e.update().where(
                 e.c.run_batch_id == batch_id, e.c.dagster_run_id == dagster_run_id,
                 e.c.status == ExecutionStatus.RUNNING.value).values(heartbeat_at=now)
@@ -206,7 +187,7 @@ class RunBatches:
         owned: Any = e.c.dagster_run_id.is_(None)
         if run_id is not None:
             owned = owned | (e.c.dagster_run_id == run_id)
-        with self.store.db.write() as conn:
+        with self.db.write() as conn:
             ids = [r.execution_id for r in conn.execute(sa.select(e.c.execution_id).where(
                 e.c.run_batch_id == batch_id, e.c.status.in_(OPEN), owned))]
             if ids:
@@ -234,7 +215,7 @@ class RunBatches:
         environments = sorted({env for env, _ in wanted})
         names = sorted({name for _, name in wanted})
         found: dict[tuple[str, str], bool] = {}
-        with self.store.db.read() as conn:
+        with self.db.read() as conn:
             for row in conn.execute(
                     sa.select(w.c.environment, w.c.name, v.c.document)
                     .join(v, (v.c.workflow_id == w.c.id) & (v.c.version == w.c.current_version))

@@ -14,7 +14,6 @@ from orchestrator.domain.burst import BurstPolicy
 from orchestrator.domain.signatures import sign
 from orchestrator.store import Store
 from orchestrator.store import tables as t
-from orchestrator.store.access import AccessStore
 from orchestrator.triggers.queue import dispatch_queued_triggers
 from tests.api.conftest import Client, error_of
 
@@ -30,7 +29,7 @@ def _signed(secret: str, body: bytes, *, at: float | None = None) -> dict[str, s
 
 def test_webhook_signature_matrix(serve, store: Store, make_workflow) -> None:
     make_workflow("digest", environment="acme")
-    hook = AccessStore(store).create_webhook("acme", "digest", datetime.now(UTC))
+    hook = store.access.create_webhook("acme", "digest", datetime.now(UTC))
     client = Client(serve().url)
     path = f"/v1/webhooks/{hook.id}"
     body = b'{"order": 42}'

@@ -10,14 +10,12 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from orchestrator.alerts import Alerter
+from orchestrator.api.views import execution_view, list_views
 from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.domain.ingest import Debounce, DebounceMode, TriggerRequest
 from orchestrator.domain.records import DeliveryStatus, ExecutionStatus, Outcome
 from orchestrator.store import Store
 from orchestrator.store import tables as t
-from orchestrator.store.access import AccessStore
-from orchestrator.store.fairness import FairQueue
-from orchestrator.store.ingest import IngestStore
 from tests.conftest import NOW
 from tests.http_server import Answer, loopback_server
 
@@ -36,7 +34,7 @@ def request(*, key: str | None = None, env: str = "default", payload: dict | Non
 def test_same_key_dedupes_until_expiry(store: Store, make_workflow) -> None:
     make_workflow()
     make_workflow(environment="other")
-    ingest = IngestStore(store)
+    ingest = store.admission
     [first] = ingest.admit([request(key="order-42", ttl=timedelta(seconds=60))], NOW)
     [again] = ingest.admit([request(key="order-42")], NOW + timedelta(seconds=59))
     assert (again.execution_id, again.request_id, again.deduplicated) == \
@@ -50,7 +48,7 @@ def test_same_key_dedupes_until_expiry(store: Store, make_workflow) -> None:
 
 def test_key_of_a_pipeline_fault_is_released(store: Store, make_workflow) -> None:
     make_workflow()
-    ingest = IngestStore(store)
+    ingest = store.admission
     [first] = ingest.admit([request(key="k")], NOW)
     store.finish_execution(first.execution_id, status=ExecutionStatus.ERROR,
                            outcome=Outcome.USER_ERROR, finalized_by="core", now=NOW)
@@ -63,7 +61,7 @@ def test_key_of_a_pipeline_fault_is_released(store: Store, make_workflow) -> Non
 
 def test_debounce_trailing_replaces_leading_keeps(store: Store, make_workflow) -> None:
     make_workflow()
-    ingest = IngestStore(store)
+    ingest = store.admission
     for mode, expected in ((DebounceMode.TRAILING, 3), (DebounceMode.LEADING, 1)):
         debounce = Debounce(key=f"d-{mode.value}", delay=timedelta(seconds=10), mode=mode,
                             max_delay=timedelta(seconds=25))
@@ -71,7 +69,7 @@ def test_debounce_trailing_replaces_leading_keeps(store: Store, make_workflow) -
                             NOW + timedelta(seconds=5 * n))[0].execution_id for n in (1, 2, 3)}
         [execution_id] = ids
         assert store.get_execution(execution_id).payload == {"n": expected}
-        queue = FairQueue(store)
+        queue = store.queue
         # 3rd trigger at +15s: due at +25s, capped by max_delay (first at +5s) at +30s -> +25s
         assert [q.execution_id for q in queue.queued(NOW + timedelta(seconds=24), 10)] == []
         assert [q.execution_id for q in queue.queued(NOW + timedelta(seconds=25), 10)] == \
@@ -85,31 +83,31 @@ def test_debounce_trailing_replaces_leading_keeps(store: Store, make_workflow) -
 
 def test_buffered_trigger_is_readable_then_drained(store: Store, make_workflow) -> None:
     make_workflow()
-    ingest = IngestStore(store)
+    ingest = store.admission
     [parent] = ingest.admit([request()], NOW)
     [buffered, child] = ingest.admit(
         [request(key="b-1", payload={"x": 1}), request(parent=parent.execution_id)], NOW,
         buffer=[True, True])
     assert buffered.buffered and not child.buffered  # a child trigger bypasses the gate
-    view = ingest.execution_view(buffered.execution_id, "default")
+    view = execution_view(ingest.find(buffered.execution_id, "default"))
     assert view["status"] == "queued" and view["buffered"] is True
     assert view["payload"] == {"x": 1} and view["idempotency_key"] == "b-1"
     assert view["idempotency_key_expires_at"] == "2030-01-16T12:00:30Z"
-    assert {v["execution_id"] for v in ingest.list_views("default")} == \
+    assert {v["execution_id"] for v in list_views(ingest.visible("default"))} == \
         {parent.execution_id, buffered.execution_id, child.execution_id}
     again = ingest.admit([request(key="b-1")], NOW)[0]
     assert again.deduplicated and again.execution_id == buffered.execution_id
-    assert FairQueue(store).drain(10) == [buffered.execution_id]
+    assert store.queue.drain(10) == [buffered.execution_id]
     record = store.get_execution(buffered.execution_id)
     assert (record.request_id, record.idempotency_key) == (buffered.request_id, "b-1")
-    assert ingest.execution_view(buffered.execution_id, "default")["buffered"] is False
+    assert execution_view(ingest.find(buffered.execution_id, "default"))["buffered"] is False
 
 
 def test_stuck_buffer_entry_alerts_once_through_the_alerter(store: Store, make_workflow,
                                                             caplog) -> None:
     make_workflow()
-    [entry] = IngestStore(store).admit([request(key="s-1")], NOW, buffer=[True])
-    queue = FairQueue(store)
+    [entry] = store.admission.admit([request(key="s-1")], NOW, buffer=[True])
+    queue = store.queue
     later = NOW + timedelta(minutes=11)
     assert queue.stuck(NOW + timedelta(minutes=5), timedelta(minutes=10)) == []
     [stuck] = queue.stuck(later, timedelta(minutes=10))
@@ -140,23 +138,23 @@ def test_stuck_buffer_entry_alerts_once_through_the_alerter(store: Store, make_w
         assert alerter.buffer_stuck(stuck).id == alert.id
         assert len(sink.hits("/alerts")) == 1 and len(store.list_alerts()) == 1
     # It never expires: still buffered and readable.
-    assert IngestStore(store).execution_view(entry.execution_id, "default")["buffered"]
+    assert execution_view(store.admission.find(entry.execution_id, "default"))["buffered"]
 
 
 def test_queue_page_is_round_robin_across_environments(store: Store, make_workflow) -> None:
     make_workflow()
     make_workflow(environment="small")
-    ingest = IngestStore(store)
+    ingest = store.admission
     ingest.admit([request() for _ in range(30)], NOW)
     [lone] = ingest.admit([request(env="small")], NOW + timedelta(seconds=1))
-    page = FairQueue(store).queued(NOW + timedelta(seconds=2), 5)
+    page = store.queue.queued(NOW + timedelta(seconds=2), 5)
     assert len(page) == 5 and page[1].execution_id == lone.execution_id
     assert [q.environment for q in page] == ["default", "small", "default", "default",
                                              "default"]
 
 
 def test_api_keys_are_stored_hashed(store: Store) -> None:
-    access = AccessStore(store)
+    access = store.access
     record, key = access.create_api_key("acme", NOW)
     assert access.environment_of_key(key) == "acme"
     assert access.environment_of_key(key + "x") is None
