@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from orchestrator.alerts import Alerter
@@ -16,8 +17,10 @@ from orchestrator.domain.ingest import Debounce, DebounceMode, TriggerRequest
 from orchestrator.domain.records import DeliveryStatus, ExecutionStatus, Outcome
 from orchestrator.store import Store
 from orchestrator.store import tables as t
-from tests.conftest import NOW
+from tests.conftest import ALL_BACKENDS, NOW
 from tests.http_server import Answer, loopback_server
+
+pytestmark = pytest.mark.backends(*ALL_BACKENDS)
 
 
 def request(*, key: str | None = None, env: str = "default", payload: dict | None = None,
@@ -53,10 +56,11 @@ def test_key_of_a_pipeline_fault_is_released(store: Store, make_workflow) -> Non
     store.finish_execution(first.execution_id, status=ExecutionStatus.ERROR,
                            outcome=Outcome.USER_ERROR, finalized_by="core", now=NOW)
     assert ingest.admit([request(key="k")], NOW)[0].execution_id == first.execution_id
-    with store.db.write() as conn:  # the same key, now on a pipeline fault
-        conn.execute(t.executions.update().values(outcome=Outcome.PIPELINE_FAULT.value))
-    retry = ingest.admit([request(key="k")], NOW)[0]
-    assert retry.execution_id != first.execution_id and not retry.deduplicated
+    [faulted] = ingest.admit([request(key="f")], NOW)  # a key whose execution is a fault
+    store.finish_execution(faulted.execution_id, status=ExecutionStatus.ERROR,
+                           outcome=Outcome.PIPELINE_FAULT, finalized_by="hook", now=NOW)
+    retry = ingest.admit([request(key="f")], NOW)[0]
+    assert retry.execution_id != faulted.execution_id and not retry.deduplicated
 
 
 def test_debounce_trailing_replaces_leading_keeps(store: Store, make_workflow) -> None:
@@ -77,8 +81,7 @@ def test_debounce_trailing_replaces_leading_keeps(store: Store, make_workflow) -
         # once due, a new trigger opens a new window
         late = ingest.admit([request(debounce=debounce)], NOW + timedelta(seconds=26))[0]
         assert late.execution_id != execution_id
-        with store.db.write() as conn:
-            conn.execute(t.queued_triggers.delete())
+        store.mark_dispatched([execution_id, late.execution_id], NOW)  # out of the next round
 
 
 def test_buffered_trigger_is_readable_then_drained(store: Store, make_workflow) -> None:
@@ -153,6 +156,7 @@ def test_queue_page_is_round_robin_across_environments(store: Store, make_workfl
                                              "default"]
 
 
+@pytest.mark.sql_only("reads the stored row with SQL")
 def test_api_keys_are_stored_hashed(store: Store) -> None:
     access = store.access
     record, key = access.create_api_key("acme", NOW)
