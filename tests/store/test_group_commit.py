@@ -126,6 +126,8 @@ def test_buffered_and_queued_plain_jobs_are_inserted_in_bulk(store: Store,
     assert created == [NOW + timedelta(seconds=s) for s in (1, 3, 5)]
 
 
+@pytest.mark.backends("memory")  # the writer's grouping is service logic; admission in one
+# transaction on each backend is test_one_transaction_admits_each_job_or_refuses_it_alone
 def test_waiting_jobs_share_the_next_transaction(store: Store, make_workflow) -> None:
     """While the writer commits one group, 40 callers arrive: they are written together, and
     each caller gets its own job's admission (or error)."""
