@@ -24,7 +24,6 @@ from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
-from orchestrator.store.batches import RunBatches
 
 SIZES = [int(s) for s in os.environ.get("BENCH_BATCH_SIZES", "50,200").split(",") if s]
 ROUNDS = 2 if QUICK else 4
@@ -38,7 +37,7 @@ def _batch(store: Store, size: int) -> str:
                         workflow="digest", environment="default", payload={"user": f"u{i}"})
         store.create_execution(c, now, enqueue=True)
         ids.append(c.execution_id)
-    batch = RunBatches(store).claim_queued("default", ids, now)
+    batch = store.batches.claim_queued("default", ids, now)
     assert batch is not None
     return batch.batch_id
 
@@ -100,7 +99,7 @@ def _profile(store: Store, instance: dg.DagsterInstance, resource: OrchestratorS
     alerter = resource.alerter()
     profiler = Profiler(interval=0.0005)
     profiler.start()
-    opening = RunBatches(store).open(batch_id, dagster_run_id="profile", now=utc_now())
+    opening = store.batches.open(batch_id, dagster_run_id="profile", now=utc_now())
     specs = _Specs()
     for record in opening.running:
         _run_member(store, alerter, record,

@@ -46,7 +46,6 @@ from orchestrator.domain.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, s
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
-from orchestrator.store.access import AccessStore
 
 WORKFLOW = {"name": "digest", "environment": "fuzz", "blocks": [
     {"id": "fetch", "type": "transform", "with": {"total": 3}},
@@ -84,7 +83,7 @@ def prepare(store_url: str, url: str) -> Target:
     store = Store(store_url)
     now = datetime.now(UTC)
     store.apply_workflow(parse_workflow(WORKFLOW, block_types()), now)
-    access = AccessStore(store)
+    access = store.access
     key = access.create_api_key("fuzz", now)[1]
     hook = access.create_webhook("fuzz", WORKFLOW["name"], now)
     return Target(url=url, store_url=store_url, key=key, webhook_id=hook.id,

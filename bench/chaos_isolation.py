@@ -45,7 +45,6 @@ from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
 from orchestrator.store import tables as t
-from orchestrator.store.access import AccessStore
 
 A, B = "tenant-a", "tenant-b"
 ONLY_A = "a-only"  # a workflow of A's that B does not have
@@ -93,13 +92,13 @@ def build_world(store_url: str, url: str) -> World:
     """A with two workflows, an execution, a schedule, a webhook and keys (one revoked); B with
     a workflow, a webhook and a key."""
     store, now = Store(store_url), datetime.now(UTC)
-    access = AccessStore(store)
+    access = store.access
     for environment, name in ((A, SHARED), (A, ONLY_A), (B, SHARED)):
         store.apply_workflow(parse_workflow(_doc(name) | {"environment": environment},
                                             block_types()), now)
     key_a, key_b = access.create_api_key(A, now)[1], access.create_api_key(B, now)[1]
     revoked, revoked_a = access.create_api_key(A, now)
-    with store._write() as conn:  # no command revokes keys yet; the column is honoured
+    with store.db.write() as conn:  # no command revokes keys yet; the column is honoured
         conn.execute(t.api_keys.update().where(t.api_keys.c.id == revoked.id)
                      .values(revoked_at=now))
     hook_a, hook_b = access.create_webhook(A, ONLY_A, now), access.create_webhook(B, SHARED, now)

@@ -53,7 +53,6 @@ from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
 from orchestrator.store import tables as t
-from orchestrator.store.access import AccessStore
 from tests.http_server import Answer, loopback_server
 
 BURST = int(os.environ.get("BENCH_DRAIN_BURST", "300" if QUICK else "1000"))
@@ -91,7 +90,7 @@ def _product(b: Backend, workflow: dict[str, Any], **settings: str) -> Iterator[
     store = Store(b.store_url)
     now = datetime.now(UTC)
     store.apply_workflow(parse_workflow(workflow, block_types()), now)
-    key = AccessStore(store).create_api_key("default", now)[1]
+    key = store.access.create_api_key("default", now)[1]
     log = b.home / "daemon.log"
     daemon = Daemon(environment(b.home, b.store_url, BENCH_MODE="ours", **settings), log,
                     REPO / "bench" / "workspace.yaml")

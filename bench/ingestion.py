@@ -44,7 +44,6 @@ from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
 from orchestrator.store import tables as t
-from orchestrator.store.access import AccessStore
 
 SECONDS = 5 if QUICK else 10
 CONNECTIONS = 64
@@ -117,7 +116,7 @@ def api_server(b: Backend, **settings: str) -> Iterator[Server]:
     store = Store(b.store_url)
     now = datetime.now(UTC)
     store.apply_workflow(parse_workflow(WORKFLOW, block_types()), now)
-    key = AccessStore(store).create_api_key("default", now)[1]
+    key = store.access.create_api_key("default", now)[1]
     with harness.api_server(b.store_url, b.home, **settings) as url:
         yield Server(url=url, key=key, store=store)
 

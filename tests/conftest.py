@@ -130,16 +130,60 @@ def _truncate(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The same tests on both backends."""
+SQL_BACKENDS = ("sqlite", "postgres")
+ALL_BACKENDS = ("sqlite", "postgres", "memory")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "backends(*names): the store backends a test runs on (default sqlite and "
+        "postgres; the store contract adds memory; service-level tests run on memory only)")
+    config.addinivalue_line(
+        "markers", "sql_only(reason): a contract test the in-memory store cannot honour")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_url" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("backends")
+        backends = marker.args if marker is not None else SQL_BACKENDS
+        if metafunc.definition.get_closest_marker("sql_only") is not None:
+            backends = tuple(b for b in backends if b != "memory")
+        metafunc.parametrize("store_url", backends, indirect=True)
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same tests on every backend the test names (``backends`` marker)."""
+    if request.param == "memory":
+        from orchestrator.store.memory import forget
+
+        url = f"memory://{uuid.uuid4().hex}"
+        yield url
+        forget(url)
+        return
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'orchestrator.sqlite'}"
         upgrade(url)
-        return url
+        yield url
+        return
     url = request.getfixturevalue("pg_store_url")
     _truncate(url)
-    return url
+    yield url
+
+
+_MEMORY_TABLES = {"orch_executions": "executions", "orch_burst_buffer": "buffer",
+                  "orch_queued_triggers": "queued", "orch_alerts": "alerts",
+                  "orch_webhook_receipts": "receipts", "orch_idempotency_keys": "idempotency"}
+
+
+def row_count(store: Store, table: sa.Table) -> int:
+    """Rows of ``table`` on any backend (the in-memory store keeps a dict per table)."""
+    if not store.is_sql:
+        from orchestrator.store.memory import memory_state
+
+        return len(memory_state(store.url).table(_MEMORY_TABLES[table.name]))
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
 
 @pytest.fixture

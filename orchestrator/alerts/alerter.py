@@ -13,7 +13,7 @@ import httpx
 from orchestrator.domain.correlation import iso_utc
 from orchestrator.domain.records import AlertRecord, DeliveryStatus, ExecutionRecord
 from orchestrator.store import Store
-from orchestrator.store.fairness import BUFFER_STUCK_KIND, BufferedTrigger
+from orchestrator.store.interfaces import BUFFER_STUCK_KIND, BufferedTrigger
 
 log = logging.getLogger("orchestrator.alerts")
 

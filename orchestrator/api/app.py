@@ -38,14 +38,13 @@ from orchestrator.api.metrics import ApiMetrics
 from orchestrator.api.models import BatchBody, TriggerBody, parse
 from orchestrator.api.openapi import openapi_document
 from orchestrator.api.settings import ApiSettings
+from orchestrator.api.views import execution_view, list_views
 from orchestrator.domain.burst import BurstGate
 from orchestrator.domain.correlation import Source
 from orchestrator.domain.ingest import Admission, AdmissionJob
 from orchestrator.domain.records import ExecutionStatus
 from orchestrator.domain.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from orchestrator.store import Store
-from orchestrator.store.access import AccessStore
-from orchestrator.store.fairness import FairQueue
 from orchestrator.triggers.group_commit import GroupCommit
 from orchestrator.triggers.ingest import IngestService, TriggerInput
 
@@ -64,13 +63,13 @@ class Api:
         self.settings = settings
         self.clock = clock
         self.store = Store(settings.store.database_url)
-        self.access = AccessStore(self.store)
+        self.access = self.store.access
         self.keys = KeyCache(self.access)
         gate = BurstGate(settings.burst) if settings.burst.enabled else None
         self.service = IngestService(self.store, gate)
         self.admissions: GroupCommit[AdmissionJob, list[Admission]] = GroupCommit(
             self.service.admit, name="trigger-admission")
-        self.metrics = ApiMetrics(FairQueue(self.store), clock)
+        self.metrics = ApiMetrics(self.store.queue, clock)
 
     async def admit(self, job: AdmissionJob) -> list[Admission]:
         """Admit ``job`` with whatever other requests are waiting (one shared transaction)."""
@@ -284,9 +283,9 @@ async def get_execution(api: Api, request: Request) -> Response:
       404: {description: no such execution in the key's environment}
     """
     environment = await api.environment(request)
-    view = await run_in_threadpool(api.service.ingest.execution_view,
-                                   request.path_params["execution_id"], environment)
-    return JSONResponse(view)
+    found = await run_in_threadpool(api.store.admission.find,
+                                    request.path_params["execution_id"], environment)
+    return JSONResponse(execution_view(found))
 
 
 async def list_executions(api: Api, request: Request) -> Response:
@@ -312,8 +311,8 @@ async def list_executions(api: Api, request: Request) -> Response:
     if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 1000:
         raise ApiError(422, "invalid_field", "limit: use a whole number from 1 to 1000",
                        field="limit")
-    views = await run_in_threadpool(
-        lambda: api.service.ingest.list_views(environment, workflow=query.get("workflow"),
-                                              status=status, limit=int(raw_limit)))
-    return JSONResponse({"executions": views})
+    found = await run_in_threadpool(
+        lambda: api.store.admission.visible(environment, workflow=query.get("workflow"),
+                                            status=status, limit=int(raw_limit)))
+    return JSONResponse({"executions": list_views(found)})
 

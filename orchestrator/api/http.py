@@ -14,7 +14,7 @@ from starlette.requests import Request
 from orchestrator.api.errors import ApiError
 from orchestrator.domain.access import hash_api_key
 from orchestrator.domain.payloads import field_name, load_json, unstorable
-from orchestrator.store.access import AccessStore
+from orchestrator.store.interfaces import AccessRepository
 
 MAX_BODY_BYTES = 1024 * 1024
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -92,7 +92,7 @@ class KeyCache:
     skips a store read per request. Only valid keys are kept (a key created a moment ago works
     at once), and by hash, never in clear."""
 
-    def __init__(self, access: AccessStore, *, ttl: float = 5.0, max_keys: int = 10_000,
+    def __init__(self, access: AccessRepository, *, ttl: float = 5.0, max_keys: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.access = access
         self.ttl = ttl

@@ -12,11 +12,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from orchestrator.exceptions import StoreError
-from orchestrator.store.fairness import FairQueue
+from orchestrator.store.interfaces import QueueRepository
 
 
 class _LagCollector(Collector):
-    def __init__(self, queue: FairQueue, clock: Callable[[], datetime]) -> None:
+    def __init__(self, queue: QueueRepository, clock: Callable[[], datetime]) -> None:
         self.queue = queue
         self.clock = clock
 
@@ -33,7 +33,7 @@ class _LagCollector(Collector):
 
 
 class ApiMetrics:
-    def __init__(self, queue: FairQueue, clock: Callable[[], datetime]) -> None:
+    def __init__(self, queue: QueueRepository, clock: Callable[[], datetime]) -> None:
         self.registry = CollectorRegistry()
         self.accepted = Counter("orchestrator_triggers_accepted", "Triggers accepted (a new "
                                 "execution)", ["environment", "source"], registry=self.registry)

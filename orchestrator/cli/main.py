@@ -434,13 +434,13 @@ def executions_show(execution_id: str, as_json: bool) -> None:
     """Status, outcome, correlation, timings, the Dagster run (id and UI URL; a batched
     execution shows its batch run and ``run_batch_id``), each block's entry and the idempotency
     key's expiry."""
+    from orchestrator.api.views import execution_view
     from orchestrator.store import Store
-    from orchestrator.store.ingest import IngestStore
 
     settings = Settings.from_env()
     store = Store(settings.database_url)
     record = store.get_execution(execution_id)
-    view = IngestStore(store).execution_view(execution_id, record.environment)
+    view = execution_view(store.admission.find(execution_id, record.environment))
     view["dagster_run_url"] = (f"{settings.dagster_ui_url}/runs/{record.dagster_run_id}"
                                if record.dagster_run_id else None)
     emit(view, as_json=as_json)
@@ -512,12 +512,11 @@ def keys() -> None:
 def keys_create(environment: str, as_json: bool) -> None:
     """Create a key and print it once (only its hash is stored)."""
     from orchestrator.domain.workflow import validate_name
-    from orchestrator.store.access import AccessStore
 
     problems = validate_name(environment, "--environment")
     if problems:
         raise InvalidInput(problems)
-    record, key = AccessStore(_store()).create_api_key(environment, _now())
+    record, key = _store().access.create_api_key(environment, _now())
     emit(record.to_dict() | {"key": key}, as_json=as_json)
     if not as_json:
         click.echo("store the key now: it is not shown again", err=True)
@@ -528,9 +527,8 @@ def keys_create(environment: str, as_json: bool) -> None:
 @json_option
 def keys_list(environment: str | None, as_json: bool) -> None:
     """List keys (id, environment, prefix; never the key)."""
-    from orchestrator.store.access import AccessStore
 
-    rows = [k.to_dict() for k in AccessStore(_store()).list_api_keys(environment)]
+    rows = [k.to_dict() for k in _store().access.list_api_keys(environment)]
     emit(rows, as_json=as_json, columns=["id", "environment", "prefix", "created_at"])
 
 
@@ -545,9 +543,8 @@ def webhooks() -> None:
 @json_option
 def webhooks_create(workflow: str, environment: str, as_json: bool) -> None:
     """Create a webhook; prints its id and signing secret."""
-    from orchestrator.store.access import AccessStore
 
-    record = AccessStore(_store()).create_webhook(environment, workflow, _now())
+    record = _store().access.create_webhook(environment, workflow, _now())
     emit(record.to_dict() | {"url_path": f"/v1/webhooks/{record.id}"}, as_json=as_json)
 
 
@@ -556,9 +553,8 @@ def webhooks_create(workflow: str, environment: str, as_json: bool) -> None:
 @json_option
 def webhooks_list(environment: str | None, as_json: bool) -> None:
     """List webhooks (without secrets)."""
-    from orchestrator.store.access import AccessStore
 
-    rows = [w.public() for w in AccessStore(_store()).list_webhooks(environment)]
+    rows = [w.public() for w in _store().access.list_webhooks(environment)]
     emit(rows, as_json=as_json, columns=["id", "environment", "workflow", "created_at"])
 
 
@@ -566,9 +562,8 @@ def webhooks_list(environment: str | None, as_json: bool) -> None:
 @click.argument("webhook_id")
 def webhooks_delete(webhook_id: str) -> None:
     """Delete a webhook: its URL answers 404 from now on."""
-    from orchestrator.store.access import AccessStore
 
-    AccessStore(_store()).delete_webhook(webhook_id)
+    _store().access.delete_webhook(webhook_id)
     click.echo(f"deleted webhook {webhook_id}")
 
 

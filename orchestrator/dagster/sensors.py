@@ -18,7 +18,6 @@ from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.dagster.runs import DagsterRuns, run_lookup
 from orchestrator.execution.reconcile import reconcile
 from orchestrator.settings import Settings
-from orchestrator.store.fairness import FairQueue
 from orchestrator.triggers.dispatch import BatchDispatch, Dispatch
 from orchestrator.triggers.queue import dispatch_queued_triggers
 from orchestrator.triggers.schedules import dispatch_due_schedules, wait_until_due
@@ -75,7 +74,7 @@ def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
     def queued_trigger_sensor(context: dg.SensorEvaluationContext,
                               store: OrchestratorStore) -> dg.SensorResult:
         db = store.get()
-        now = wait_for_work(FairQueue(db).next_startable_at, now=datetime.now(UTC),
+        now = wait_for_work(db.queue.next_startable_at, now=datetime.now(UTC),
                             wait=settings.dispatch_lookahead, clock=lambda: datetime.now(UTC),
                             poll=QUEUE_POLL)
         tick = dispatch_queued_triggers(db, now=now,

@@ -33,7 +33,6 @@ from orchestrator.execution.core import run_workflow
 from orchestrator.execution.session import Clock, Heartbeat, LoggingSession, with_store_retries
 from orchestrator.execution.settle import FINALIZED_BY_BATCH, RunEnd, fault_message, settle
 from orchestrator.store import Store
-from orchestrator.store.batches import RunBatches
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ class _Specs:
 def run_batch(store: Store, alerter: Alerter, batch_id: str, *, dagster_run_id: str,
               concurrency: int, heartbeat_interval: float, clock: Clock) -> BatchResult:
     """Run every open member of ``batch_id`` inside the Dagster run ``dagster_run_id``."""
-    opening = RunBatches(store).open(batch_id, dagster_run_id=dagster_run_id, now=clock())
+    opening = store.batches.open(batch_id, dagster_run_id=dagster_run_id, now=clock())
     specs = _Specs()
 
     def one(record: ExecutionRecord) -> MemberResult:
@@ -97,7 +96,7 @@ def run_batch(store: Store, alerter: Alerter, batch_id: str, *, dagster_run_id: 
                            opening.workflows.get((record.environment, record.workflow)),
                            specs, dagster_run_id=dagster_run_id, clock=clock)
 
-    beat = Heartbeat(lambda now: RunBatches(store).heartbeat(batch_id, dagster_run_id, now),
+    beat = Heartbeat(lambda now: store.batches.heartbeat(batch_id, dagster_run_id, now),
                      name=batch_id, interval=heartbeat_interval, clock=clock)
     with beat, ThreadPoolExecutor(max_workers=max(1, concurrency),
                                   thread_name_prefix=f"batch-{batch_id}") as pool:

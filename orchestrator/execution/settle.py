@@ -16,7 +16,6 @@ from orchestrator.alerts import Alerter
 from orchestrator.domain.records import AlertRecord, ExecutionRecord, ExecutionStatus, Outcome
 from orchestrator.exceptions import OrchestratorError
 from orchestrator.store import Store
-from orchestrator.store.batches import RunBatches
 
 log = logging.getLogger(__name__)
 FINALIZED_BY_BATCH = "batch"  # a member of a batch run that faulted alone, settled by the run
@@ -97,7 +96,7 @@ def settle_batch(store: Store, alerter: Alerter, batch_id: str, *, run_id: str |
     for a termination, otherwise ``pipeline_fault``; the incident raises **one** alert naming
     every execution it affected (raised again by a later settler if it went missing; members
     that faulted on their own inside the run have their own alerts)."""
-    batches = RunBatches(store)
+    batches = store.batches
     if run_end is RunEnd.FAILED_WILL_RETRY:
         log.info("batch %s: Dagster will retry the run; not finalizing", batch_id)
         return BatchSettlement(batch_id=batch_id, finalized=[], alert=None, left_for_retry=True)

@@ -9,7 +9,6 @@ Dagster (``dispatched_at``), every tick requests the same batch again, with the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,54 +24,37 @@ from orchestrator.domain.records import (
     WorkflowRecord,
 )
 from orchestrator.store import tables as t
-from orchestrator.store.store import Store, _execution_record, _translated, execution_row
+from orchestrator.store.executions import execution_record, execution_row
+from orchestrator.store.interfaces import KIND_QUEUE, KIND_SCHEDULE, BatchOpening, RunBatch
+from orchestrator.store.uow import Database, translated
+from orchestrator.store.workflows import read_workflow
 
+__all__ = ["KIND_QUEUE", "KIND_SCHEDULE", "BatchOpening", "RunBatch", "RunBatches",
+           "new_batch_id"]
 OPEN = (ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value)
-KIND_QUEUE = "queue"
-KIND_SCHEDULE = "schedule"
 
 
 def new_batch_id() -> str:
     return "rb_" + new_id().replace("-", "")[:24]
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunBatch:
-    batch_id: str
-    environment: str
-    kind: str
-    size: int
-    created_at: datetime
-    dispatched_at: datetime | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class BatchOpening:
-    """What a batch run starts with: its open members (now ``running``, attempt counted), the
-    members already terminal (a retried run skips them) and each member workflow's current
-    version (``None``: missing or deleted, a pipeline fault of those executions)."""
-
-    running: list[ExecutionRecord]
-    finalized: list[ExecutionRecord]
-    workflows: dict[tuple[str, str], WorkflowRecord | None]
-
-
 class RunBatches:
-    """The batch operations of the dispatchers, the batch run and the settlers."""
+    """The batch operations of the dispatchers, the batch run and the settlers, on one
+    :class:`~orchestrator.store.uow.Database`."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     # ------------------------------------------------------------------ dispatch
 
-    @_translated("claim queued triggers for a batch")
+    @translated("claim queued triggers for a batch")
     def claim_queued(self, environment: str, execution_ids: Sequence[str],
                      now: datetime) -> RunBatch | None:
         """Put the still unclaimed queued triggers among ``execution_ids`` in a new batch; None
         when an overlapping evaluation claimed all of them first."""
         q, e = t.queued_triggers, t.executions
         batch_id = new_batch_id()
-        with self.store._write() as conn:
+        with self.db.write() as conn:
             claimed = conn.execute(q.update().where(
                 q.c.execution_id.in_(list(execution_ids)), q.c.run_batch_id.is_(None),
                 q.c.status == TriggerStatus.QUEUED.value).values(run_batch_id=batch_id)
@@ -84,7 +66,7 @@ class RunBatches:
                 .values(run_batch_id=batch_id))
             return self._insert(conn, batch_id, environment, KIND_QUEUE, claimed, now)
 
-    @_translated("create a batch of scheduled executions")
+    @translated("create a batch of scheduled executions")
     def create_scheduled(self, environment: str, correlations: Sequence[Correlation],
                          now: datetime) -> RunBatch | None:
         """Insert the executions of due occurrences as one batch. An occurrence whose execution
@@ -92,7 +74,7 @@ class RunBatches:
         batch_id = new_batch_id()
         rows = [execution_row(c, now, run_batch_id=batch_id) for c in correlations]
         e = t.executions
-        with self.store._write() as conn:
+        with self.db.write() as conn:
             insert = (postgresql.insert(e) if conn.dialect.name == "postgresql"
                       else sqlite.insert(e))
             conn.execute(insert.on_conflict_do_nothing(index_elements=["execution_id"]), rows)
@@ -110,22 +92,22 @@ class RunBatches:
             batch_id=batch_id, environment=environment, kind=kind, size=size, created_at=now))
         return batch
 
-    @_translated("read pending batches")
+    @translated("read pending batches")
     def pending(self, kind: str, limit: int) -> list[RunBatch]:
         """Batches whose run has not been seen in Dagster yet, oldest first."""
         b = t.run_batches
-        with self.store._read() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(sa.select(b).where(b.c.kind == kind, b.c.dispatched_at.is_(None))
                                 .order_by(b.c.created_at, b.c.batch_id).limit(limit))
             return [RunBatch(**r._asdict()) for r in rows]
 
-    @_translated("mark the batch dispatched")
+    @translated("mark the batch dispatched")
     def mark_dispatched(self, batch_ids: Sequence[str], now: datetime) -> None:
         """The batches' runs exist: stop requesting them, and mark their queue rows."""
         if not batch_ids:
             return
         b, q = t.run_batches, t.queued_triggers
-        with self.store._write() as conn:
+        with self.db.write() as conn:
             conn.execute(b.update().where(b.c.batch_id.in_(list(batch_ids)),
                                           b.c.dispatched_at.is_(None))
                          .values(dispatched_at=now))
@@ -133,31 +115,31 @@ class RunBatches:
                                           q.c.status == TriggerStatus.QUEUED.value)
                          .values(status=TriggerStatus.DISPATCHED.value, dispatched_at=now))
 
-    @_translated("read batches")
+    @translated("read batches")
     def get(self, batch_ids: Sequence[str]) -> dict[str, RunBatch]:
         b = t.run_batches
         if not batch_ids:
             return {}
-        with self.store._read() as conn:
+        with self.db.read() as conn:
             return {r.batch_id: RunBatch(**r._asdict()) for r in conn.execute(
                 sa.select(b).where(b.c.batch_id.in_(list(batch_ids))))}
 
     # ------------------------------------------------------------------ the batch run
 
-    @_translated("read the batch's executions")
+    @translated("read the batch's executions")
     def members(self, batch_id: str) -> list[ExecutionRecord]:
         e = t.executions
-        with self.store._read() as conn:
-            return [_execution_record(r, ()) for r in conn.execute(
+        with self.db.read() as conn:
+            return [execution_record(r, ()) for r in conn.execute(
                 sa.select(e).where(e.c.run_batch_id == batch_id)
                 .order_by(e.c.created_at, e.c.execution_id))]
 
-    @_translated("start the batch")
+    @translated("start the batch")
     def open(self, batch_id: str, *, dagster_run_id: str, now: datetime) -> BatchOpening:
         """Begin an attempt of the batch in one transaction: every open member is marked
         running by this run (attempt + 1) with its workflow's current version."""
         e, w = t.executions, t.workflows
-        with self.store._write() as conn:
+        with self.db.write() as conn:
             pairs = [(r.environment, r.workflow) for r in conn.execute(
                 sa.select(e.c.environment, e.c.workflow).distinct()
                 .where(e.c.run_batch_id == batch_id, e.c.status.in_(OPEN)))]
@@ -166,7 +148,7 @@ class RunBatches:
                 deleted = conn.execute(sa.select(w.c.deleted_at).where(
                     w.c.environment == environment, w.c.name == name)).first()
                 record = (None if deleted is None or deleted.deleted_at is not None
-                          else self.store._workflow(conn, environment, name))
+                          else read_workflow(conn, environment, name))
                 workflows[(environment, name)] = record
                 conn.execute(e.update().where(
                     e.c.run_batch_id == batch_id, e.c.status.in_(OPEN),
@@ -175,7 +157,7 @@ class RunBatches:
                             dagster_run_id=dagster_run_id, started_at=now, heartbeat_at=now,
                             workflow_version=(record.version if record is not None
                                               else e.c.workflow_version)))
-            rows = [_execution_record(r, ()) for r in conn.execute(
+            rows = [execution_record(r, ()) for r in conn.execute(
                 sa.select(e).where(e.c.run_batch_id == batch_id)
                 .order_by(e.c.created_at, e.c.execution_id))]
         running = [r for r in rows if r.status is ExecutionStatus.RUNNING
@@ -183,11 +165,11 @@ class RunBatches:
         finalized = [r for r in rows if r.status.terminal]
         return BatchOpening(running=running, finalized=finalized, workflows=workflows)
 
-    @_translated("renew the batch's heartbeat")
+    @translated("renew the batch's heartbeat")
     def heartbeat(self, batch_id: str, dagster_run_id: str, now: datetime) -> bool:
         """Renew the lease of every member this run is running; False once none is left."""
         e = t.executions
-        with self.store._write() as conn:
+        with self.db.write() as conn:
             return conn.execute(e.update().where(
                 e.c.run_batch_id == batch_id, e.c.dagster_run_id == dagster_run_id,
                 e.c.status == ExecutionStatus.RUNNING.value).values(heartbeat_at=now)
@@ -195,7 +177,7 @@ class RunBatches:
 
     # ------------------------------------------------------------------ settling
 
-    @_translated("finalize the batch's open executions")
+    @translated("finalize the batch's open executions")
     def finish_open(self, batch_id: str, *, run_id: str | None, status: ExecutionStatus,
                     outcome: Outcome, error: dict[str, Any], finalized_by: str,
                     now: datetime) -> tuple[list[ExecutionRecord], list[ExecutionRecord]]:
@@ -205,7 +187,7 @@ class RunBatches:
         owned: Any = e.c.dagster_run_id.is_(None)
         if run_id is not None:
             owned = owned | (e.c.dagster_run_id == run_id)
-        with self.store._write() as conn:
+        with self.db.write() as conn:
             ids = [r.execution_id for r in conn.execute(sa.select(e.c.execution_id).where(
                 e.c.run_batch_id == batch_id, e.c.status.in_(OPEN), owned))]
             if ids:
@@ -214,7 +196,7 @@ class RunBatches:
                                      finalized_by=finalized_by, finished_at=now, error=error,
                                      dagster_run_id=sa.func.coalesce(e.c.dagster_run_id,
                                                                      run_id)))
-            rows = [_execution_record(r, ()) for r in conn.execute(
+            rows = [execution_record(r, ()) for r in conn.execute(
                 sa.select(e).where(e.c.run_batch_id == batch_id)
                 .order_by(e.c.created_at, e.c.execution_id))]
         won = set(ids)
@@ -222,7 +204,7 @@ class RunBatches:
                 and r.finished_at == now]
         return mine, rows
 
-    @_translated("read the workflows' batch setting")
+    @translated("read the workflows' batch setting")
     def batchable(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bool]:
         """Whether each (environment, workflow)'s current version lets its executions share a
         run (``batch: false`` opts out; a missing workflow runs alone, to fail alone)."""
@@ -233,7 +215,7 @@ class RunBatches:
         environments = sorted({env for env, _ in wanted})
         names = sorted({name for _, name in wanted})
         found: dict[tuple[str, str], bool] = {}
-        with self.store._read() as conn:
+        with self.db.read() as conn:
             for row in conn.execute(
                     sa.select(w.c.environment, w.c.name, v.c.document)
                     .join(v, (v.c.workflow_id == w.c.id) & (v.c.version == w.c.current_version))

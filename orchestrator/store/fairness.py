@@ -5,7 +5,7 @@ One burst of one tenant cannot hold back another tenant's single trigger beyond 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,10 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.domain.correlation import Correlation, Source
 from orchestrator.domain.records import QueuedTrigger, TriggerStatus
 from orchestrator.store import tables as t
-from orchestrator.store.batches import KIND_QUEUE
-from orchestrator.store.store import Store, _translated, insert_execution
+from orchestrator.store.executions import insert_execution
+from orchestrator.store.interfaces import BUFFER_STUCK_KIND, KIND_QUEUE, BufferedTrigger
+from orchestrator.store.uow import Database, translated
 
-BUFFER_STUCK_KIND = "buffer_stuck"
+__all__ = ["BUFFER_STUCK_KIND", "BufferedTrigger", "FairQueue"]
 
 
 def _round_robin(table: sa.Table, where: Any, limit: int, block: int = 1) -> sa.Select[Any]:
@@ -43,44 +44,49 @@ def _startable(now: datetime) -> Any:
         q.c.available_at.is_(None) | (q.c.available_at <= now))
 
 
-@dataclass(frozen=True, kw_only=True)
-class BufferedTrigger:
-    """One burst-buffer entry's correlation (its payload stays in the buffer)."""
-
-    execution_id: str
-    request_id: str
-    source: Source
-    environment: str
-    workflow: str
-    trigger_id: str | None
-    idempotency_key: str | None
-    parent_execution_id: str | None
-    batch_id: str | None
-    created_at: datetime
-
-
 class FairQueue:
-    """The queue and buffer operations of the dispatcher, on one :class:`Store`."""
+    """The queue repository (queued triggers and the burst buffer) on one
+    :class:`~orchestrator.store.uow.Database`."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    @_translated("read queued triggers")
+    @translated("read queued triggers")
+    def queued_triggers(self, limit: int) -> list[QueuedTrigger]:
+        q = t.queued_triggers
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(q).where(q.c.status == TriggerStatus.QUEUED.value)
+                                .order_by(q.c.created_at, q.c.execution_id).limit(limit))
+            return [QueuedTrigger(**{**r._asdict(), "status": TriggerStatus(r.status)})
+                    for r in rows]
+
+    @translated("mark triggers dispatched")
+    def mark_dispatched(self, execution_ids: Sequence[str], now: datetime) -> int:
+        if not execution_ids:
+            return 0
+        q = t.queued_triggers
+        with self.db.write() as conn:
+            return conn.execute(q.update().where(
+                q.c.execution_id.in_(list(execution_ids)),
+                q.c.status == TriggerStatus.QUEUED.value)
+                .values(status=TriggerStatus.DISPATCHED.value, dispatched_at=now)).rowcount
+
+    @translated("read queued triggers")
     def queued(self, now: datetime, limit: int, block: int = 1) -> list[QueuedTrigger]:
         """Queued triggers that may start now (debounced ones wait for ``available_at``) and
         that no batch has claimed."""
         unclaimed = _startable(now) & t.queued_triggers.c.run_batch_id.is_(None)
-        with self.store._read() as conn:
+        with self.db.read() as conn:
             return [QueuedTrigger(**{**r._asdict(), "status": TriggerStatus(r.status)})
                     for r in conn.execute(_round_robin(t.queued_triggers, unclaimed, limit,
                                                        block))]
 
-    @_translated("drain the burst buffer")
+    @translated("drain the burst buffer")
     def drain(self, limit: int) -> list[str]:
         """Move up to ``limit`` buffered triggers into the queue, fairly; returns their ids.
         Each keeps the correlation and ``created_at`` it got at ingestion."""
         b = t.burst_buffer
-        with self.store._write() as conn:
+        with self.db.write() as conn:
             rows = list(conn.execute(_round_robin(b, sa.true(), limit)))
             for row in rows:
                 correlation = Correlation(
@@ -98,14 +104,14 @@ class FairQueue:
             conn.execute(b.delete().where(b.c.execution_id.in_([r.execution_id for r in rows])))
             return [r.execution_id for r in rows]
 
-    @_translated("check the burst buffer")
+    @translated("check the burst buffer")
     def stuck(self, now: datetime, older_than: timedelta,
               limit: int = 100) -> list[BufferedTrigger]:
         """Entries buffered longer than ``older_than`` that have no ``buffer_stuck`` alert yet,
         oldest first (an entry never expires; the caller raises the alert through the
         :class:`~orchestrator.alerts.Alerter`)."""
         b, a = t.burst_buffer, t.alerts
-        with self.store._read() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(sa.select(b).where(
                 b.c.created_at < now - older_than,
                 ~sa.exists().where(a.c.execution_id == b.c.execution_id,
@@ -117,14 +123,14 @@ class FairQueue:
             idempotency_key=r.idempotency_key, parent_execution_id=r.parent_execution_id,
             batch_id=r.batch_id, created_at=r.created_at) for r in rows]
 
-    @_translated("look for queued triggers")
+    @translated("look for queued triggers")
     def next_startable_at(self, now: datetime) -> datetime | None:
         """When the queue dispatcher next has work: ``now`` when a trigger can start (queued and
         unclaimed, buffered, or in a batch whose run was not requested yet), the earliest
         ``available_at`` of debounced triggers, or None: nothing waits. One round trip."""
         q, b, batches = t.queued_triggers, t.burst_buffer, t.run_batches
         unclaimed = (q.c.status == TriggerStatus.QUEUED.value) & q.c.run_batch_id.is_(None)
-        with self.store._read() as conn:
+        with self.db.read() as conn:
             ready, debounced = conn.execute(sa.select(
                 sa.or_(sa.exists().where(_startable(now), q.c.run_batch_id.is_(None)),
                        sa.exists().where(b.c.execution_id.is_not(None)),
@@ -136,13 +142,13 @@ class FairQueue:
             return now
         return _aware(debounced) if debounced is not None else None
 
-    @_translated("measure dispatch lag")
+    @translated("measure dispatch lag")
     def lag(self, now: datetime) -> dict[str, float]:
         """Per environment, seconds the oldest trigger that could start has waited (queue or
         buffer); environments with nothing waiting are absent."""
         q, b = t.queued_triggers, t.burst_buffer
         oldest: dict[str, datetime] = {}
-        with self.store._read() as conn:
+        with self.db.read() as conn:
             for env, first in conn.execute(
                     sa.select(q.c.environment, sa.func.min(q.c.created_at))
                     .where(_startable(now)).group_by(q.c.environment)):

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from orchestrator.domain.correlation import Correlation, iso_utc
+from orchestrator.domain.correlation import Correlation, Source
 from orchestrator.domain.ingest import (
     Admission,
     AdmissionJob,
@@ -36,28 +36,29 @@ from orchestrator.exceptions import (
     StoreError,
 )
 from orchestrator.store import tables as t
-from orchestrator.store.store import (
-    Store,
-    _translated,
-    execution_row,
-    insert_execution,
-    queued_row,
-    store_error,
+from orchestrator.store.executions import execution_row, insert_execution, queued_row
+from orchestrator.store.interfaces import (
+    BufferedTrigger,
+    ExecutionRepository,
+    JobResult,
+    Visible,
 )
+from orchestrator.store.uow import Database, store_error, translated
+
+__all__ = ["RECEIPT_RETENTION", "IngestStore", "JobResult"]
 
 _CLAIM_ATTEMPTS = 5
 # Receipts older than this carry timestamps the signature check refuses anyway.
 RECEIPT_RETENTION = timedelta(minutes=15)
 
 
-JobResult = list[Admission] | OrchestratorError
-
-
 class IngestStore:
-    """Trigger admission and execution reads with buffer fallback, on one :class:`Store`."""
+    """The admission repository (trigger admission, and execution reads with buffer fallback)
+    on one :class:`~orchestrator.store.uow.Database`."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, db: Database, executions: ExecutionRepository) -> None:
+        self.db = db
+        self.executions = executions
 
     # ----------------------------------------------------------------------------- admission
 
@@ -82,7 +83,7 @@ class IngestStore:
         admissions or the error that refused it (unknown workflow, replayed delivery, …), and
         a refused job writes nothing. A store failure refuses every job."""
         try:
-            with self.store._write() as conn:
+            with self.db.write() as conn:
                 return self._admit_jobs(conn, jobs)
         except OrchestratorError as exc:  # a lone job refused: its writes rolled back
             if len(jobs) != 1:
@@ -290,56 +291,52 @@ class IngestStore:
 
     # --------------------------------------------------------------------------------- reads
 
-    @_translated("read the execution")
-    def execution_view(self, execution_id: str, environment: str) -> dict[str, Any]:
-        """The execution as the API shows it; a buffered one is ``queued`` with every field.
+    @translated("read the execution")
+    def find(self, execution_id: str, environment: str) -> Visible:
+        """The execution, in the log or still in the buffer (shown as ``queued``, every field).
         Another environment's execution is :class:`NotFound`, like a missing one."""
         try:
-            record = self.store.get_execution(execution_id)
+            record = self.executions.get_execution(execution_id)
         except NotFound:
             record = None
-        with self.store._read() as conn:
+        with self.db.read() as conn:
             if record is not None and record.environment == environment:
                 expires = conn.execute(sa.select(t.idempotency_keys.c.expires_at).where(
                     t.idempotency_keys.c.execution_id == execution_id)).scalar()
-                return _view(record.to_dict(), buffered=False, expires_at=expires)
+                return Visible(execution=record, key_expires_at=expires)
             b = t.burst_buffer
             row = conn.execute(sa.select(b).where(b.c.execution_id == execution_id,
                                                   b.c.environment == environment)).first()
         if row is None:
             raise NotFound("execution", execution_id)
-        return _buffered_view(row)
+        return _buffered(row)
 
-    @_translated("list executions")
-    def list_views(self, environment: str, *, workflow: str | None = None,
-                   status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    @translated("list executions")
+    def visible(self, environment: str, *, workflow: str | None = None,
+                status: str | None = None, limit: int = 50) -> list[Visible]:
         """Most recent first, buffered executions included (as ``queued``)."""
-        records = self.store.list_executions(environment=environment, workflow=workflow,
-                                             status=status, limit=limit)
+        records = self.executions.list_executions(environment=environment, workflow=workflow,
+                                                  status=status, limit=limit)
         k = t.idempotency_keys
         keyed = [r.execution_id for r in records if r.idempotency_key is not None]
-        with self.store._read() as conn:
+        with self.db.read() as conn:
             expiries: dict[str, datetime] = {
                 r.execution_id: r.expires_at for r in conn.execute(
                     sa.select(k.c.execution_id, k.c.expires_at)
                     .where(k.c.execution_id.in_(keyed)))} if keyed else {}
-        views = [_view(r.to_dict(), buffered=False, expires_at=expiries.get(r.execution_id))
+        found = [Visible(execution=r, key_expires_at=expiries.get(r.execution_id))
                  for r in records]
-        for view in views:
-            view.pop("blocks", None)
         if status in (None, ExecutionStatus.QUEUED.value):
             b = t.burst_buffer
             query = (sa.select(b).where(b.c.environment == environment)
                      .order_by(b.c.created_at.desc()).limit(limit))
             if workflow is not None:
                 query = query.where(b.c.workflow == workflow)
-            with self.store._read() as conn:
-                for row in conn.execute(query):
-                    view = _buffered_view(row)
-                    view.pop("blocks")
-                    views.append(view)
-        views.sort(key=lambda v: (v["created_at"], v["execution_id"]), reverse=True)
-        return views[:limit]
+            with self.db.read() as conn:
+                found.extend(_buffered(row) for row in conn.execute(query))
+        found.sort(key=lambda v: (v.execution.created_at, v.execution.execution_id),
+                   reverse=True)
+        return found[:limit]
 
 
 def _buffer_row(request: TriggerRequest, now: datetime) -> dict[str, Any]:
@@ -365,21 +362,12 @@ def _key_of(c: Correlation) -> tuple[Any, ...]:
             k.c.key == c.idempotency_key)
 
 
-def _view(data: dict[str, Any], *, buffered: bool, expires_at: datetime | None) -> dict[str, Any]:
-    data["buffered"] = buffered
-    data["idempotency_key_expires_at"] = iso_utc(expires_at) if expires_at else None
-    return data
 
-
-def _buffered_view(row: Any) -> dict[str, Any]:
-    """A buffer entry in the shape of an execution record (``queued``, not started)."""
-    fields: dict[str, Any] = dict(
-        execution_id=row.execution_id, request_id=row.request_id, source=row.source,
-        workflow=row.workflow, environment=row.environment, workflow_version=None,
-        status=ExecutionStatus.QUEUED.value, outcome=None, trigger_id=row.trigger_id,
-        scheduled_for=None, idempotency_key=row.idempotency_key,
-        parent_execution_id=row.parent_execution_id, payload=row.payload,
-        dagster_run_id=None, attempts=0, error=None, output=None, finalized_by=None,
-        created_at=iso_utc(row.created_at), started_at=None, finished_at=None,
-        heartbeat_at=None, batch_id=row.batch_id, blocks=[])
-    return _view(fields, buffered=True, expires_at=row.idempotency_expires_at)
+def _buffered(row: Any) -> Visible:
+    return Visible(execution=BufferedTrigger(
+        execution_id=row.execution_id, request_id=row.request_id, source=Source(row.source),
+        environment=row.environment, workflow=row.workflow, trigger_id=row.trigger_id,
+        idempotency_key=row.idempotency_key, parent_execution_id=row.parent_execution_id,
+        batch_id=row.batch_id, created_at=row.created_at, payload=row.payload,
+        idempotency_expires_at=row.idempotency_expires_at),
+        key_expires_at=row.idempotency_expires_at)

@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Generic, TypeVar
 
 from orchestrator.domain.correlation import Correlation, batch_run_key
-from orchestrator.store.batches import RunBatch, RunBatches
+from orchestrator.store.interfaces import BatchRepository, RunBatch
 
 T = TypeVar("T")
 
@@ -49,7 +49,7 @@ def batch_dispatch(batch: RunBatch) -> BatchDispatch:
                          environment=batch.environment, size=batch.size)
 
 
-def redispatch_batches(batches: RunBatches, kind: str, *, now: datetime, limit: int,
+def redispatch_batches(batches: BatchRepository, kind: str, *, now: datetime, limit: int,
                        runs: RunLookup) -> tuple[list[str], list[BatchDispatch]]:
     """Batches of ``kind`` not yet seen dispatched: those whose run Dagster has are marked
     dispatched (their ids are returned first); the others (a crash between claim and run

@@ -4,7 +4,8 @@ fresh) is assigned here, once, and written with the queued trigger; nothing down
 regenerates it.
 
 Order per trigger (DESIGN §7): workflow check → idempotency claim → debounce → burst gate →
-buffer or queue, the writes in one transaction (:class:`~orchestrator.store.ingest.IngestStore`).
+buffer or queue, the writes in one transaction (the store's
+:class:`~orchestrator.store.interfaces.AdmissionRepository`).
 A call is first prepared (correlation, gate: no I/O), then admitted, alone or with other calls'
 jobs (the API's :class:`~orchestrator.triggers.group_commit.GroupCommit`).
 """
@@ -28,7 +29,7 @@ from orchestrator.domain.ingest import (
 )
 from orchestrator.exceptions import OrchestratorError
 from orchestrator.store import Store
-from orchestrator.store.ingest import IngestStore, JobResult
+from orchestrator.store.interfaces import JobResult
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class IngestService:
 
     def __init__(self, store: Store, gate: BurstGate | None = None) -> None:
         self.store = store
-        self.ingest = IngestStore(store)
+        self.ingest = store.admission
         self.gate = gate
 
     def trigger(self, *, environment: str, workflow: str, items: Sequence[TriggerInput],

@@ -27,8 +27,7 @@ from orchestrator.alerts import Alerter
 from orchestrator.domain.correlation import trigger_run_key
 from orchestrator.domain.records import QueuedTrigger
 from orchestrator.store import Store
-from orchestrator.store.batches import KIND_QUEUE, RunBatches
-from orchestrator.store.fairness import FairQueue
+from orchestrator.store.interfaces import KIND_QUEUE
 from orchestrator.triggers.dispatch import (
     BatchDispatch,
     Dispatch,
@@ -60,12 +59,12 @@ def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: R
                              alerter: Alerter, max_batch_size: int = 1,
                              stuck_after: timedelta = DEFAULT_STUCK_AFTER) -> QueueTick:
     tick = QueueTick()
-    fair = FairQueue(store)
+    fair = store.queue
     for entry in fair.stuck(now, stuck_after):
         alerter.buffer_stuck(entry)
         tick.stuck_alerts += 1
     tick.drained = len(fair.drain(limit))
-    batches = RunBatches(store)
+    batches = store.batches
     tick.batches.extend(redispatch_batches(batches, KIND_QUEUE, now=now, limit=limit,
                                            runs=runs)[1])
     # Triggers already running are marked first so they stop occupying the page.

@@ -28,8 +28,7 @@ from orchestrator.domain.cron import CronSchedule
 from orchestrator.domain.records import ScheduleRecord
 from orchestrator.domain.schedules import plan_catch_up
 from orchestrator.store import Store
-from orchestrator.store.batches import KIND_SCHEDULE, RunBatches
-from orchestrator.store.store import Advance
+from orchestrator.store.interfaces import KIND_SCHEDULE, Advance, BatchRepository
 from orchestrator.triggers.dispatch import (
     BatchDispatch,
     Dispatch,
@@ -72,7 +71,7 @@ def dispatch_due_schedules(store: Store, *, now: datetime, limit: int, runs: Run
     Occurrences due together in one environment share batch runs of up to ``max_batch_size``
     executions; a lone one gets a run of its own."""
     tick = ScheduleTick()
-    batches = RunBatches(store)
+    batches = store.batches
     confirmed, again = redispatch_batches(batches, KIND_SCHEDULE, now=now, limit=limit,
                                           runs=runs)
     tick.batches.extend(again)
@@ -167,7 +166,7 @@ def _dispatch_alone(store: Store, correlation: Correlation, now: datetime,
         correlation=record.correlation()))
 
 
-def _dispatch_new(store: Store, batches: RunBatches, new: list[Correlation], *, now: datetime,
+def _dispatch_new(store: Store, batches: BatchRepository, new: list[Correlation], *, now: datetime,
                   limit: int, max_batch_size: int, tick: ScheduleTick) -> None:
     """Pack the new occurrences: several of one environment share a batch run (its executions
     written with the batch, in one transaction), a lone one is dispatched alone. Occurrences
@@ -185,7 +184,7 @@ def _dispatch_new(store: Store, batches: RunBatches, new: list[Correlation], *, 
             tick.batches.append(batch_dispatch(batch))
 
 
-def _advance_members(store: Store, batches: RunBatches, batch_ids: list[str], now: datetime,
+def _advance_members(store: Store, batches: BatchRepository, batch_ids: list[str], now: datetime,
                      tick: ScheduleTick) -> None:
     """The batch runs exist: advance each member's schedule past its occurrence (start before
     advance, as for a run of its own)."""

@@ -34,7 +34,6 @@ from orchestrator.domain.signatures import sign
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
-from orchestrator.store.access import AccessStore
 from orchestrator.store.migrate import upgrade
 from tests.acceptance.daemon import Daemon, environment, wait_for, write_dagster_yaml
 from tests.conftest import create_pg_database, drop_pg_database, workflow_doc
@@ -64,8 +63,8 @@ def test_http_and_webhook_correlation_reach_run_tags(backend, tmp_path: Path) ->
     store = Store(url)
     now = datetime.now(UTC)
     store.apply_workflow(parse_workflow(workflow_doc(), block_types()), now)
-    key = AccessStore(store).create_api_key("default", now)[1]
-    hook = AccessStore(store).create_webhook("default", "digest", now)
+    key = store.access.create_api_key("default", now)[1]
+    hook = store.access.create_webhook("default", "digest", now)
     # A run per trigger, to read each one's run tags (batch runs: test_batch_daemon.py).
     env = environment(home, url, ORCHESTRATOR_MAX_BATCH_SIZE="1")
     port = free_port()
@@ -144,7 +143,7 @@ def test_a_pile_of_api_triggers_shares_batch_runs_and_each_stays_findable(backen
     store = Store(url)
     now = datetime.now(UTC)
     store.apply_workflow(parse_workflow(workflow_doc(), block_types()), now)
-    key = AccessStore(store).create_api_key("default", now)[1]
+    key = store.access.create_api_key("default", now)[1]
     env = environment(home, url, ORCHESTRATOR_MAX_BATCH_SIZE="10",
                       ORCHESTRATOR_DAGSTER_UI_URL="http://127.0.0.1:3999")
     port = free_port()

@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.store import Store
-from orchestrator.store.access import AccessStore
 from tests.acceptance.test_cli import bad_input, base_env, cli, cli_env, ok, ok_json, write_doc
 
 pytestmark = pytest.mark.slow
@@ -21,7 +20,7 @@ __all__ = ["base_env", "cli", "cli_env"]  # fixtures
 def test_keys_create_prints_the_key_once(cli, store_url: str) -> None:
     created = ok_json(cli("keys", "create", "--environment", "acme", "--json"))
     assert created["key"].startswith("ork_") and created["environment"] == "acme"
-    assert AccessStore(Store(store_url)).environment_of_key(created["key"]) == "acme"
+    assert Store(store_url).access.environment_of_key(created["key"]) == "acme"
     listed = ok_json(cli("keys", "list", "--json"))
     assert [k["id"] for k in listed] == [created["id"]]
     assert created["key"] not in json.dumps(listed)

@@ -39,7 +39,6 @@ from orchestrator.dagster.batch_job import (
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.store import Store
-from orchestrator.store.batches import RunBatches
 from orchestrator.store.engine import dispose_all
 from tests.acceptance.browser import Chromium, chromium_path
 from tests.acceptance.daemon import BIN, REPO, environment, write_dagster_yaml
@@ -163,7 +162,7 @@ def _run_batch(home: Path, store_url: str) -> tuple[str, str, list[str]]:
                                   payload=payload)
         store.create_execution(correlation, now + timedelta(microseconds=i), enqueue=True)
         ids.append(correlation.execution_id)
-    batch = RunBatches(store).claim_queued("default", ids, now)
+    batch = store.batches.claim_queued("default", ids, now)
     assert batch is not None and batch.size == 3
     with dg.DagsterInstance.from_config(str(home)) as instance:
         result = execute_workflow_batch.execute_in_process(

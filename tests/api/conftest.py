@@ -17,7 +17,6 @@ from orchestrator.api.settings import ApiSettings
 from orchestrator.domain.burst import BurstPolicy
 from orchestrator.settings import Settings
 from orchestrator.store import Store
-from orchestrator.store.access import AccessStore
 from tests.http_server import free_port
 
 
@@ -85,7 +84,7 @@ def serve(store_url: str) -> Iterator[Callable[..., Server]]:
 @pytest.fixture
 def key_for(store: Store) -> Callable[[str], str]:
     def create(environment: str) -> str:
-        return AccessStore(store).create_api_key(environment, datetime.now(UTC))[1]
+        return store.access.create_api_key(environment, datetime.now(UTC))[1]
 
     return create
 

@@ -13,7 +13,6 @@ import pytest
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
-from orchestrator.store.access import AccessStore
 from orchestrator.store.engine import dispose_all
 from orchestrator.store.migrate import upgrade
 from tests.api.conftest import Client, error_of
@@ -33,7 +32,7 @@ def test_postgres_outage_503_then_recovery_nothing_lost(serve) -> None:
         upgrade(pg.url)
         store = Store(pg.url)
         store.apply_workflow(parse_workflow(workflow_doc(), block_types()), datetime.now(UTC))
-        key = AccessStore(store).create_api_key("default", datetime.now(UTC))[1]
+        key = store.access.create_api_key("default", datetime.now(UTC))[1]
         client = Client(serve(url=pg.url).url, key)
         accepted: list[str] = []
         outages: list[dict] = []

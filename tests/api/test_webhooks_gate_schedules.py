@@ -14,7 +14,6 @@ from orchestrator.domain.burst import BurstPolicy
 from orchestrator.domain.signatures import sign
 from orchestrator.store import Store
 from orchestrator.store import tables as t
-from orchestrator.store.access import AccessStore
 from orchestrator.triggers.queue import dispatch_queued_triggers
 from tests.api.conftest import Client, error_of
 
@@ -30,7 +29,7 @@ def _signed(secret: str, body: bytes, *, at: float | None = None) -> dict[str, s
 
 def test_webhook_signature_matrix(serve, store: Store, make_workflow) -> None:
     make_workflow("digest", environment="acme")
-    hook = AccessStore(store).create_webhook("acme", "digest", datetime.now(UTC))
+    hook = store.access.create_webhook("acme", "digest", datetime.now(UTC))
     client = Client(serve().url)
     path = f"/v1/webhooks/{hook.id}"
     body = b'{"order": 42}'
@@ -108,7 +107,7 @@ def test_gate_buffers_a_burst_and_the_drainer_queues_it(serve, key_for, store: S
     tick = dispatch_queued_triggers(store, now=datetime.now(UTC), limit=50, runs=lambda k: {},
                                     alerter=alerter)
     assert tick.drained == 5
-    with store._read() as conn:
+    with store.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.burst_buffer)).scalar() == 0
     record = store.get_execution(buffered_id)
     assert (record.payload, record.idempotency_key, record.request_id) == \

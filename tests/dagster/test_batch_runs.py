@@ -29,7 +29,6 @@ from orchestrator.domain.correlation import (
 )
 from orchestrator.domain.records import ExecutionStatus, Outcome, TriggerStatus
 from orchestrator.store import Store
-from orchestrator.store.batches import RunBatches
 from tests.dagster.conftest import SensorHarness, minutes_ago, real_now
 from tests.http_server import Answer, LoopbackServer, loopback_server
 
@@ -58,7 +57,7 @@ def _batches(requests: list[dg.RunRequest]) -> list[dg.RunRequest]:
 
 
 def _members(store: Store, request: dg.RunRequest) -> list[str]:
-    return [m.execution_id for m in RunBatches(store).members(request.tags[TAG_BATCH_ID])]
+    return [m.execution_id for m in store.batches.members(request.tags[TAG_BATCH_ID])]
 
 
 def _resource(store_url: str, sink: LoopbackServer | None = None,
@@ -123,7 +122,7 @@ def test_a_crash_before_the_run_exists_repeats_the_same_batch(instance, store_ur
     sensor.create_runs([again])
     assert sensor.tick() == []
     assert store.queued_triggers(100) == []  # marked dispatched once the run exists
-    assert RunBatches(store).pending("queue", 10) == []
+    assert store.batches.pending("queue", 10) == []
 
 
 def test_a_workflow_can_opt_out_of_batching(instance, store_url, store, make_workflow) -> None:
@@ -175,7 +174,7 @@ def test_schedules_due_together_share_a_batch_run_start_before_advance(
     sensor = SensorHarness(instance, store_url, SCHEDULE_SENSOR, max_batch_size=50)
     [request] = sensor.tick()
     assert request.job_name == execute_workflow_batch.name
-    members = RunBatches(store).members(request.tags[TAG_BATCH_ID])
+    members = store.batches.members(request.tags[TAG_BATCH_ID])
     assert sorted(m.trigger_id for m in members) == sorted(s.id for s in schedules)
     assert {(m.source, m.scheduled_for, m.status) for m in members} == {
         (Source.SCHEDULE, due, ExecutionStatus.QUEUED)}
@@ -288,7 +287,7 @@ def _started_batch(instance: dg.DagsterInstance, store: Store, store_url: str,
     run = instance.create_run_for_job(job_def=execute_workflow_batch,
                                       run_config=request.run_config,
                                       status=dg.DagsterRunStatus.STARTED, tags=request.tags)
-    RunBatches(store).open(request.tags[TAG_BATCH_ID], dagster_run_id=run.run_id,
+    store.batches.open(request.tags[TAG_BATCH_ID], dagster_run_id=run.run_id,
                            now=real_now())
     return run, _members(store, request), request
 
@@ -403,7 +402,7 @@ def test_a_batch_that_cannot_open_is_settled_by_its_hook_with_one_alert(
 
     make_workflow()
     queued = _queue(store, 6)
-    faults.fail("_workflow")  # the batch's opening transaction fails (not transient)
+    faults.fail("batches.open")  # the batch's opening transaction fails (not transient)
     sensor = SensorHarness(instance, store_url, QUEUE_SENSOR, max_batch_size=50)
     [request] = sensor.tick()
     result = execute_workflow_batch.execute_in_process(

@@ -13,7 +13,6 @@ from orchestrator.dagster.sensors import QUEUE_SENSOR
 from orchestrator.domain.correlation import TAG_ENVIRONMENT, TAG_EXECUTION_ID, Correlation, Source
 from orchestrator.domain.ingest import TriggerRequest
 from orchestrator.store import Store
-from orchestrator.store.ingest import IngestStore
 from tests.dagster.conftest import SensorHarness, real_now
 
 pytestmark = pytest.mark.slow
@@ -30,7 +29,7 @@ def test_burst_of_one_environment_does_not_starve_another(
         instance: dg.DagsterInstance, store_url: str, store: Store, make_workflow) -> None:
     make_workflow()
     make_workflow(environment="small")
-    ingest = IngestStore(store)
+    ingest = store.admission
     start = real_now() - timedelta(minutes=5)
     burst = _requests("default", 10_000)
     for i in range(0, len(burst), 500):  # the burst is older than the lone trigger

@@ -18,7 +18,6 @@ from orchestrator.domain.correlation import (
 from orchestrator.domain.ingest import TriggerRequest
 from orchestrator.domain.records import DeliveryStatus, TriggerStatus
 from orchestrator.store import Store
-from orchestrator.store.ingest import IngestStore
 from tests.dagster.conftest import SensorHarness, real_now
 from tests.http_server import Answer, loopback_server
 
@@ -48,7 +47,7 @@ def test_stuck_buffer_entries_alert_through_the_alert_webhook(
     ``burst_stuck_after`` raise one ``buffer_stuck`` alert each: a row, delivered by POST."""
     make_workflow()
     buffered_at = real_now() - timedelta(minutes=3)
-    entries = IngestStore(store).admit(
+    entries = store.admission.admit(
         [TriggerRequest(correlation=Correlation(
             execution_id=new_id(), request_id=f"req-{n}", source=Source.API, workflow="digest",
             environment="default", payload={"n": n})) for n in range(2)],

@@ -19,12 +19,13 @@ from orchestrator.store import Store
 from orchestrator.store import tables as t
 from orchestrator.triggers.group_commit import GroupCommit
 from orchestrator.triggers.ingest import IngestService, JobResult, TriggerInput
-from tests.conftest import NOW
+from tests.conftest import ALL_BACKENDS, NOW, row_count
+
+pytestmark = pytest.mark.backends(*ALL_BACKENDS)
 
 
 def _count(store: Store, table: sa.Table) -> int:
-    with store.engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+    return row_count(store, table)
 
 
 def _job(service: IngestService, *items: TriggerInput, workflow: str = "digest",
@@ -102,7 +103,7 @@ def test_a_job_the_database_refuses_fails_alone(store: Store, make_workflow) -> 
             _job(service, TriggerInput(payload={"n": 2}, idempotency_key="k"))]
     good, bad, keyed = service.admit(jobs)
     assert isinstance(good, list) and isinstance(keyed, list)
-    if store.engine.dialect.name == "postgresql":
+    if store.is_sql and store.engine.dialect.name == "postgresql":
         assert isinstance(bad, StoreError) and "accept the trigger" in str(bad)
         assert _count(store, t.executions) == 2
     else:  # SQLite stores it
@@ -125,6 +126,8 @@ def test_buffered_and_queued_plain_jobs_are_inserted_in_bulk(store: Store,
     assert created == [NOW + timedelta(seconds=s) for s in (1, 3, 5)]
 
 
+@pytest.mark.backends("memory")  # the writer's grouping is service logic; admission in one
+# transaction on each backend is test_one_transaction_admits_each_job_or_refuses_it_alone
 def test_waiting_jobs_share_the_next_transaction(store: Store, make_workflow) -> None:
     """While the writer commits one group, 40 callers arrive: they are written together, and
     each caller gets its own job's admission (or error)."""

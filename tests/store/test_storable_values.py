@@ -20,7 +20,9 @@ from orchestrator.domain.payloads import storable_json, storable_text
 from orchestrator.domain.records import BlockEntry, ExecutionStatus, Outcome
 from orchestrator.execution.settle import RunEnd, settle
 from orchestrator.store import Store
-from tests.conftest import NOW
+from tests.conftest import ALL_BACKENDS, NOW
+
+pytestmark = pytest.mark.backends(*ALL_BACKENDS)
 
 FFFD = "\ufffd"
 

@@ -15,7 +15,9 @@ from orchestrator.exceptions import NotFound, StoreError
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
 from orchestrator.store import tables as t
-from tests.conftest import NOW, workflow_doc
+from tests.conftest import ALL_BACKENDS, NOW, workflow_doc
+
+pytestmark = pytest.mark.backends(*ALL_BACKENDS)
 
 
 def _block(block_id: str, status: str, after: int = 0) -> BlockEntry:
@@ -68,6 +70,7 @@ class TestSchedules:
         assert cron.next_run_at == NOW.replace(minute=5, second=0)
         assert once.next_run_at == NOW.replace(month=2, day=1, hour=8, minute=0, second=0)
 
+    @pytest.mark.sql_only("a CHECK constraint of the schema, written around the store")
     def test_database_refuses_enabled_schedule_without_next_run_at(self, store: Store,
                                                                     make_schedule) -> None:
         schedule = make_schedule()

@@ -1,0 +1,305 @@
+"""The store's interfaces: one small repository per aggregate, and the records they exchange.
+
+Services depend on these :class:`~typing.Protocol`\\ s, never on a backend. Two implementations
+ship in the package: the SQL one (``orchestrator.store.workflows`` … ``access``, on SQLite or
+PostgreSQL through :class:`~orchestrator.store.uow.Database`) and the in-memory one
+(:mod:`orchestrator.store.memory`). One contract suite (``tests/store``) runs on all three.
+
+==============  ======================================================================
+repository      aggregate
+==============  ======================================================================
+workflows       versioned workflow definitions per environment
+schedules       cron / one-time schedules and their ``next_run_at`` compare-and-set
+executions      the execution log: attempts, block entries, the one terminal write
+queue           queued triggers and the burst buffer, read fairly across environments
+batches         many executions carried by one Dagster run
+admission       trigger admission (idempotency, debounce, buffer) and reads with buffer fallback
+alerts          alerts and their outbound delivery
+access          API keys (hashed) and webhooks
+==============  ======================================================================
+
+Every method raises :class:`~orchestrator.exceptions.StoreError` for a failure of the store,
+:class:`~orchestrator.exceptions.NotFound` for a missing record, and nothing from a driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from orchestrator.domain.access import ApiKeyRecord, WebhookRecord
+from orchestrator.domain.correlation import Correlation, Source
+from orchestrator.domain.ingest import Admission, AdmissionJob, TriggerRequest
+from orchestrator.domain.records import (
+    AlertRecord,
+    BlockEntry,
+    ExecutionRecord,
+    ExecutionStatus,
+    Outcome,
+    QueuedTrigger,
+    ScheduleRecord,
+    WorkflowRecord,
+)
+from orchestrator.domain.schedules import ScheduleSpec
+from orchestrator.domain.workflow import WorkflowSpec
+from orchestrator.exceptions import OrchestratorError
+
+BUFFER_STUCK_KIND = "buffer_stuck"
+KIND_QUEUE = "queue"
+KIND_SCHEDULE = "schedule"
+
+JobResult = list[Admission] | OrchestratorError
+
+
+# ------------------------------------------------------------------------------------ records
+
+@dataclass(frozen=True, kw_only=True)
+class Advance:
+    """One compare-and-set of a schedule's ``next_run_at`` (see
+    :meth:`ScheduleRepository.advance_schedule`)."""
+
+    schedule_id: str
+    expected: datetime
+    next_run_at: datetime | None
+    dispatched: datetime | None = None
+    superseded: int = 0
+    outside_window: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class BufferedTrigger:
+    """One burst-buffer entry's correlation. ``payload`` and ``idempotency_expires_at`` are
+    filled where the entry is read to be shown (``AdmissionRepository``), not by ``stuck``."""
+
+    execution_id: str
+    request_id: str
+    source: Source
+    environment: str
+    workflow: str
+    trigger_id: str | None
+    idempotency_key: str | None
+    parent_execution_id: str | None
+    batch_id: str | None
+    created_at: datetime
+    payload: Any = None
+    idempotency_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Visible:
+    """An execution as a reader may see it: in the log, or still in the burst buffer; with the
+    expiry of its idempotency key, if it holds one."""
+
+    execution: ExecutionRecord | BufferedTrigger
+    key_expires_at: datetime | None = None
+
+    @property
+    def buffered(self) -> bool:
+        return isinstance(self.execution, BufferedTrigger)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunBatch:
+    batch_id: str
+    environment: str
+    kind: str
+    size: int
+    created_at: datetime
+    dispatched_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchOpening:
+    """What a batch run starts with: its open members (now ``running``, attempt counted), the
+    members already terminal (a retried run skips them) and each member workflow's current
+    version (``None``: missing or deleted, a pipeline fault of those executions)."""
+
+    running: list[ExecutionRecord]
+    finalized: list[ExecutionRecord]
+    workflows: dict[tuple[str, str], WorkflowRecord | None]
+
+
+# ------------------------------------------------------------------------------- repositories
+
+class WorkflowRepository(Protocol):
+    def apply_workflow(self, spec: WorkflowSpec, now: datetime) -> tuple[WorkflowRecord, bool]:
+        """Store ``spec`` as the new current version; (record, whether a version was written)."""
+
+    def get_workflow(self, environment: str, name: str, version: int | None = None,
+                     *, include_deleted: bool = False) -> WorkflowRecord: ...
+
+    def list_workflows(self, environment: str | None = None) -> list[WorkflowRecord]: ...
+
+    def delete_workflow(self, environment: str, name: str, now: datetime) -> int:
+        """Soft-delete (history stays) and pause its schedules; returns schedules paused."""
+
+
+class ScheduleRepository(Protocol):
+    def create_schedule(self, spec: ScheduleSpec, now: datetime) -> tuple[ScheduleRecord, bool]:
+        """Create, or with ``spec.key`` upsert; (record, whether created)."""
+
+    def get_schedule(self, schedule_id: str) -> ScheduleRecord: ...
+
+    def list_schedules(self, environment: str | None = None,
+                       workflow: str | None = None) -> list[ScheduleRecord]: ...
+
+    def pause_schedule(self, schedule_id: str, now: datetime) -> ScheduleRecord: ...
+
+    def resume_schedule(self, schedule_id: str, next_run_at: datetime,
+                        now: datetime) -> ScheduleRecord: ...
+
+    def delete_schedule(self, schedule_id: str) -> None: ...
+
+    def due_schedules(self, now: datetime, limit: int, *,
+                      after: tuple[datetime, str] | None = None) -> list[ScheduleRecord]:
+        """Enabled schedules due at ``now``, oldest first, paged by (next_run_at, id)."""
+
+    def next_due_at(self) -> datetime | None: ...
+
+    def advance_schedule(self, schedule_id: str, *, expected: datetime,
+                         next_run_at: datetime | None, now: datetime,
+                         dispatched: datetime | None = None, superseded: int = 0,
+                         outside_window: int = 0) -> bool:
+        """Compare-and-set ``next_run_at`` from ``expected`` (``None`` disables)."""
+
+    def advance_schedules(self, advances: Sequence[Advance], now: datetime) -> int: ...
+
+    def schedules_by_id(self, schedule_ids: Sequence[str]) -> dict[str, ScheduleRecord]: ...
+
+
+class ExecutionRepository(Protocol):
+    def create_execution(self, correlation: Correlation, now: datetime, *,
+                         workflow_version: int | None = None,
+                         enqueue: bool = False) -> tuple[ExecutionRecord, bool]:
+        """Insert ``queued`` unless it exists (and with ``enqueue`` its queue row)."""
+
+    def get_execution(self, execution_id: str) -> ExecutionRecord: ...
+
+    def executions_by_id(self, execution_ids: Sequence[str]) -> dict[str, ExecutionRecord]: ...
+
+    def list_executions(self, *, workflow: str | None = None, status: str | None = None,
+                        environment: str | None = None, trigger_id: str | None = None,
+                        limit: int = 50) -> list[ExecutionRecord]: ...
+
+    def start_execution(self, execution_id: str, *, dagster_run_id: str,
+                        workflow_version: int | None, now: datetime) -> ExecutionRecord: ...
+
+    def open_execution(self, correlation: Correlation, *, dagster_run_id: str,
+                       now: datetime) -> tuple[WorkflowRecord, ExecutionRecord]:
+        """Begin an attempt with the workflow's current version, in one transaction."""
+
+    def finish_execution(self, execution_id: str, *, status: ExecutionStatus, outcome: Outcome,
+                         finalized_by: str, now: datetime, error: dict[str, Any] | None = None,
+                         output: Any = None, dagster_run_id: str | None = None,
+                         block: tuple[int, BlockEntry] | None = None,
+                         ) -> tuple[ExecutionRecord, bool]:
+        """The one terminal write; (stored record, whether this call won)."""
+
+    def heartbeat(self, execution_id: str, now: datetime) -> bool: ...
+
+    def stale_executions(self, heartbeat_before: datetime,
+                         limit: int = 100) -> list[ExecutionRecord]: ...
+
+    def record_block(self, execution_id: str, attempt: int, entry: BlockEntry) -> None: ...
+
+
+class QueueRepository(Protocol):
+    def queued_triggers(self, limit: int) -> list[QueuedTrigger]:
+        """Queued triggers, oldest first (every one, due or not, batched or not)."""
+
+    def mark_dispatched(self, execution_ids: Sequence[str], now: datetime) -> int: ...
+
+    def queued(self, now: datetime, limit: int, block: int = 1) -> list[QueuedTrigger]:
+        """Startable unclaimed triggers, round robin across environments in ``block``\\ s."""
+
+    def drain(self, limit: int) -> list[str]:
+        """Move up to ``limit`` buffered triggers into the queue, fairly; their ids."""
+
+    def stuck(self, now: datetime, older_than: timedelta,
+              limit: int = 100) -> list[BufferedTrigger]: ...
+
+    def lag(self, now: datetime) -> dict[str, float]: ...
+
+    def next_startable_at(self, now: datetime) -> datetime | None:
+        """``now`` when a trigger can start (queued and unclaimed, buffered, or in a batch whose
+        run was not requested yet), else the earliest ``available_at`` of debounced triggers,
+        else None."""
+
+
+class BatchRepository(Protocol):
+    def claim_queued(self, environment: str, execution_ids: Sequence[str],
+                     now: datetime) -> RunBatch | None: ...
+
+    def create_scheduled(self, environment: str, correlations: Sequence[Correlation],
+                         now: datetime) -> RunBatch | None: ...
+
+    def pending(self, kind: str, limit: int) -> list[RunBatch]: ...
+
+    def mark_dispatched(self, batch_ids: Sequence[str], now: datetime) -> None: ...
+
+    def get(self, batch_ids: Sequence[str]) -> dict[str, RunBatch]: ...
+
+    def members(self, batch_id: str) -> list[ExecutionRecord]: ...
+
+    def open(self, batch_id: str, *, dagster_run_id: str, now: datetime) -> BatchOpening: ...
+
+    def heartbeat(self, batch_id: str, dagster_run_id: str, now: datetime) -> bool: ...
+
+    def finish_open(self, batch_id: str, *, run_id: str | None, status: ExecutionStatus,
+                    outcome: Outcome, error: dict[str, Any], finalized_by: str,
+                    now: datetime) -> tuple[list[ExecutionRecord], list[ExecutionRecord]]: ...
+
+    def batchable(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bool]: ...
+
+
+class AdmissionRepository(Protocol):
+    def admit(self, requests: Sequence[TriggerRequest], now: datetime, *,
+              buffer: Sequence[bool] | None = None,
+              receipt: tuple[str, str] | None = None) -> list[Admission]: ...
+
+    def admit_jobs(self, jobs: Sequence[AdmissionJob]) -> list[JobResult]:
+        """Several calls' jobs in one transaction, each all or none."""
+
+    def find(self, execution_id: str, environment: str) -> Visible:
+        """The execution of ``environment``, in the log or the buffer (else NotFound)."""
+
+    def visible(self, environment: str, *, workflow: str | None = None,
+                status: str | None = None, limit: int = 50) -> list[Visible]:
+        """Most recent first, buffered executions included (as queued)."""
+
+
+class AlertRepository(Protocol):
+    def record_alert(self, *, execution_id: str | None, kind: str, message: str,
+                     details: dict[str, Any], environment: str | None, workflow: str | None,
+                     now: datetime, deliver: bool, incident: str | None = None,
+                     executions: Sequence[str] = ()) -> tuple[AlertRecord, bool]: ...
+
+    def list_alerts(self, *, environment: str | None = None, execution_id: str | None = None,
+                    limit: int = 50) -> list[AlertRecord]: ...
+
+    def alerts_to_deliver(self, now: datetime, limit: int = 20) -> list[AlertRecord]: ...
+
+    def claim_alert_delivery(self, alert_id: int, *, now: datetime,
+                             lease_until: datetime) -> bool: ...
+
+    def record_alert_delivery(self, alert_id: int, *, now: datetime, error: str | None,
+                              retry_at: datetime | None) -> None: ...
+
+
+class AccessRepository(Protocol):
+    def create_api_key(self, environment: str, now: datetime) -> tuple[ApiKeyRecord, str]: ...
+
+    def environment_of_key(self, key: str) -> str | None: ...
+
+    def list_api_keys(self, environment: str | None = None) -> list[ApiKeyRecord]: ...
+
+    def create_webhook(self, environment: str, workflow: str, now: datetime
+                       ) -> WebhookRecord: ...
+
+    def get_webhook(self, webhook_id: str) -> WebhookRecord: ...
+
+    def list_webhooks(self, environment: str | None = None) -> list[WebhookRecord]: ...
+
+    def delete_webhook(self, webhook_id: str) -> None: ...
