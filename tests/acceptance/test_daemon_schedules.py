@@ -11,6 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from harness.dagster_home import environment, write_dagster_yaml
+from harness.processes import Daemon, wait_for
 from orchestrator.domain.correlation import (
     DAGSTER_RUN_KEY_TAG,
     TAG_BATCH_ID,
@@ -27,7 +29,6 @@ from orchestrator.domain.records import ExecutionStatus
 from orchestrator.domain.schedules import validate_schedule
 from orchestrator.store import Store
 from orchestrator.store.migrate import upgrade
-from tests.acceptance.daemon import Daemon, environment, wait_for, write_dagster_yaml
 from tests.conftest import create_pg_database, drop_pg_database, workflow_doc
 
 pytestmark = pytest.mark.slow

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from harness.http_server import Answer, loopback_server
 from orchestrator.alerts import Alerter
 from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.domain.ingest import Debounce, DebounceMode, TriggerRequest
@@ -19,7 +20,6 @@ from orchestrator.store.access import AccessStore
 from orchestrator.store.fairness import FairQueue
 from orchestrator.store.ingest import IngestStore
 from tests.conftest import NOW
-from tests.http_server import Answer, loopback_server
 
 
 def request(*, key: str | None = None, env: str = "default", payload: dict | None = None,
