@@ -150,7 +150,9 @@ class EnvSettings(BaseSettings):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         env = os.environ if env is None else env
-        values = _MappingSource(cls, env)()
+        field_of = {cls.variable(name): name for name in cls.model_fields}
+        values = {field_of.get(key, key): value
+                  for key, value in _MappingSource(cls, env)().items()}
         values.update(cls.computed_defaults(env, values))
         try:
             return cls(**values)

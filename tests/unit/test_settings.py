@@ -13,6 +13,11 @@ from orchestrator.exceptions import InvalidInput
 from orchestrator.settings import Settings
 
 
+def test_database_url_without_dagster_home() -> None:
+    url = "postgresql+psycopg2://db/orch"
+    assert Settings.from_env({"ORCHESTRATOR_DATABASE_URL": url}).database_url == url
+
+
 def test_lease_must_outlast_the_heartbeat(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as caught:
         Settings.from_env({"DAGSTER_HOME": str(tmp_path),
