@@ -114,7 +114,7 @@ def test_sigkill_mid_dispatch_loses_nothing_and_duplicates_nothing(tmp_path: Pat
     every occurrence has exactly one execution, in exactly one run (its own, or one batch's)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    write_dagster_yaml(home, queued_max_concurrent=0)
+    write_dagster_yaml(home, max_concurrent_runs=0)
     url = f"sqlite:///{home / 'orchestrator.sqlite'}"
     store = _store_with_workflow(url)
     now = datetime.now(UTC)
