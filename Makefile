@@ -79,8 +79,8 @@ chaos: install-bench
 	$(BIN)/python -m bench.chaos
 
 lint: install
-	$(BIN)/ruff check orchestrator tests bench
-	$(BIN)/mypy orchestrator
+	$(BIN)/ruff check orchestrator harness tests bench
+	$(BIN)/mypy orchestrator harness
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from bench.exec_overhead import WORKFLOW, bare_job
-from bench.harness import BACKENDS, QUICK, REPO, Row, backend, median
+from bench.report import BACKENDS, QUICK, REPO, Row, median
+from harness.dagster_home import backend
 from orchestrator.dagster.batch_job import batch_run_config, execute_workflow_batch
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.domain.correlation import Correlation, Source, new_id
@@ -112,7 +113,7 @@ def _profile(store: Store, instance: dg.DagsterInstance, resource: OrchestratorS
 
 
 def main() -> None:
-    from bench.harness import table
+    from bench.report import table
 
     print(table([row for n in (sys.argv[1:] or BACKENDS) for row in measure(n)]))
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO, machine
+from bench.report import REPO, machine
 
 CASES = ["daemon", "code_server", "outage", "burst", "fuzz", "isolation"]
 RESULTS = REPO / "docs" / "RELIABILITY.json"
@@ -203,7 +203,7 @@ pinned as regressions) and
 
 ### Bad input (`fuzz`)
 
-`bench/chaos_fuzz.py` loads `/openapi.json` from a running `orchestrator serve` (a fresh SQLite
+`harness/chaos_fuzz.py` loads `/openapi.json` from a running `orchestrator serve` (a fresh SQLite
 file, then a fresh PostgreSQL database dropped afterwards), and for every operation has
 schemathesis generate requests that follow the document (positive) and that break it
 (negative). Each carries a real API key; half aim their path parameters at real objects (the
@@ -217,7 +217,7 @@ the structured error `{{"error": {{"code", "message"}}}}`, and every 422 names t
 
 ### Isolation (`isolation`)
 
-`bench/chaos_isolation.py` takes the endpoints from the app's route table (a new route is
+`harness/chaos_isolation.py` takes the endpoints from the app's route table (a new route is
 covered without editing the matrix; a path parameter it cannot aim counts as uncovered and fails
 the case). Environment A owns a workflow B does not have, an execution, a schedule and a
 webhook; each keyed endpoint is aimed at them with B's valid key, no key, malformed

@@ -1,4 +1,4 @@
-"""Database outage: a private PostgreSQL (``tests/pg_server.py``: its own data directory and
+"""Database outage: a private PostgreSQL (``harness/postgres.py``: its own data directory and
 port, never the shared server) holds both Dagster's storage and the store. Under a steady
 trigger load, with runs executing (so some are finalizing), the server is stopped for
 ``outage`` seconds and started again. The daemon is restarted if it exits (as a supervisor
@@ -28,7 +28,8 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from bench.harness import REPO, Daemon, environment, wait_for, write_dagster_yaml
+from harness.dagster_home import environment, write_dagster_yaml
+from harness.processes import REPO, Daemon, wait_for
 from orchestrator.domain.correlation import TAG_EXECUTION_ID, Correlation, Source, new_id
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
@@ -67,7 +68,7 @@ class OutageResult:
 def run_outage(*, outage: float = 30.0, before: float = 25.0, after: float = 20.0,
                trigger_every: float = 1.0, settle: float = 150.0,
                log_dir: Path | None = None) -> OutageResult:
-    from tests.pg_server import private_postgres
+    from harness.postgres import private_postgres
 
     started = time.time()
     with private_postgres() as pg:

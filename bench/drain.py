@@ -36,24 +36,14 @@ import requests
 import sqlalchemy as sa
 
 from bench.baselines import REQUESTS
-from bench.harness import (
-    BACKENDS,
-    QUICK,
-    REPO,
-    Backend,
-    Daemon,
-    Row,
-    api_server,
-    backend,
-    environment,
-    percentile,
-    wait_for,
-)
+from bench.report import BACKENDS, QUICK, REPO, Row, percentile
+from harness.dagster_home import Backend, backend, environment
+from harness.http_server import Answer, loopback_server
+from harness.processes import Daemon, api_server, wait_for
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
 from orchestrator.store import tables as t
-from tests.http_server import Answer, loopback_server
 
 BURST = int(os.environ.get("BENCH_DRAIN_BURST", "300" if QUICK else "1000"))
 BARE_BURST = int(os.environ.get("BENCH_DRAIN_BARE_BURST", "20" if QUICK else "60"))
@@ -305,7 +295,7 @@ def measure(name: str, kinds: list[str] | None = None) -> list[Row]:
 
 
 def main() -> None:
-    from bench.harness import table
+    from bench.report import table
 
     args = sys.argv[1:]
     names = [a for a in args if a in ("sqlite", "postgres")] or BACKENDS

@@ -17,7 +17,8 @@ from typing import Any
 
 import dagster as dg
 
-from bench.harness import BACKENDS, QUICK, REPO, Row, backend, median
+from bench.report import BACKENDS, QUICK, REPO, Row, median
+from harness.dagster_home import backend
 from orchestrator.dagster.jobs import execute_workflow, run_config_for
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.domain.correlation import Correlation, Source, new_id
@@ -120,7 +121,7 @@ def measure(name: str) -> list[Row]:
 
 
 def main() -> None:
-    from bench.harness import table
+    from bench.report import table
 
     names = sys.argv[1:] or BACKENDS
     print(table([row for n in names for row in measure(n)]))

@@ -38,8 +38,9 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
-from bench import harness
-from bench.harness import BACKENDS, QUICK, Backend, Row, backend, percentile
+from bench.report import BACKENDS, QUICK, Row, percentile
+from harness import processes
+from harness.dagster_home import Backend, backend
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
@@ -117,7 +118,7 @@ def api_server(b: Backend, **settings: str) -> Iterator[Server]:
     now = datetime.now(UTC)
     store.apply_workflow(parse_workflow(WORKFLOW, block_types()), now)
     key = store.access.create_api_key("default", now)[1]
-    with harness.api_server(b.store_url, b.home, **settings) as url:
+    with processes.api_server(b.store_url, b.home, **settings) as url:
         yield Server(url=url, key=key, store=store)
 
 

@@ -29,7 +29,7 @@ from bench import (
     tick_cost,
     top_of_hour,
 )
-from bench.harness import BACKENDS, QUICK, REPO, Row, machine, table
+from bench.report import BACKENDS, QUICK, REPO, Row, machine, table
 
 BENCHMARKS: dict[str, Callable[[str], list[Row]]] = {
     "tick_cost": tick_cost.measure,

@@ -19,18 +19,10 @@ from typing import Any
 
 import dagster as dg
 
-from bench.harness import (
-    BACKENDS,
-    QUICK,
-    REPO,
-    Daemon,
-    Row,
-    backend,
-    environment,
-    percentile,
-    wait_for,
-)
+from bench.report import BACKENDS, QUICK, REPO, Row, percentile
 from bench.tick_cost import _insert
+from harness.dagster_home import backend, environment
+from harness.processes import Daemon, wait_for
 from orchestrator.domain.correlation import TAG_EXECUTION_ID, TAG_SCHEDULED_FOR, TAG_SOURCE
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
@@ -165,7 +157,7 @@ def measure(name: str) -> list[Row]:
 
 
 def main() -> None:
-    from bench.harness import table
+    from bench.report import table
 
     names = sys.argv[1:] or BACKENDS
     print(table([row for n in names for row in measure(n)]))

@@ -16,7 +16,8 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from bench.harness import BACKENDS, QUICK, Row, backend, median
+from bench.report import BACKENDS, QUICK, Row, median
+from harness.dagster_home import backend
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.dagster.sensors import build_schedule_sensor
 from orchestrator.domain.workflow import parse_workflow
@@ -116,7 +117,7 @@ def measure(name: str) -> list[Row]:
 
 
 def main() -> None:
-    from bench.harness import table
+    from bench.report import table
 
     names = sys.argv[1:] or BACKENDS
     print(table([row for n in names for row in measure(n)]))

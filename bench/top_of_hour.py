@@ -20,17 +20,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.harness import (
-    QUICK,
-    REPO,
-    Daemon,
-    Row,
-    backend,
-    environment,
-    median,
-    percentile,
-    wait_for,
-)
+from bench.report import QUICK, REPO, Row, median, percentile
+from harness.dagster_home import backend, environment
+from harness.processes import Daemon, wait_for
 from orchestrator.domain.correlation import new_id
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
@@ -120,7 +112,7 @@ def _aware(value: datetime) -> datetime:
 
 
 def main() -> None:
-    from bench.harness import table
+    from bench.report import table
 
     names = sys.argv[1:] or ["postgres"]
     started = time.time()

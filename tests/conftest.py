@@ -7,23 +7,21 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from harness import postgres
 from orchestrator.domain.schedules import ScheduleSpec, validate_schedule
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
-from orchestrator.store.engine import dispose_all
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.tables import metadata
 
-PG_ADMIN_URL = os.environ.get("ORCHESTRATOR_TEST_PG_URL",
-                              "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -40,6 +38,7 @@ LONG_TESTS: dict[str, float] = {
     "tests/acceptance/test_daemon_faults.py::test_killed_batch_run_worker": 25,
     "tests/dagster/test_batch_runs.py::test_one_batch_isolates": 8,
     "tests/acceptance/test_first_start.py::": 8,
+    "tests/acceptance/test_harness.py::test_no_code_server": 8,
     "tests/acceptance/test_api_daemon.py::": 16,
     "tests/acceptance/test_daemon_faults.py::test_terminated_and_killed": 15,
     "tests/acceptance/test_daemon_faults.py::test_run_retried_by_dagster": 14,
@@ -73,19 +72,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def _postgres_reachable() -> str | None:
-    try:
-        engine = sa.create_engine(PG_ADMIN_URL)
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:
-        return type(exc).__name__
-
-
 def require_postgres() -> None:
-    problem = _postgres_reachable()
+    problem = postgres.unreachable()
     if problem is None:
         return
     message = f"PostgreSQL at 127.0.0.1:5432 is not reachable ({problem})"
@@ -94,24 +82,21 @@ def require_postgres() -> None:
     pytest.skip(message)
 
 
+def require_postgres_binaries() -> None:
+    """For a private PostgreSQL server (``harness.postgres.private_postgres``)."""
+    if postgres.server_binaries() is None:
+        if IN_CI:
+            pytest.fail(postgres.MISSING_BINARIES)
+        pytest.skip(postgres.MISSING_BINARIES)
+
+
 def create_pg_database(prefix: str = "orch_test") -> str:
     """A fresh database on the local server; returns its SQLAlchemy URL."""
     require_postgres()
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    return postgres.create_database(prefix)
 
 
-def drop_pg_database(url: str) -> None:
-    dispose_all()
-    name = url.rsplit("/", 1)[1]
-    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
+drop_pg_database = postgres.drop_database
 
 
 @pytest.fixture(scope="session")
@@ -192,6 +177,20 @@ def store(store_url: str) -> Store:
 
 
 NOW = datetime(2030, 1, 15, 12, 0, 30, tzinfo=UTC)
+
+
+class ManualClock:
+    """A clock the test moves (``advance``), injected where the code takes ``clock``: a test
+    that needs a TTL or a window to pass moves it instead of sleeping."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
 
 
 def workflow_doc(name: str = "digest", **extra: Any) -> dict[str, Any]:

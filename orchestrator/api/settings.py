@@ -3,15 +3,44 @@ serve``)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Annotated
+
+from pydantic_settings import NoDecode
 
 from orchestrator.domain.burst import BurstPolicy
-from orchestrator.settings import Settings, _int
+from orchestrator.settings import (
+    EnvSettings,
+    Settings,
+    at_least,
+    env_var,
+    flag,
+    names,
+    seconds,
+)
 
-_TRUE = {"1", "true", "yes", "on"}
+_DEFAULT = BurstPolicy()
+
+
+class BurstSettings(EnvSettings):
+    """The burst gate's variables; the defaults are :class:`BurstPolicy`'s (except the
+    environments: once the gate is switched on, it covers every environment unless listed)."""
+
+    burst_gate: Annotated[bool, flag()] = _DEFAULT.enabled
+    burst_gate_environments: Annotated[frozenset[str], names(), NoDecode] = frozenset({"*"})
+    burst_threshold: Annotated[int, at_least(1)] = _DEFAULT.threshold
+    burst_window: Annotated[timedelta, seconds(1),
+                            env_var("ORCHESTRATOR_BURST_WINDOW_SECONDS")] = \
+        _DEFAULT.window
+    burst_hold: Annotated[timedelta, seconds(0),
+                          env_var("ORCHESTRATOR_BURST_HOLD_SECONDS")] = _DEFAULT.hold
+
+    def policy(self) -> BurstPolicy:
+        return BurstPolicy(enabled=self.burst_gate, environments=self.burst_gate_environments,
+                           threshold=self.burst_threshold, window=self.burst_window,
+                           hold=self.burst_hold)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,17 +51,4 @@ class ApiSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
-        env = os.environ if env is None else env
-        environments = {e.strip() for e in
-                        env.get("ORCHESTRATOR_BURST_GATE_ENVIRONMENTS", "*").split(",")
-                        if e.strip()}
-        return cls(
-            store=Settings.from_env(env),
-            burst=BurstPolicy(
-                enabled=env.get("ORCHESTRATOR_BURST_GATE", "").lower() in _TRUE,
-                environments=frozenset(environments),
-                threshold=_int(env, "ORCHESTRATOR_BURST_THRESHOLD", 200, minimum=1),
-                window=timedelta(seconds=_int(env, "ORCHESTRATOR_BURST_WINDOW_SECONDS", 1,
-                                              minimum=1)),
-                hold=timedelta(seconds=_int(env, "ORCHESTRATOR_BURST_HOLD_SECONDS", 10,
-                                            minimum=0))))
+        return cls(store=Settings.from_env(env), burst=BurstSettings.from_env(env).policy())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -39,7 +38,7 @@ class OrchestratorStore(dg.ConfigurableResource):  # type: ignore[type-arg]
             ("alert_webhook_url", self.alert_webhook_url),
             ("dagster_ui_url", self.dagster_ui_url),
             ("heartbeat_interval_seconds", self.heartbeat_interval_seconds)) if value}
-        return dataclasses.replace(settings, **overrides)
+        return settings.model_copy(update=overrides)
 
     def get(self) -> Store:
         return Store(self.database_url or self.settings().database_url)

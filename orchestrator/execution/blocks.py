@@ -9,31 +9,88 @@ Custom block types register in code::
 
     @register_block_type("uppercase")
     def uppercase(inputs, context):
-        return {"text": str(inputs["text"]).upper()}
+        context.log.info("uppercasing %d characters", len(inputs["text"]))
+        return {"text": str(inputs["text"]).upper(), "at": context.now().isoformat()}
+
+A block gets its resolved inputs and a :class:`BlockContext`: which execution and block it runs
+in, the execution's clock (``context.now()``), a logger whose lines carry the execution's
+correlation (``context.log``) and ``context.spawn_child(...)`` to start another workflow of the
+same environment as a child execution. That is all a block may do to the system: it never sees
+the store.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
+from orchestrator.domain.ingest import DEFAULT_IDEMPOTENCY_TTL
 from orchestrator.exceptions import WorkflowError
-from orchestrator.store import Store
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChildTrigger:
+    """A child execution a block asks for: a workflow of the parent's environment, its payload
+    and, optionally, an idempotency key (while it holds, asking again answers the same child)."""
+
+    workflow: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL
+
+
+class Children(Protocol):
+    """Starts child executions for a running one (the core passes one over its store)."""
+
+    def spawn(self, parent: BlockContext, child: ChildTrigger, now: datetime
+              ) -> Mapping[str, Any]:
+        """Admit ``child`` as a trigger of ``parent``; answers ``{execution_id, request_id,
+        status, deduplicated}``. Raises ``NotFound`` for an unknown workflow and
+        ``InvalidInput`` for a child the trigger rules refuse."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)
 class BlockContext:
-    """What a block knows about the execution running it. The core sets ``store`` (the store the
-    execution is logged in) and ``request_id``; a block that reaches the store (``trigger``)
-    uses them, others ignore them."""
+    """What a block knows about the execution running it and may do: read the execution's
+    clock, log with its correlation, spawn a child execution. The core sets ``clock`` and
+    ``children``; without ``children`` (a block run outside an execution) spawning is refused."""
 
     execution_id: str
     block_id: str
     workflow: str
     environment: str
     request_id: str | None = None
-    store: Store | None = None
+    clock: Clock = _utc_now
+    children: Children | None = field(default=None, repr=False)
+
+    def now(self) -> datetime:
+        """The execution's clock (injected; tests freeze it)."""
+        return self.clock()
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose lines carry ``execution_id``, ``request_id`` and ``block_id``."""
+        return logging.LoggerAdapter(log, {"execution_id": self.execution_id,
+                                           "request_id": self.request_id,
+                                           "block_id": self.block_id})
+
+    def spawn_child(self, child: ChildTrigger) -> Mapping[str, Any]:
+        """Start ``child`` as a child execution of this one (queued; the parent does not wait)."""
+        if self.children is None:
+            raise WorkflowError(f"block `{self.block_id}`: a child execution can be started "
+                                "only inside an execution", block_id=self.block_id)
+        return self.children.spawn(self, child, self.now())
 
 
 BlockFunction = Callable[[dict[str, Any], BlockContext], Any]

@@ -29,6 +29,7 @@ from orchestrator.domain.templating import render
 from orchestrator.domain.workflow import WorkflowSpec
 from orchestrator.exceptions import StoreError, WorkflowError
 from orchestrator.execution.blocks import BlockContext, BlockFunction, block_types
+from orchestrator.execution.children import StoreChildren
 from orchestrator.execution.session import LoggingSession
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ def run_workflow(spec: WorkflowSpec, session: LoggingSession) -> ExecutionResult
                              error=None, output_size=None)
         context = BlockContext(execution_id=c.execution_id, block_id=block.id,
                                workflow=spec.name, environment=spec.environment,
-                               request_id=c.request_id, store=session.store)
+                               request_id=c.request_id, clock=session.clock,
+                               children=StoreChildren(session.store))
         try:
             inputs = render(block.inputs, scope, block_id=block.id)
             output = _call(types[block.type], inputs, context,

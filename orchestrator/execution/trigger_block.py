@@ -1,9 +1,11 @@
 """The ``trigger`` block: starts another workflow of the same environment as a child execution.
 
-The child is admitted like any trigger (:class:`~orchestrator.triggers.ingest.IngestService`):
-``parent_execution_id`` is the running execution, ``source`` is ``child``, ``request_id`` is the
-parent's (one request id follows the whole tree), and it bypasses the burst gate. It is queued;
-``queued_trigger_sensor`` launches its run. The parent does not wait for it.
+The child is started through the block's context (:meth:`BlockContext.spawn_child`, admitted by
+:mod:`orchestrator.execution.children` like any trigger): ``parent_execution_id`` is the running
+execution, ``source`` is ``child``, ``request_id`` is the parent's (one request id follows the
+whole tree), and it bypasses the burst gate. It is queued; ``queued_trigger_sensor`` launches its
+run. The parent does not wait for it. The idempotency key's expiry is counted from the
+execution's clock (``context.now()``).
 
 ``with``: ``workflow`` (required, a workflow name of the parent's environment), ``payload`` (an
 object, default ``{}``), ``idempotency_key`` and ``idempotency_ttl`` (as in the HTTP API: while
@@ -18,17 +20,19 @@ field); the store failing is a pipeline fault.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.domain.correlation import Source
 from orchestrator.domain.ingest import DEFAULT_IDEMPOTENCY_TTL, parse_idempotency_ttl
 from orchestrator.domain.payloads import unstorable
 from orchestrator.domain.schedules import KEY_PATTERN
 from orchestrator.domain.workflow import NAME_PATTERN
 from orchestrator.exceptions import InvalidInput, NotFound, WorkflowError
-from orchestrator.execution.blocks import BlockContext, register_block_type, require
-from orchestrator.triggers.ingest import IngestService, TriggerInput
+from orchestrator.execution.blocks import (
+    BlockContext,
+    ChildTrigger,
+    register_block_type,
+    require,
+)
 
 FIELDS = ("workflow", "payload", "idempotency_key", "idempotency_ttl")
 
@@ -72,17 +76,13 @@ def trigger_block(inputs: dict[str, Any], context: BlockContext) -> dict[str, An
             ttl = parse_idempotency_ttl(inputs["idempotency_ttl"])
         except ValueError as exc:
             raise _error(context, f"`idempotency_ttl` {exc}") from None
-    if context.store is None:
-        raise _error(context, "a `trigger` block runs only inside an execution (no store)")
-    item = TriggerInput(payload=payload, idempotency_key=key, idempotency_ttl=ttl,
-                        parent_execution_id=context.execution_id)
+    child = ChildTrigger(workflow=workflow, payload=payload, idempotency_key=key,
+                         idempotency_ttl=ttl)
     try:
-        [admission] = IngestService(context.store).trigger(
-            environment=context.environment, workflow=workflow, items=[item],
-            request_id=context.request_id, source=Source.CHILD, now=datetime.now(UTC))
+        answer = context.spawn_child(child)
     except NotFound:
         raise _error(context, f"`workflow`: no workflow {workflow!r} in environment "
                               f"{context.environment!r}") from None
     except InvalidInput as exc:
         raise _error(context, "; ".join(str(p) for p in exc.problems)) from None
-    return admission.body()
+    return dict(answer)

@@ -18,6 +18,8 @@ import dagster as dg
 import pytest
 import requests
 
+from harness.dagster_home import environment, write_dagster_yaml
+from harness.processes import Daemon, free_port, wait_for
 from orchestrator.domain.correlation import (
     DAGSTER_RUN_KEY_TAG,
     TAG_BATCH_ID,
@@ -35,9 +37,7 @@ from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
 from orchestrator.store.migrate import upgrade
-from tests.acceptance.daemon import Daemon, environment, wait_for, write_dagster_yaml
 from tests.conftest import create_pg_database, drop_pg_database, workflow_doc
-from tests.http_server import free_port
 
 pytestmark = pytest.mark.slow
 ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"

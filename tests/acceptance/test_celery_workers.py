@@ -13,7 +13,6 @@ execution is settled once with one alert.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -26,68 +25,21 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from harness.dagster_home import environment
+from harness.http_server import Answer, LoopbackServer, loopback_server
+from harness.processes import BIN, REPO, OrchestratorDaemon, Worker, free_port, wait_for
 from orchestrator.domain.correlation import TAG_EXECUTION_ID, Correlation, Source, new_id
 from orchestrator.domain.records import ExecutionStatus, Outcome
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types, register_block_type
 from orchestrator.store import Store
 from orchestrator.store.migrate import upgrade
-from tests.acceptance.daemon import BIN, REPO, Daemon, environment, wait_for
 from tests.conftest import create_pg_database, drop_pg_database, workflow_doc
-from tests.http_server import Answer, LoopbackServer, free_port, loopback_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 WORKSPACE = Path(__file__).parent / "faults" / "workspace.yaml"
 BROKER = os.environ.get("ORCHESTRATOR_TEST_BROKER_URL", "pyamqp://guest:guest@127.0.0.1:5672//")
 register_block_type("test_nap")(lambda inputs, context: None)  # the real one: faults/
-
-
-class Worker:
-    """``orchestrator worker`` in its own process group (SIGKILL takes its pool too)."""
-
-    def __init__(self, env: dict[str, str], log: Path, name: str, concurrency: int) -> None:
-        # Unique on the shared broker: a worker's name is its control queue.
-        self.name = f"{name}-{uuid.uuid4().hex[:8]}"
-        self.env, self.log, self.concurrency = env, log, concurrency
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [str(BIN / "orchestrator"), "worker", "-c", str(self.concurrency),
-                 "-n", f"{self.name}@%h"], cwd=REPO, env=self.env, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: b" ready." in self.log.read_bytes(), 60, f"worker {self.name}",
-                 self.log)
-
-    def pool(self) -> set[int]:
-        assert self.process is not None
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True,
-                             text=True).stdout
-        return {int(p) for p in out.split()}
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-
-
-class OrchestratorDaemon(Daemon):
-    """``orchestrator daemon`` (the Dagster daemon with the half-second sensor loop)."""
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [str(BIN / "orchestrator"), "daemon", "-w", str(self.workspace)], cwd=REPO,
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 @pytest.fixture

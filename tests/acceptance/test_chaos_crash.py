@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.chaos_crash import run_crash
+from harness.chaos_crash import run_crash
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from harness.dagster_home import environment, write_dagster_yaml
+from harness.http_server import Answer, LoopbackServer, loopback_server
+from harness.processes import Daemon, wait_for
 from orchestrator.domain.correlation import TAG_EXECUTION_ID, TAG_OUTCOME, Correlation, Source
 from orchestrator.domain.correlation import new_id as make_id
 from orchestrator.domain.records import ExecutionStatus, Outcome
@@ -21,9 +24,7 @@ from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types, register_block_type
 from orchestrator.store import Store
 from orchestrator.store.migrate import upgrade
-from tests.acceptance.daemon import Daemon, environment, wait_for, write_dagster_yaml
 from tests.conftest import create_pg_database, drop_pg_database, workflow_doc
-from tests.http_server import Answer, LoopbackServer, loopback_server
 
 pytestmark = pytest.mark.slow
 WORKSPACE = Path(__file__).parent / "faults" / "workspace.yaml"

@@ -11,6 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from harness.dagster_home import environment, write_dagster_yaml
+from harness.processes import Daemon, wait_for
 from orchestrator.domain.correlation import (
     DAGSTER_RUN_KEY_TAG,
     TAG_BATCH_ID,
@@ -27,7 +29,6 @@ from orchestrator.domain.records import ExecutionStatus
 from orchestrator.domain.schedules import validate_schedule
 from orchestrator.store import Store
 from orchestrator.store.migrate import upgrade
-from tests.acceptance.daemon import Daemon, environment, wait_for, write_dagster_yaml
 from tests.conftest import create_pg_database, drop_pg_database, workflow_doc
 
 pytestmark = pytest.mark.slow
@@ -113,7 +114,7 @@ def test_sigkill_mid_dispatch_loses_nothing_and_duplicates_nothing(tmp_path: Pat
     every occurrence has exactly one execution, in exactly one run (its own, or one batch's)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    write_dagster_yaml(home, queued_max_concurrent=0)
+    write_dagster_yaml(home, max_concurrent_runs=0)
     url = f"sqlite:///{home / 'orchestrator.sqlite'}"
     store = _store_with_workflow(url)
     now = datetime.now(UTC)

@@ -14,14 +14,12 @@ A screenshot of every page checked is saved in the test's tmp dir (``screens/``)
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,8 @@ import dagster as dg
 import pytest
 import yaml
 
+from harness.dagster_home import environment, write_dagster_yaml
+from harness.processes import BIN, REPO, ProcessGroup, free_port
 from orchestrator.dagster.batch_job import (
     batch_run_config,
     batch_run_tags,
@@ -41,9 +41,7 @@ from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.store import Store
 from orchestrator.store.engine import dispose_all
 from tests.acceptance.browser import Chromium, chromium_path
-from tests.acceptance.daemon import BIN, REPO, environment, write_dagster_yaml
 from tests.conftest import IN_CI
-from tests.http_server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -93,42 +91,16 @@ def _ok(env: dict[str, str], *args: str) -> str:
 @contextmanager
 def _webserver(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``dagster-webserver`` on a free loopback port, in its own process group (it starts a
-    code server); the whole group is stopped afterwards."""
+    code server); the whole group is stopped afterwards, and nothing of it may survive."""
     port = free_port()
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"),
-             "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True)
+    server = ProcessGroup([str(BIN / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"),
+                           "-h", "127.0.0.1", "-p", str(port)], env, log)
+    server.start()
+    assert server.process is not None
     try:
-        yield f"http://127.0.0.1:{port}", process
+        yield f"http://127.0.0.1:{port}", server.process
     finally:
-        _stop_group(process)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _stop_group(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    """SIGTERM to the process group, then SIGKILL to what is left of it after ``timeout``
-    (the group id stays ours while any of its members lives)."""
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=0.1)
-        if process.poll() is not None and not _group_alive(process.pid):
-            return
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=timeout)
+        server.stop()
 
 
 def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path,

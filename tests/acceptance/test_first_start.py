@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.dagster_home import environment
+from harness.processes import BIN, REPO, Daemon, wait_for
 from orchestrator.dagster.storage import LOCK_FILENAME, storage_lock
-from tests.acceptance.daemon import BIN, REPO, Daemon, environment, wait_for
 
 DATABASES = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")
 SENSOR_LINE = "Checking for new runs for sensor: schedule_trigger_sensor"
@@ -62,9 +63,9 @@ def daemon(env: dict[str, str], home: Path) -> Iterator[Daemon]:
     try:
         yield daemon
     finally:
-        # SIGKILL to its process group (start_new_session): the code server (`dagster api grpc`)
-        # is in it too, so nothing is left behind, and nothing here needs a graceful stop.
-        if daemon.process is not None and daemon.process.poll() is None:
+        # SIGKILL to its process group: the code server (`dagster api grpc`) is in it too, and
+        # kill() checks that nothing is left behind; nothing here needs a graceful stop.
+        if daemon.process is not None:
             daemon.kill()
 
 

@@ -12,12 +12,12 @@ import pytest
 import requests
 import uvicorn
 
+from harness.processes import free_port
 from orchestrator.api.app import create_app
 from orchestrator.api.settings import ApiSettings
 from orchestrator.domain.burst import BurstPolicy
 from orchestrator.settings import Settings
 from orchestrator.store import Store
-from tests.http_server import free_port
 
 
 class Server:

@@ -1,5 +1,5 @@
 """Bad input through a real server on loopback, on SQLite and PostgreSQL: schemathesis fuzzes
-every operation of ``/openapi.json`` (``bench/chaos_fuzz.py``; ``make chaos`` runs it long),
+every operation of ``/openapi.json`` (``harness/chaos_fuzz.py``; ``make chaos`` runs it long),
 and the inputs it found that once answered 500 or 503 are pinned as regressions."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from bench.chaos_fuzz import fuzz, prepare
+from harness.chaos_fuzz import fuzz, prepare
 from orchestrator.store import Store
 from tests.api.conftest import Client, error_of
 

@@ -1,5 +1,5 @@
 """Isolation through a real server on loopback, on SQLite and PostgreSQL: every route of the app
-(``bench/chaos_isolation.py``: taken from the route table, so new routes join by themselves)
+(``harness/chaos_isolation.py``: taken from the route table, so new routes join by themselves)
 aimed at environment A's objects with B's key, no key, malformed headers and wrong keys; the
 webhook with tampered, stale, foreign and replayed deliveries. Nothing is accepted, every
 unauthenticated call is a 401, B gets 404 (not 403) for A's objects, and no refused call writes
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.chaos_isolation import build_world, isolation
+from harness.chaos_isolation import build_world, isolation
 
 pytestmark = pytest.mark.slow
 

@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 
 import pytest
 
+from harness.postgres import private_postgres
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
 from orchestrator.store.engine import dispose_all
 from orchestrator.store.migrate import upgrade
 from tests.api.conftest import Client, error_of
-from tests.conftest import workflow_doc
-from tests.pg_server import private_postgres
+from tests.conftest import require_postgres_binaries, workflow_doc
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +28,7 @@ def store_url() -> str:  # this module brings its own database
 
 
 def test_postgres_outage_503_then_recovery_nothing_lost(serve) -> None:
+    require_postgres_binaries()
     with private_postgres() as pg:
         upgrade(pg.url)
         store = Store(pg.url)

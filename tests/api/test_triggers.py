@@ -10,11 +10,13 @@ import re
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 
 from orchestrator.store import Store
 from tests.api.conftest import Client, error_of
+from tests.conftest import ManualClock
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +64,10 @@ def test_same_key_concurrently_makes_one_execution(acme: Client, store: Store) -
     assert len(store.queued_triggers(1000)) == 1
 
 
-def test_expired_key_starts_a_fresh_execution(acme: Client) -> None:
+def test_expired_key_starts_a_fresh_execution(serve, key_for, make_workflow) -> None:
+    clock = ManualClock()  # the TTL passes by moving the server's clock, not by sleeping
+    make_workflow("digest", environment="acme")
+    acme = Client(serve(clock=clock).url, key_for("acme"))
     body = {"idempotency_key": "short", "idempotency_key_ttl": "1s"}
     first = acme.post("/v1/workflows/digest/trigger", body).json()
     shown = acme.get(f"/v1/executions/{first['execution_id']}").json()
@@ -71,7 +76,9 @@ def test_expired_key_starts_a_fresh_execution(acme: Client) -> None:
         first["execution_id"]
     [listed] = acme.get("/v1/executions").json()["executions"]
     assert listed["idempotency_key_expires_at"] == shown["idempotency_key_expires_at"]
-    time.sleep(1.3)
+    clock.advance(timedelta(seconds=0.9))
+    assert acme.post("/v1/workflows/digest/trigger", body).json()["deduplicated"]
+    clock.advance(timedelta(seconds=0.2))
     fresh = acme.post("/v1/workflows/digest/trigger", body).json()
     assert fresh["execution_id"] != first["execution_id"] and not fresh["deduplicated"]
 

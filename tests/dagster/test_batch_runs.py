@@ -11,6 +11,7 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
+from harness.http_server import Answer, LoopbackServer, loopback_server
 from orchestrator.alerts import Alerter
 from orchestrator.dagster.batch_job import batch_run_config, execute_workflow_batch
 from orchestrator.dagster.resources import OrchestratorStore
@@ -30,7 +31,6 @@ from orchestrator.domain.correlation import (
 from orchestrator.domain.records import ExecutionStatus, Outcome, TriggerStatus
 from orchestrator.store import Store
 from tests.dagster.conftest import SensorHarness, minutes_ago, real_now
-from tests.http_server import Answer, LoopbackServer, loopback_server
 
 
 @pytest.fixture

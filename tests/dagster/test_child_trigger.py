@@ -167,3 +167,27 @@ def test_bad_fields_are_user_errors_naming_the_field(instance, store_url, store,
              ({"workflow": "Not A Name"}, "`workflow` must be a workflow name")]
     for spawn, *fragments in cases:
         _user_error(instance, store_url, store, make_workflow, spawn, *fragments)
+
+
+def test_child_is_admitted_at_the_parents_clock(store_url, store, make_workflow) -> None:
+    """The core hands the block its session's clock: the child is created, and its key expires,
+    by that clock (frozen here, years away from the wall clock)."""
+    from orchestrator.domain.workflow import parse_workflow
+    from orchestrator.execution.blocks import block_types
+    from orchestrator.execution.core import run_workflow
+    from orchestrator.execution.session import LoggingSession
+    from tests.conftest import NOW
+
+    make_workflow("child", **CHILD)
+    make_workflow("parent", **_parent(workflow="child", idempotency_key="once",
+                                      idempotency_ttl="1h"))
+    correlation = Correlation(execution_id=new_id(), request_id="req-clock",
+                              source=Source.API, workflow="parent", environment="default",
+                              payload={})
+    store.create_execution(correlation, NOW)
+    session = LoggingSession(store, correlation, clock=lambda: NOW)
+    workflow, _ = session.open(dagster_run_id="run-clock")
+    result = run_workflow(parse_workflow(workflow.document, block_types()), session)
+    assert result.outcome is Outcome.SUCCESS, result.error
+    child = store.get_execution(result.record.output["child"])
+    assert (child.created_at, child.parent_execution_id) == (NOW, correlation.execution_id)

@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from harness.http_server import Answer, LoopbackServer, loopback_server
 from orchestrator.dagster.jobs import RECONCILE_TAG, execute_workflow, run_config_for
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.dagster.sensors import RECONCILER_SENSOR
@@ -26,7 +27,6 @@ from orchestrator.execution.blocks import register_callable
 from orchestrator.store import Store
 from tests.dagster import faults
 from tests.dagster.conftest import SensorHarness, real_now
-from tests.http_server import Answer, LoopbackServer, loopback_server
 
 
 @register_callable("test_raise")

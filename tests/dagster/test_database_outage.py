@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
+from harness.http_server import Answer, LoopbackServer, loopback_server
+from harness.postgres import PrivatePostgres, private_postgres
 from orchestrator.dagster import jobs
 from orchestrator.dagster.jobs import RECONCILE_TAG, execute_workflow, run_config_for
 from orchestrator.dagster.resources import OrchestratorStore
@@ -24,10 +26,8 @@ from orchestrator.execution.blocks import block_types, register_callable
 from orchestrator.store import Store
 from orchestrator.store.engine import dispose_all
 from orchestrator.store.migrate import upgrade
-from tests.conftest import NOW, workflow_doc
+from tests.conftest import NOW, require_postgres_binaries, workflow_doc
 from tests.dagster.conftest import SensorHarness, real_now
-from tests.http_server import Answer, LoopbackServer, loopback_server
-from tests.pg_server import PrivatePostgres, private_postgres
 
 pytestmark = pytest.mark.postgres
 _OUTAGE: dict[str, object] = {}
@@ -48,6 +48,7 @@ def _cut_database() -> dict[str, bool]:
 
 @pytest.fixture
 def pg() -> Iterator[PrivatePostgres]:
+    require_postgres_binaries()
     with private_postgres() as server:
         upgrade(server.url)
         yield server

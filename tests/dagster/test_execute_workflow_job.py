@@ -31,13 +31,13 @@ from tests.dagster.conftest import real_now
 
 @register_block_type("test_watch_own_entry")
 def _watch_own_entry(inputs: dict[str, Any], context: BlockContext) -> dict[str, Any]:
-    """Polls the execution log, as a user would, until this block shows as running (at most
-    ``seconds``); returns what it saw and when."""
-    assert context.store is not None
+    """Polls the execution log (the store at ``store_url``), as a user would, until this block
+    shows as running (at most ``seconds``); returns what it saw and when."""
+    store = Store(inputs["store_url"])
     started = time.monotonic()
     seen: dict[str, str] = {}
     while time.monotonic() - started < float(inputs.get("seconds", 10)):
-        execution = context.store.get_execution(context.execution_id)
+        execution = store.get_execution(context.execution_id)
         seen = {b.block_id: b.status for b in execution.blocks}
         if seen.get(context.block_id) == "running":
             break
@@ -150,7 +150,8 @@ def test_missing_workflow_is_a_pipeline_fault(instance, store_url, store, workfl
 def test_a_slow_block_shows_as_running_while_it_runs(instance, store_url, store,
                                                      make_workflow) -> None:
     make_workflow(blocks=[{"id": "fetch", "type": "transform", "with": {"total": 3}},
-                          {"id": "watch", "type": "test_watch_own_entry", "with": {}}])
+                          {"id": "watch", "type": "test_watch_own_entry",
+                           "with": {"store_url": store_url}}])
     correlation = _correlation()
     result = _run(instance, store_url, run_config_for(correlation), correlation.tags())
     assert result.success

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from harness.http_server import Answer, loopback_server
 from orchestrator.dagster.sensors import QUEUE_SENSOR
 from orchestrator.domain.correlation import (
     TAG_EXECUTION_ID,
@@ -19,7 +20,6 @@ from orchestrator.domain.ingest import TriggerRequest
 from orchestrator.domain.records import DeliveryStatus, TriggerStatus
 from orchestrator.store import Store
 from tests.dagster.conftest import SensorHarness, real_now
-from tests.http_server import Answer, loopback_server
 
 
 def test_queued_trigger_dispatched_then_marked(instance: dg.DagsterInstance, store_url: str,

@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
+from harness.http_server import Answer, LoopbackServer, loopback_server
 from orchestrator.alerts import Alerter
 from orchestrator.dagster.jobs import execute_workflow, run_config_for
 from orchestrator.dagster.resources import OrchestratorStore
@@ -21,7 +22,6 @@ from orchestrator.domain.records import ExecutionStatus, Outcome
 from orchestrator.execution.reconcile import PAGE, reconcile
 from orchestrator.store import Store
 from tests.dagster.conftest import SensorHarness
-from tests.http_server import Answer, LoopbackServer, loopback_server
 
 LEASE = timedelta(seconds=30)
 

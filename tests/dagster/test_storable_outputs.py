@@ -21,6 +21,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from harness.http_server import Answer, LoopbackServer, loopback_server
 from orchestrator.dagster.jobs import execute_workflow, run_config_for
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.domain.correlation import (
@@ -36,7 +37,6 @@ from orchestrator.domain.records import ExecutionRecord, ExecutionStatus, Outcom
 from orchestrator.execution.blocks import register_callable
 from orchestrator.store import Store
 from tests.dagster.conftest import real_now
-from tests.http_server import Answer, LoopbackServer, loopback_server
 
 FFFD = "\ufffd"
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from harness.http_server import Answer, loopback_server
 from orchestrator.alerts import Alerter
 from orchestrator.api.views import execution_view, list_views
 from orchestrator.domain.correlation import Correlation, Source, new_id
@@ -18,7 +19,6 @@ from orchestrator.domain.records import DeliveryStatus, ExecutionStatus, Outcome
 from orchestrator.store import Store
 from orchestrator.store import tables as t
 from tests.conftest import ALL_BACKENDS, NOW
-from tests.http_server import Answer, loopback_server
 
 pytestmark = pytest.mark.backends(*ALL_BACKENDS)
 
