@@ -4,7 +4,7 @@ Knobs (environment): ``BENCH_QUICK=1`` (smaller sizes, ~5 min), ``BENCH_BACKENDS
 ``postgres``), ``BENCH_ONLY=tick_cost,exec_overhead`` (a subset), ``BENCH_MINUTES``,
 ``BENCH_DUE_PER_MINUTE``, ``BENCH_DRAIN_BURST``, ``BENCH_DRAIN_BARE_BURST``,
 ``BENCH_DRAIN_CONCURRENCY``, ``BENCH_LONE_TRIGGERS``, ``BENCH_TOH_SCHEDULES``,
-``BENCH_TOH_ENVIRONMENTS``,
+``BENCH_TOH_ENVIRONMENTS``, ``BENCH_SCALE_ONLY``, ``BENCH_SCHEDULE_SAMPLES``, ``BENCH_SCALE_BURST``,
 ``BENCH_PROFILE=1`` (always write profiles).
 """
 
@@ -25,6 +25,7 @@ from bench import (
     drain,
     exec_overhead,
     ingestion,
+    scale_out,
     schedule_precision,
     tick_cost,
     top_of_hour,
@@ -40,6 +41,8 @@ BENCHMARKS: dict[str, Callable[[str], list[Row]]] = {
     # PostgreSQL only: the target is PostgreSQL's (and 10,000 schedules on SQLite take long).
     "top_of_hour": lambda name: top_of_hour.measure(name) if name == "postgres" else [],
     "ingestion": ingestion.measure,
+    # PostgreSQL + Celery (RabbitMQ) beside the embedded default (BENCH_SCALE_ONLY=latency,...).
+    "scale_out": scale_out.measure,
 }
 
 

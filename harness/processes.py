@@ -219,9 +219,10 @@ class Worker(ProcessGroup):
                           "-n", f"{self.name}@%h"], env, log)
 
     def start(self, timeout: float = 60) -> None:
+        seen = self.log.stat().st_size if self.log.exists() else 0  # a restart appends
         super().start()
-        wait_for(lambda: b" ready." in self.log.read_bytes(), timeout, f"worker {self.name}",
-                 self.log)
+        wait_for(lambda: b" ready." in self.log.read_bytes()[seen:], timeout,
+                 f"worker {self.name}", self.log)
 
     def pool(self) -> set[int]:
         """The pool processes that execute its runs."""

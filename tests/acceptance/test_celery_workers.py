@@ -12,9 +12,7 @@ execution is settled once with one alert.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,42 +20,37 @@ from typing import Any
 
 import dagster as dg
 import pytest
-import sqlalchemy as sa
-import yaml
 
+from harness.celery_profile import FAULTS_WORKSPACE, broker_unreachable, write_celery_home
 from harness.dagster_home import environment
 from harness.http_server import Answer, LoopbackServer, loopback_server
-from harness.processes import BIN, REPO, OrchestratorDaemon, Worker, free_port, wait_for
+from harness.processes import BIN, OrchestratorDaemon, Worker, free_port, wait_for
 from orchestrator.domain.correlation import TAG_EXECUTION_ID, Correlation, Source, new_id
 from orchestrator.domain.records import ExecutionStatus, Outcome
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types, register_block_type
 from orchestrator.store import Store
 from orchestrator.store.migrate import upgrade
-from tests.conftest import create_pg_database, drop_pg_database, workflow_doc
+from tests.conftest import IN_CI, create_pg_database, drop_pg_database, workflow_doc
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-WORKSPACE = Path(__file__).parent / "faults" / "workspace.yaml"
-BROKER = os.environ.get("ORCHESTRATOR_TEST_BROKER_URL", "pyamqp://guest:guest@127.0.0.1:5672//")
+WORKSPACE = FAULTS_WORKSPACE
 register_block_type("test_nap")(lambda inputs, context: None)  # the real one: faults/
 
 
 @pytest.fixture
 def profile(tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, str, dict[str, str]]]:
-    """A DAGSTER_HOME with ``examples/dagster.yaml`` as shipped (its queue made unique to this
-    test: the broker is shared), a fresh PostgreSQL database, and the environment both need."""
+    """A DAGSTER_HOME with ``examples/dagster.yaml`` as shipped (its queue unique to this test),
+    a fresh PostgreSQL database, and the variables both need. RabbitMQ on loopback: the tests
+    fail without it under CI=true (.ci/run starts it)."""
+    problem = broker_unreachable()
+    if problem:
+        pytest.fail(problem) if IN_CI else pytest.skip(problem)
     home = tmp_path / "dagster_home"
     home.mkdir()
     url = create_pg_database("orch_celery")
-    config = yaml.safe_load((REPO / "examples" / "dagster.yaml").read_text())
-    config["run_launcher"]["config"]["default_queue"] = f"orch-test-{uuid.uuid4().hex[:12]}"
-    config["run_monitoring"]["poll_interval_seconds"] = 5
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    parts = sa.make_url(url)
-    extra = {"DAGSTER_PG_USERNAME": parts.username or "postgres",
-             "DAGSTER_PG_PASSWORD": parts.password or "", "DAGSTER_PG_HOST": parts.host or "",
-             "DAGSTER_PG_DB": parts.database or "", "ORCHESTRATOR_CELERY_BROKER_URL": BROKER}
+    extra = write_celery_home(home, url)
     for name, value in extra.items():  # this process opens the instance too
         monkeypatch.setenv(name, value)
     yield home, url, extra
