@@ -1,5 +1,5 @@
 """Dagster entry point (``dagster dev -w workspace.yaml``): thin, everything lives in the package."""
 
-from orchestrator.dagster.definitions import build_definitions
+from orchestrator.dagster.definitions import orchestrator_definitions
 
-defs = build_definitions()
+defs = orchestrator_definitions()

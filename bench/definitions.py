@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from bench.baselines import REQUESTS
 from bench.exec_overhead import bare_blocks
-from orchestrator.dagster.definitions import build_definitions
+from orchestrator.dagster.definitions import orchestrator_definitions
 from orchestrator.dagster.jobs import OP_NAME, execute_workflow
 from orchestrator.settings import Settings
 
@@ -62,7 +62,7 @@ def build() -> dg.Definitions:
     mode = os.environ.get("BENCH_MODE", "precision")
     if mode == "bare":
         return dg.Definitions(jobs=[bare_job], sensors=[_bare_sensor(settings)])
-    ours = build_definitions(settings)
+    ours = orchestrator_definitions(settings)
     if mode == "ours":
         return ours
     cron = os.environ.get("BENCH_NATIVE_CRON", "* * * * *")

@@ -207,6 +207,9 @@ class Settings(EnvSettings):
     max_batch_size: Annotated[int, at_least(1)] = 200
     # Executions of one batch run in flight at once (threads: most wait on providers).
     batch_concurrency: Annotated[int, at_least(1)] = 16
+    # Modules that register block types of their own (comma-separated, importable here): the
+    # code location, the workers and `workflows apply` import them.
+    block_modules: Annotated[frozenset[str], names()] = frozenset()
 
     @model_validator(mode="after")
     def _lease_outlasts_heartbeats(self) -> Self:

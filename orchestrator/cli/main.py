@@ -148,8 +148,9 @@ def _load_document(path: Path) -> Any:
 def workflows_apply(paths: tuple[Path, ...], as_json: bool) -> None:
     """Validate and store workflow documents; every document is checked before any is written."""
     from orchestrator.domain.workflow import parse_workflow
-    from orchestrator.execution.blocks import block_types
+    from orchestrator.execution.blocks import block_types, import_block_modules
 
+    import_block_modules(Settings.from_env().block_modules)
     files: list[Path] = []
     for path in paths:
         files += sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml", ".json"}) \

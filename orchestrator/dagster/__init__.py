@@ -1,2 +1,2 @@
 """Thin Dagster adapters: the store resource, the ``execute_workflow`` job, the trigger sensors and
-``build_definitions``."""
+``orchestrator_definitions``."""

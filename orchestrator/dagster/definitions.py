@@ -1,4 +1,20 @@
-"""``build_definitions``: the one place the Dagster definitions are assembled."""
+"""``orchestrator_definitions``: the one place the Dagster definitions are assembled.
+
+It is the public entry point for a team that runs Dagster already: merge the orchestrator into
+your own code location instead of running ours::
+
+    import dagster as dg
+    from orchestrator import orchestrator_definitions
+
+    defs = dg.Definitions.merge(my_project_defs, orchestrator_definitions())
+
+Every name it adds is the orchestrator's own: the jobs ``execute_workflow`` and
+``execute_workflow_batch``, the sensors ``schedule_trigger_sensor``, ``queued_trigger_sensor``
+and ``execution_reconciler``, and the resource key ``orchestrator_store``. Block types of your
+own register with ``register_block_type`` in your modules; list them in
+``ORCHESTRATOR_BLOCK_MODULES`` so that every process imports them (this code location, the
+workers, ``orchestrator workflows apply``).
+"""
 
 from __future__ import annotations
 
@@ -12,11 +28,13 @@ from orchestrator.dagster.sensors import (
     build_reconciler_sensor,
     build_schedule_sensor,
 )
+from orchestrator.execution.blocks import import_block_modules
 from orchestrator.settings import Settings
 
 
-def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+def orchestrator_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    import_block_modules(settings.block_modules)
     return dg.Definitions(
         jobs=[execute_workflow, execute_workflow_batch],
         sensors=[build_schedule_sensor(settings), build_queue_sensor(settings),

@@ -21,14 +21,15 @@ the store.
 
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from orchestrator.domain.ingest import DEFAULT_IDEMPOTENCY_TTL
-from orchestrator.exceptions import WorkflowError
+from orchestrator.exceptions import InvalidInput, Problem, WorkflowError
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -104,6 +105,21 @@ def register_block_type(name: str) -> Callable[[BlockFunction], BlockFunction]:
         return fn
 
     return decorate
+
+
+def import_block_modules(modules: Iterable[str]) -> None:
+    """Import the modules that register block types of their own (``ORCHESTRATOR_BLOCK_MODULES``;
+    each calls :func:`register_block_type` when imported). A module that cannot be imported is
+    bad input naming the setting, never a stack trace."""
+    for name in sorted(modules):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            detail = str(exc) if isinstance(exc, ImportError) else f"it raised {type(exc).__name__}"
+            raise InvalidInput(Problem(
+                field="ORCHESTRATOR_BLOCK_MODULES",
+                message=f"module {name!r} could not be imported ({detail}); list importable "
+                        "modules, comma-separated"), subject="settings") from None
 
 
 def register_callable(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -11,7 +11,7 @@ import pytest
 from dagster._core.storage.tags import SENSOR_NAME_TAG
 
 from orchestrator.dagster.batch_job import execute_workflow_batch
-from orchestrator.dagster.definitions import build_definitions
+from orchestrator.dagster.definitions import orchestrator_definitions
 from orchestrator.dagster.jobs import execute_workflow
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.domain.correlation import DAGSTER_RUN_KEY_TAG
@@ -43,7 +43,7 @@ class SensorHarness:
         # each tick requests (test_lookahead_* turn it on).
         settings.setdefault("dispatch_lookahead", timedelta(0))
         self.settings = Settings(database_url=store_url, **settings)
-        self.sensor = build_definitions(self.settings).get_sensor_def(name)
+        self.sensor = orchestrator_definitions(self.settings).get_sensor_def(name)
         self.name = name
         self.cursor: str | None = None
 

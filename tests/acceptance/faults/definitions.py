@@ -11,7 +11,7 @@ from typing import Any
 import dagster as dg
 
 from orchestrator.dagster.batch_job import execute_workflow_batch
-from orchestrator.dagster.definitions import build_definitions
+from orchestrator.dagster.definitions import orchestrator_definitions
 from orchestrator.dagster.jobs import execute_workflow
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.domain.records import BlockEntry
@@ -46,7 +46,7 @@ class FlakyOnceResource(OrchestratorStore):
 
 def _definitions() -> dg.Definitions:
     settings = Settings.from_env()
-    sensors = list(build_definitions(settings).sensors or [])
+    sensors = list(orchestrator_definitions(settings).sensors or [])
     return dg.Definitions(jobs=[execute_workflow, execute_workflow_batch], sensors=sensors,
                           resources={"store": FlakyOnceResource.from_settings(settings)})
 
