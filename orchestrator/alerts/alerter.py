@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from orchestrator.domain.correlation import iso_utc
+from orchestrator.domain.correlation import CORRELATION_FIELD_NAMES, iso_utc
 from orchestrator.domain.records import AlertRecord, DeliveryStatus, ExecutionRecord
 from orchestrator.store import Store
 from orchestrator.store.fairness import BUFFER_STUCK_KIND, BufferedTrigger
@@ -44,13 +44,7 @@ class Alerter:
         message = (f"pipeline fault in {execution.environment}/{execution.workflow}, execution "
                    f"{execution.execution_id}: {error.get('message', 'unknown error')}")
         details: dict[str, Any] = {
-            "execution_id": execution.execution_id, "request_id": execution.request_id,
-            "source": execution.source.value, "trigger_id": execution.trigger_id,
-            "scheduled_for": iso_utc(execution.scheduled_for) if execution.scheduled_for
-            else None,
-            "idempotency_key": execution.idempotency_key,
-            "parent_execution_id": execution.parent_execution_id,
-            "workflow": execution.workflow, "environment": execution.environment,
+            **execution.to_json(),
             "outcome": execution.outcome.value if execution.outcome else None,
             "error": error, "dagster_run_id": execution.dagster_run_id,
             "run_url": self.run_url(execution.dagster_run_id),
@@ -87,11 +81,7 @@ class Alerter:
         message = (f"execution {entry.execution_id} of {entry.environment}/{entry.workflow} has "
                    f"waited {waited}s in the burst buffer; is queued_trigger_sensor running?")
         details: dict[str, Any] = {
-            "execution_id": entry.execution_id, "request_id": entry.request_id,
-            "source": entry.source.value, "trigger_id": entry.trigger_id,
-            "idempotency_key": entry.idempotency_key,
-            "parent_execution_id": entry.parent_execution_id, "batch_id": entry.batch_id,
-            "workflow": entry.workflow, "environment": entry.environment,
+            **entry.to_json(), "batch_id": entry.batch_id,
             "buffered_at": iso_utc(entry.created_at), "waited_seconds": waited,
         }
         return self._raise(BUFFER_STUCK_KIND, message, details, now=now)
@@ -107,9 +97,9 @@ class Alerter:
             deliver=self.webhook_url is not None, incident=incident,
             executions=executions or ())
         if created:
-            log.error("ALERT %s", message, extra={"execution_id": details["execution_id"],
-                                                  "request_id": details["request_id"],
-                                                  "batch_id": details.get("batch_id")})
+            log.error("ALERT %s", message, extra={
+                **{name: details.get(name) for name in CORRELATION_FIELD_NAMES},
+                "batch_id": details.get("batch_id")})
             if alert.delivery_status is DeliveryStatus.PENDING:
                 self.deliver(alert)
         return alert

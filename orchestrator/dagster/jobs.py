@@ -7,10 +7,10 @@ or is created fresh with ``source=manual`` for a run launched by hand from the l
 # No `from __future__ import annotations`: Dagster reads these annotations at runtime.
 
 from contextlib import suppress
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+import pydantic
 from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.storage.tags import (
     MAX_RETRIES_TAG,
@@ -20,12 +20,11 @@ from dagster._core.storage.tags import (
 
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.domain.correlation import (
+    CORRELATION_FIELD_NAMES,
     TAG_EXECUTION_ID,
     TAG_JOB,
     TAG_OUTCOME,
     Correlation,
-    Source,
-    new_id,
 )
 from orchestrator.domain.records import Outcome
 from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT, parse_workflow
@@ -39,34 +38,25 @@ JOB_NAME = "execute_workflow"
 OP_NAME = "run_workflow"
 
 
-class ExecuteWorkflowConfig(dg.Config):
+class _ConfigBase(dg.Config):
     """Run config of ``execute_workflow``. Only ``workflow`` is needed to launch by hand."""
 
     workflow: str
     environment: str = DEFAULT_ENVIRONMENT
     payload: dict[str, Any] = {}
-    execution_id: str | None = None
-    request_id: str | None = None
-    source: str | None = None
-    trigger_id: str | None = None
-    scheduled_for: str | None = None
-    idempotency_key: str | None = None
-    parent_execution_id: str | None = None
+
+
+if TYPE_CHECKING:
+    ExecuteWorkflowConfig = _ConfigBase
+else:  # plus every other correlation field, optional, from the one list
+    ExecuteWorkflowConfig = pydantic.create_model(
+        "ExecuteWorkflowConfig", __base__=_ConfigBase, __module__=__name__,
+        **{name: (str | None, None) for name in CORRELATION_FIELD_NAMES
+           if name not in _ConfigBase.model_fields})
 
 
 def correlation_from_config(config: ExecuteWorkflowConfig) -> Correlation:
-    if config.execution_id is None:  # launched by hand: a fresh correlation
-        return Correlation(execution_id=new_id(), request_id=new_id(), source=Source.MANUAL,
-                           workflow=config.workflow, environment=config.environment,
-                           payload=config.payload)
-    return Correlation(
-        execution_id=config.execution_id, request_id=config.request_id or new_id(),
-        source=Source(config.source or Source.MANUAL.value), workflow=config.workflow,
-        environment=config.environment, trigger_id=config.trigger_id,
-        scheduled_for=(datetime.fromisoformat(config.scheduled_for.replace("Z", "+00:00"))
-                       if config.scheduled_for else None),
-        idempotency_key=config.idempotency_key, parent_execution_id=config.parent_execution_id,
-        payload=config.payload)
+    return Correlation.from_config(config.model_dump())
 
 
 def run_config_for(correlation: Correlation) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from orchestrator.domain.ingest import (
     DebounceMode,
     TriggerRequest,
 )
-from orchestrator.domain.records import ExecutionStatus, Outcome, TriggerStatus
+from orchestrator.domain.records import ExecutionRecord, ExecutionStatus, Outcome, TriggerStatus
 from orchestrator.exceptions import (
     Conflict,
     InvalidInput,
@@ -345,11 +345,9 @@ class IngestStore:
 def _buffer_row(request: TriggerRequest, now: datetime) -> dict[str, Any]:
     c = request.correlation
     return dict(
-        execution_id=c.execution_id, request_id=c.request_id, source=c.source.value,
-        environment=c.environment, workflow=c.workflow, trigger_id=c.trigger_id,
-        payload=c.payload, idempotency_key=c.idempotency_key,
+        c.to_row(buffered=True),
         idempotency_expires_at=now + request.idempotency_ttl if c.idempotency_key else None,
-        parent_execution_id=c.parent_execution_id, batch_id=request.batch_id, created_at=now)
+        batch_id=request.batch_id, created_at=now)
 
 
 def _exists(conn: sa.Connection, execution_id: str, environment: str) -> bool:
@@ -373,13 +371,10 @@ def _view(data: dict[str, Any], *, buffered: bool, expires_at: datetime | None) 
 
 def _buffered_view(row: Any) -> dict[str, Any]:
     """A buffer entry in the shape of an execution record (``queued``, not started)."""
-    fields: dict[str, Any] = dict(
-        execution_id=row.execution_id, request_id=row.request_id, source=row.source,
-        workflow=row.workflow, environment=row.environment, workflow_version=None,
-        status=ExecutionStatus.QUEUED.value, outcome=None, trigger_id=row.trigger_id,
-        scheduled_for=None, idempotency_key=row.idempotency_key,
-        parent_execution_id=row.parent_execution_id, payload=row.payload,
-        dagster_run_id=None, attempts=0, error=None, output=None, finalized_by=None,
-        created_at=iso_utc(row.created_at), started_at=None, finished_at=None,
-        heartbeat_at=None, batch_id=row.batch_id, blocks=[])
+    fields: dict[str, Any] = ExecutionRecord(
+        **Correlation.row_values(row), payload=row.payload, workflow_version=None,
+        status=ExecutionStatus.QUEUED, outcome=None, dagster_run_id=None, attempts=0,
+        error=None, output=None, finalized_by=None, created_at=row.created_at,
+        started_at=None, finished_at=None, batch_id=row.batch_id).to_dict()
+    del fields["run_batch_id"]  # a buffered execution is in no run yet: the key stays absent
     return _view(fields, buffered=True, expires_at=row.idempotency_expires_at)
