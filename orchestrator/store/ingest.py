@@ -27,6 +27,7 @@ from orchestrator.domain.ingest import (
     TriggerRequest,
 )
 from orchestrator.domain.records import ExecutionRecord, ExecutionStatus, Outcome, TriggerStatus
+from orchestrator.domain.retry import CLAIM_DELAYS, retry_call
 from orchestrator.exceptions import (
     Conflict,
     InvalidInput,
@@ -45,12 +46,16 @@ from orchestrator.store.store import (
     store_error,
 )
 
-_CLAIM_ATTEMPTS = 5
 # Receipts older than this carry timestamps the signature check refuses anyway.
 RECEIPT_RETENTION = timedelta(minutes=15)
 
 
 JobResult = list[Admission] | OrchestratorError
+
+
+def _contended() -> StoreError:
+    """A claim that lost a race (transient: tried again, and the caller may retry)."""
+    return StoreError("claim the idempotency key (too much contention)")
 
 
 class IngestStore:
@@ -203,33 +208,38 @@ class IngestStore:
 
     def _claim(self, conn: sa.Connection, c: Correlation, now: datetime,
                expires_at: datetime) -> Admission | None:
-        """None when this request now holds the key; else the holder's admission."""
+        """None when this request now holds the key; else the holder's admission. A lost race
+        with a concurrent request is tried again (the retry policy, within this transaction)."""
+        return retry_call(lambda: self._claim_once(conn, c, now, expires_at), CLAIM_DELAYS,
+                          what="idempotency claim")
+
+    def _claim_once(self, conn: sa.Connection, c: Correlation, now: datetime,
+                    expires_at: datetime) -> Admission | None:
         k = t.idempotency_keys
-        for _ in range(_CLAIM_ATTEMPTS):
-            try:
-                with conn.begin_nested():
-                    conn.execute(k.insert().values(
-                        environment=c.environment, workflow=c.workflow, key=c.idempotency_key,
-                        execution_id=c.execution_id, expires_at=expires_at, created_at=now))
-                return None
-            except IntegrityError:
-                pass  # held (or just claimed by a concurrent request, now committed)
-            row = conn.execute(sa.select(k).where(*_key_of(c))).first()
-            if row is None:
-                continue
-            holder = self._holder(conn, row.execution_id)
-            # Expiry is honoured here, on the write side: an expired claim is taken over.
-            if row.expires_at > now and holder is not None \
-                    and holder[1] != Outcome.PIPELINE_FAULT.value:
-                return Admission(execution_id=row.execution_id, request_id=holder[0],
-                                 deduplicated=True)
-            taken = conn.execute(k.update().where(
-                *_key_of(c), k.c.execution_id == row.execution_id,
-                k.c.expires_at == row.expires_at).values(
+        try:
+            with conn.begin_nested():
+                conn.execute(k.insert().values(
+                    environment=c.environment, workflow=c.workflow, key=c.idempotency_key,
                     execution_id=c.execution_id, expires_at=expires_at, created_at=now))
-            if taken.rowcount == 1:
-                return None
-        raise StoreError("claim the idempotency key (too much contention)")
+            return None
+        except IntegrityError:
+            pass  # held (or just claimed by a concurrent request, now committed)
+        row = conn.execute(sa.select(k).where(*_key_of(c))).first()
+        if row is None:
+            raise _contended()  # released between our insert and our read
+        holder = self._holder(conn, row.execution_id)
+        # Expiry is honoured here, on the write side: an expired claim is taken over.
+        if row.expires_at > now and holder is not None \
+                and holder[1] != Outcome.PIPELINE_FAULT.value:
+            return Admission(execution_id=row.execution_id, request_id=holder[0],
+                             deduplicated=True)
+        taken = conn.execute(k.update().where(
+            *_key_of(c), k.c.execution_id == row.execution_id,
+            k.c.expires_at == row.expires_at).values(
+                execution_id=c.execution_id, expires_at=expires_at, created_at=now))
+        if taken.rowcount == 1:
+            return None
+        raise _contended()  # another request took it over first
 
     @staticmethod
     def _holder(conn: sa.Connection, execution_id: str) -> tuple[str, str | None] | None:
