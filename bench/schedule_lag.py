@@ -8,11 +8,10 @@ lag and the p50/max, in seconds.
 from __future__ import annotations
 
 import statistics
-from datetime import datetime
 
 import dagster as dg
 
-from orchestrator.domain.correlation import TAG_SCHEDULED_FOR, TAG_SOURCE
+from orchestrator.domain.correlation import TAG_SCHEDULED_FOR, TAG_SOURCE, parse_iso
 
 
 def main() -> None:
@@ -20,8 +19,7 @@ def main() -> None:
         records = instance.get_run_records(dg.RunsFilter(tags={TAG_SOURCE: "schedule"}))
         created, started = [], []
         for record in sorted(records, key=lambda r: r.create_timestamp):
-            due = datetime.fromisoformat(
-                record.dagster_run.tags[TAG_SCHEDULED_FOR].replace("Z", "+00:00"))
+            due = parse_iso(record.dagster_run.tags[TAG_SCHEDULED_FOR])
             created.append((record.create_timestamp - due).total_seconds())
             if record.start_time:
                 started.append(record.start_time - due.timestamp())

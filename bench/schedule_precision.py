@@ -23,7 +23,12 @@ from bench.report import BACKENDS, QUICK, REPO, Row, percentile
 from bench.tick_cost import _insert
 from harness.dagster_home import backend, environment
 from harness.processes import Daemon, wait_for
-from orchestrator.domain.correlation import TAG_EXECUTION_ID, TAG_SCHEDULED_FOR, TAG_SOURCE
+from orchestrator.domain.correlation import (
+    TAG_EXECUTION_ID,
+    TAG_SCHEDULED_FOR,
+    TAG_SOURCE,
+    parse_iso,
+)
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
@@ -62,8 +67,7 @@ def _lags(instance: dg.DagsterInstance, store: Store, start: datetime,
     for record in instance.get_run_records():
         tags = record.dagster_run.tags
         if tags.get(TAG_SOURCE) == "schedule":
-            kind, due = "ours", datetime.fromisoformat(tags[TAG_SCHEDULED_FOR]
-                                                       .replace("Z", "+00:00"))
+            kind, due = "ours", parse_iso(tags[TAG_SCHEDULED_FOR])
         elif NATIVE_TIME_TAG in tags:
             kind, due = "native", datetime.fromisoformat(tags[NATIVE_TIME_TAG])
         else:

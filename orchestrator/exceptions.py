@@ -2,7 +2,8 @@
 
 Hierarchy::
 
-    OrchestratorError                 base; carries ``classification``
+    OrchestratorError                 base; carries ``classification`` (an ``Outcome``) and
+                                      ``transient`` (whether trying again may succeed)
     ├── InvalidInput                  bad input: one or more ``Problem`` (field + message)
     ├── NotFound                      a named object does not exist (kind + key)
     ├── Conflict                      refused by stored state (a replayed webhook delivery)
@@ -11,19 +12,14 @@ Hierarchy::
     └── WorkflowError                 a user/workflow error raised inside the execution core
 
 Messages say what was wrong and what to do; they never carry connection strings or stack traces.
+``orchestrator.domain.failures`` reads these attributes: ``classify(exc)``, ``retryable(exc)``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
-
-class Classification(str, Enum):
-    """Who is to blame: the user's input/workflow, or the machinery."""
-
-    USER = "user_error"
-    PIPELINE = "pipeline_fault"
+from orchestrator.domain.records import Outcome
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,13 +36,14 @@ class Problem:
 class OrchestratorError(Exception):
     """Base of every error this package raises on purpose."""
 
-    classification: Classification = Classification.PIPELINE
+    classification: Outcome = Outcome.PIPELINE_FAULT  # who is to blame
+    transient: bool = False  # the same call may succeed if made again
 
 
 class InvalidInput(OrchestratorError):
     """Input rejected before anything was written. Lists every problem found."""
 
-    classification = Classification.USER
+    classification = Outcome.USER_ERROR
 
     def __init__(self, problems: list[Problem] | Problem, *, subject: str = "input") -> None:
         self.problems = [problems] if isinstance(problems, Problem) else list(problems)
@@ -58,7 +55,7 @@ class InvalidInput(OrchestratorError):
 class NotFound(OrchestratorError):
     """A workflow, schedule or execution that does not exist (or is not visible)."""
 
-    classification = Classification.USER
+    classification = Outcome.USER_ERROR
 
     def __init__(self, kind: str, key: str) -> None:
         self.kind = kind
@@ -69,14 +66,14 @@ class NotFound(OrchestratorError):
 class Conflict(OrchestratorError):
     """The request conflicts with what is stored (e.g. a webhook signature seen before)."""
 
-    classification = Classification.USER
+    classification = Outcome.USER_ERROR
 
 
 class StoreError(OrchestratorError):
     """The store could not complete an operation. Raised by the store only; the message is safe
     to show (no URL, no driver text)."""
 
-    classification = Classification.PIPELINE
+    classification = Outcome.PIPELINE_FAULT
 
     def __init__(self, operation: str, *, transient: bool = True) -> None:
         self.operation = operation
@@ -91,7 +88,7 @@ class DagsterStorageError(OrchestratorError):
     """Dagster's own storage (``DAGSTER_HOME``) could not be opened or created; a pipeline fault.
     The message names the error's type only (Dagster's text may carry a connection string)."""
 
-    classification = Classification.PIPELINE
+    classification = Outcome.PIPELINE_FAULT
 
     def __init__(self, error: str) -> None:
         super().__init__(f"Dagster's storage in DAGSTER_HOME could not be created ({error}); "
@@ -101,7 +98,7 @@ class DagsterStorageError(OrchestratorError):
 class WorkflowError(OrchestratorError):
     """A user/workflow error inside the execution core (bad reference, missing field, ...)."""
 
-    classification = Classification.USER
+    classification = Outcome.USER_ERROR
 
     def __init__(self, message: str, *, block_id: str | None = None) -> None:
         self.block_id = block_id

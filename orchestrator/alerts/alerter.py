@@ -10,8 +10,10 @@ from typing import Any
 
 import httpx
 
-from orchestrator.domain.correlation import iso_utc
+from orchestrator.domain.correlation import CORRELATION_FIELD_NAMES, iso_utc
+from orchestrator.domain.failures import retryable_status
 from orchestrator.domain.records import AlertRecord, DeliveryStatus, ExecutionRecord
+from orchestrator.domain.retry import ALERT_DELIVERY_DELAYS
 from orchestrator.store import Store
 from orchestrator.store.interfaces import BUFFER_STUCK_KIND, BufferedTrigger
 
@@ -19,9 +21,9 @@ log = logging.getLogger("orchestrator.alerts")
 
 KIND_PIPELINE_FAULT = "pipeline_fault"
 KIND_BATCH_FAULT = "batch_fault"  # one incident: a batch run failed as a whole
-# After the first immediate attempt, delivery is retried by the reconciler at these delays
-# (about 2 hours in all); then it is marked `failed` and stays listed.
-RETRY_DELAYS = tuple(timedelta(seconds=s) for s in (10, 30, 60, 120, 300, 600, 1800, 3600))
+# After the first immediate attempt, a transient failure is retried by the reconciler at the
+# policy's delays (about 2 hours in all); then it is marked `failed` and stays listed.
+RETRY_DELAYS = tuple(timedelta(seconds=s) for s in ALERT_DELIVERY_DELAYS)
 DELIVERY_TIMEOUT_SECONDS = 5.0
 CLAIM_SECONDS = 30
 
@@ -44,13 +46,7 @@ class Alerter:
         message = (f"pipeline fault in {execution.environment}/{execution.workflow}, execution "
                    f"{execution.execution_id}: {error.get('message', 'unknown error')}")
         details: dict[str, Any] = {
-            "execution_id": execution.execution_id, "request_id": execution.request_id,
-            "source": execution.source.value, "trigger_id": execution.trigger_id,
-            "scheduled_for": iso_utc(execution.scheduled_for) if execution.scheduled_for
-            else None,
-            "idempotency_key": execution.idempotency_key,
-            "parent_execution_id": execution.parent_execution_id,
-            "workflow": execution.workflow, "environment": execution.environment,
+            **execution.to_json(),
             "outcome": execution.outcome.value if execution.outcome else None,
             "error": error, "dagster_run_id": execution.dagster_run_id,
             "run_url": self.run_url(execution.dagster_run_id),
@@ -87,11 +83,7 @@ class Alerter:
         message = (f"execution {entry.execution_id} of {entry.environment}/{entry.workflow} has "
                    f"waited {waited}s in the burst buffer; is queued_trigger_sensor running?")
         details: dict[str, Any] = {
-            "execution_id": entry.execution_id, "request_id": entry.request_id,
-            "source": entry.source.value, "trigger_id": entry.trigger_id,
-            "idempotency_key": entry.idempotency_key,
-            "parent_execution_id": entry.parent_execution_id, "batch_id": entry.batch_id,
-            "workflow": entry.workflow, "environment": entry.environment,
+            **entry.to_json(), "batch_id": entry.batch_id,
             "buffered_at": iso_utc(entry.created_at), "waited_seconds": waited,
         }
         return self._raise(BUFFER_STUCK_KIND, message, details, now=now)
@@ -107,9 +99,9 @@ class Alerter:
             deliver=self.webhook_url is not None, incident=incident,
             executions=executions or ())
         if created:
-            log.error("ALERT %s", message, extra={"execution_id": details["execution_id"],
-                                                  "request_id": details["request_id"],
-                                                  "batch_id": details.get("batch_id")})
+            log.error("ALERT %s", message, extra={
+                **{name: details.get(name) for name in CORRELATION_FIELD_NAMES},
+                "batch_id": details.get("batch_id")})
             if alert.delivery_status is DeliveryStatus.PENDING:
                 self.deliver(alert)
         return alert
@@ -129,9 +121,12 @@ class Alerter:
             if not self.store.claim_alert_delivery(
                     alert.id, now=now, lease_until=now + timedelta(seconds=CLAIM_SECONDS)):
                 return False  # another process is delivering it, or it is not due
-            error = self._post(alert)
+            error, transient = self._post(alert)
             attempt = alert.delivery_attempts
-            retry_at = (now + RETRY_DELAYS[attempt]) if attempt < len(RETRY_DELAYS) else None
+            # A webhook that refused the alert itself (a 4xx other than 408/429: a wrong URL or
+            # token) refuses it again: given up at once, never retried.
+            retry_at = (now + RETRY_DELAYS[attempt]) if transient and attempt < len(
+                RETRY_DELAYS) else None
             self.store.record_alert_delivery(alert.id, now=self.clock(), error=error,
                                              retry_at=None if error is None else retry_at)
         except Exception as exc:  # the store failed: the claim expires and a later tick retries
@@ -143,7 +138,8 @@ class Alerter:
                         f"retrying at {iso_utc(retry_at)}" if retry_at else "giving up")
         return error is None
 
-    def _post(self, alert: AlertRecord) -> str | None:
+    def _post(self, alert: AlertRecord) -> tuple[str | None, bool]:
+        """One POST: (the error, or None when delivered; whether trying again may help)."""
         assert self.webhook_url is not None
         run_url = alert.details.get("run_url")
         text = f":rotating_light: {alert.message}" + (f" <{run_url}|Dagster run>"
@@ -155,7 +151,8 @@ class Alerter:
             with httpx.Client(timeout=DELIVERY_TIMEOUT_SECONDS) as client:
                 response = client.post(self.webhook_url, json=body)
         except httpx.HTTPError as exc:
-            return f"could not reach the alert webhook ({type(exc).__name__})"
+            return f"could not reach the alert webhook ({type(exc).__name__})", True
         if response.is_success:
-            return None
-        return f"the alert webhook answered HTTP {response.status_code}"
+            return None, False
+        return (f"the alert webhook answered HTTP {response.status_code}",
+                retryable_status(response.status_code))

@@ -9,7 +9,15 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
-from orchestrator.exceptions import Conflict, InvalidInput, NotFound, StoreError
+from orchestrator.domain.failures import classify
+from orchestrator.domain.records import Outcome
+from orchestrator.exceptions import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    OrchestratorError,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,22 @@ def to_response(exc: Exception, retry_after: int) -> JSONResponse:
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, headers=exc.headers,
                               **exc.extra)
+    if isinstance(exc, OrchestratorError):
+        if classify(exc) is Outcome.USER_ERROR:
+            return _user_error(exc)
+        if isinstance(exc, StoreError):
+            return error_response(503, "store_unavailable", str(exc),
+                                  headers={"Retry-After": str(retry_after)})
+    if isinstance(exc, HTTPException):
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"),
+                              str(exc.detail))
+    log.exception("unexpected error answering a request")
+    return error_response(500, "internal_error", "internal error; the server log has details")
+
+
+def _user_error(exc: OrchestratorError) -> JSONResponse:
+    """The caller's mistake (``classify`` says so); its shape says which one."""
     if isinstance(exc, InvalidInput):
         first = exc.problems[0]
         return error_response(
@@ -46,12 +70,4 @@ def to_response(exc: Exception, retry_after: int) -> JSONResponse:
                               "not found")
     if isinstance(exc, Conflict):
         return error_response(409, "conflict", str(exc))
-    if isinstance(exc, StoreError):
-        return error_response(503, "store_unavailable", str(exc),
-                              headers={"Retry-After": str(retry_after)})
-    if isinstance(exc, HTTPException):
-        codes = {404: "not_found", 405: "method_not_allowed"}
-        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"),
-                              str(exc.detail))
-    log.exception("unexpected error answering a request")
-    return error_response(500, "internal_error", "internal error; the server log has details")
+    return error_response(422, "invalid_request", str(exc))

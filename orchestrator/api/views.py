@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.domain.correlation import iso_utc
-from orchestrator.domain.records import ExecutionStatus
+from orchestrator.domain.correlation import CORRELATION_FIELDS, iso_utc
+from orchestrator.domain.records import ExecutionRecord, ExecutionStatus
 from orchestrator.store.interfaces import BufferedTrigger, Visible
 
 
@@ -30,13 +30,13 @@ def list_views(found: list[Visible]) -> list[dict[str, Any]]:
 
 
 def _buffered_view(entry: BufferedTrigger) -> dict[str, Any]:
-    """A buffer entry in the shape of an execution record (``queued``, not started)."""
-    return dict(
-        execution_id=entry.execution_id, request_id=entry.request_id,
-        source=entry.source.value, workflow=entry.workflow, environment=entry.environment,
-        workflow_version=None, status=ExecutionStatus.QUEUED.value, outcome=None,
-        trigger_id=entry.trigger_id, scheduled_for=None, idempotency_key=entry.idempotency_key,
-        parent_execution_id=entry.parent_execution_id, payload=entry.payload,
-        dagster_run_id=None, attempts=0, error=None, output=None, finalized_by=None,
-        created_at=iso_utc(entry.created_at), started_at=None, finished_at=None,
-        heartbeat_at=None, batch_id=entry.batch_id, blocks=[])
+    """A buffer entry in the shape of an execution record (``queued``, not started): its
+    correlation fields come from the one field list."""
+    fields = {f.name: getattr(entry, f.name) for f in CORRELATION_FIELDS}
+    data = ExecutionRecord(
+        **fields, payload=entry.payload, workflow_version=None, status=ExecutionStatus.QUEUED,
+        outcome=None, dagster_run_id=None, attempts=0, error=None, output=None,
+        finalized_by=None, created_at=entry.created_at, started_at=None, finished_at=None,
+        batch_id=entry.batch_id).to_dict()
+    del data["run_batch_id"]  # a buffered execution is in no run yet: the key stays absent
+    return data

@@ -23,6 +23,7 @@ import click
 # what it uses.
 from orchestrator.cli.output import emit
 from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id
+from orchestrator.domain.failures import classify
 from orchestrator.domain.ingest import DEFAULT_IDEMPOTENCY_TTL, parse_idempotency_ttl
 from orchestrator.domain.payloads import load_json, unstorable
 from orchestrator.domain.records import Outcome
@@ -30,10 +31,8 @@ from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT
 from orchestrator.exceptions import (
     DagsterStorageError,
     InvalidInput,
-    NotFound,
     OrchestratorError,
     Problem,
-    StoreError,
 )
 from orchestrator.settings import Settings
 
@@ -481,15 +480,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_BAD_INPUT)
-    except (InvalidInput, NotFound) as exc:
+    except OrchestratorError as exc:  # bad input (the user's) or a fault of the machinery
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    except StoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FAULT)
-    except OrchestratorError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FAULT)
+        sys.exit(EXIT_BAD_INPUT if classify(exc) is Outcome.USER_ERROR else EXIT_FAULT)
     except SystemExit:
         raise
     except Exception as exc:  # never a stack trace or a connection string on the terminal

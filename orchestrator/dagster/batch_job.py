@@ -1,6 +1,8 @@
 """The ``execute_workflow_batch`` job: one op that runs a batch of executions
 (:mod:`orchestrator.execution.batch`) and reports them on the run's page, and the hook that
-settles what a failed batch run left open.
+settles what a failed batch run left open: thin adapters over
+:mod:`orchestrator.execution.batch`, :mod:`~orchestrator.execution.report` and
+:mod:`~orchestrator.execution.settle`.
 
 Dagster events stay few whatever the batch size (each is a storage write): the step's start and
 end, one log line listing every execution with its outcome, and the output metadata (a table of
@@ -24,8 +26,10 @@ from orchestrator.domain.correlation import (
     TAG_OUTCOME,
     TAG_OUTCOMES,
 )
+from orchestrator.domain.retry import SETTLE_DELAYS
 from orchestrator.exceptions import StoreError
-from orchestrator.execution.batch import BatchResult, run_batch, summary_rows
+from orchestrator.execution.batch import BatchResult, run_batch
+from orchestrator.execution.report import batch_report
 from orchestrator.execution.session import utc_now, with_store_retries
 from orchestrator.execution.settle import settle_batch
 
@@ -47,23 +51,6 @@ def batch_run_tags(batch_id: str, environment: str, size: int) -> dict[str, str]
     return {TAG_BATCH_ID: batch_id, TAG_ENVIRONMENT: environment, TAG_BATCH_SIZE: str(size)}
 
 
-def outcome_of(counts: dict[str, int]) -> str:
-    """The batch's ``orchestrator/outcome`` tag: the worst outcome among its executions."""
-    for outcome in ("open", "pipeline_fault", "user_error", "cancelled"):
-        if counts.get(outcome):
-            return "pipeline_fault" if outcome == "open" else outcome
-    return "success"
-
-
-def _markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| execution_id | workflow | outcome | error |", "|---|---|---|---|"]
-    for row in rows:
-        error = str(row["error"]).replace("|", "\\|").replace("\n", " ")[:200]
-        lines.append(f"| {row['execution_id']} | {row['workflow']} | {row['outcome']} | "
-                     f"{error} |")
-    return "\n".join(lines)
-
-
 @dg.op(name=BATCH_OP_NAME, out=dg.Out(dg.Nothing))
 def run_batch_op(context: dg.OpExecutionContext, config: ExecuteBatchConfig,
                  store: OrchestratorStore) -> dg.Output[None]:
@@ -83,22 +70,16 @@ def run_batch_op(context: dg.OpExecutionContext, config: ExecuteBatchConfig,
 
 
 def _report(context: dg.OpExecutionContext, result: BatchResult) -> dg.Output[None]:
-    counts = result.counts()
-    summary = ",".join(f"{k}={v}" for k, v in counts.items()) or "none"
-    context.instance.add_run_tags(context.run_id, {TAG_OUTCOMES: summary,
-                                                   TAG_OUTCOME: outcome_of(counts)})
-    rows = summary_rows(result)
-    listing = "\n".join(f"{r['execution_id']} {r['workflow']} {r['outcome']}" for r in rows)
-    context.log.info(f"batch {result.batch_id}: {len(rows)} execution(s), {summary}\n{listing}")
+    report = batch_report(result)
+    context.instance.add_run_tags(context.run_id, {TAG_OUTCOMES: report.summary or "none",
+                                                   TAG_OUTCOME: report.outcome})
+    if report.info_line:
+        context.log.info(report.info_line)
     metadata: dict[str, Any] = {
-        "batch_id": result.batch_id, "executions": len(rows),
-        "outcomes": dg.MetadataValue.json(counts),
-        "execution_table": dg.MetadataValue.md(_markdown(rows))}
-    if result.fail_run:
-        faults = ", ".join(r.execution_id for r in result.faults) or "none"
-        raise dg.Failure(description=f"batch {result.batch_id}: {summary} (pipeline faults: "
-                         f"{faults}; each finalized and alerted on its own)",
-                         metadata=metadata, allow_retries=False)
+        **report.metadata, "outcomes": dg.MetadataValue.json(report.counts),
+        "execution_table": dg.MetadataValue.md(report.markdown or "")}
+    if report.failure:
+        raise dg.Failure(description=report.failure, metadata=metadata, allow_retries=False)
     return dg.Output(None, metadata=metadata)
 
 
@@ -118,7 +99,7 @@ def settle_failed_batch(context: dg.HookContext) -> None:
     try:
         settled = with_store_retries(lambda: settle_batch(
             resource.get(), resource.alerter(), batch_id, run_id=context.run_id,
-            run_end=run_end, message=message, finalized_by="hook"), delays=(0.5, 1.0, 2.0))
+            run_end=run_end, message=message, finalized_by="hook"), delays=SETTLE_DELAYS)
     except Exception as exc:
         context.log.warning(f"could not settle batch {batch_id} ({type(exc).__name__}); the "
                             "reconciler will")

@@ -1,37 +1,38 @@
-"""The ``execute_workflow`` job: one op that opens the logging session and runs the core.
+"""The ``execute_workflow`` job: one op that opens the logging session and runs the core, and
+the failure hook that settles what the op left open.
 
-The op is a thin adapter: correlation comes from run config (sensor-launched runs) or run tags,
-or is created fresh with ``source=manual`` for a run launched by hand from the launchpad.
+Thin adapters: the correlation comes from run config (``Correlation.from_config``; a run
+launched by hand from the launchpad gets a fresh one, ``source=manual``), the report from
+:mod:`orchestrator.execution.report`, the settlement from :mod:`orchestrator.execution.settle`,
+the blame from :func:`~orchestrator.domain.failures.classify` and whether Dagster retries a
+failing run from Dagster itself (through :mod:`orchestrator.dagster.compat`).
 """
 
 # No `from __future__ import annotations`: Dagster reads these annotations at runtime.
 
 from contextlib import suppress
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from dagster._core.errors import DagsterExecutionInterruptedError
-from dagster._core.storage.tags import (
-    MAX_RETRIES_TAG,
-    RETRY_NUMBER_TAG,
-    RETRY_ON_ASSET_OR_OP_FAILURE_TAG,
-)
+import pydantic
 
+from orchestrator.dagster import compat
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.domain.correlation import (
+    CORRELATION_FIELD_NAMES,
     TAG_EXECUTION_ID,
     TAG_JOB,
     TAG_OUTCOME,
     Correlation,
-    Source,
-    new_id,
 )
+from orchestrator.domain.failures import classify, retryable
 from orchestrator.domain.records import Outcome
+from orchestrator.domain.retry import OP_RETRY_DELAYS, SETTLE_DELAYS
 from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT, parse_workflow
 from orchestrator.exceptions import StoreError
 from orchestrator.execution.blocks import block_types
 from orchestrator.execution.core import ExecutionResult, run_workflow
+from orchestrator.execution.report import RunReport, execution_report, settled_line
 from orchestrator.execution.session import Heartbeat, LoggingSession, with_store_retries
 from orchestrator.execution.settle import RunEnd, Settlement, fault_message, settle
 
@@ -39,44 +40,31 @@ JOB_NAME = "execute_workflow"
 OP_NAME = "run_workflow"
 
 
-class ExecuteWorkflowConfig(dg.Config):
+class _ConfigBase(dg.Config):
     """Run config of ``execute_workflow``. Only ``workflow`` is needed to launch by hand."""
 
     workflow: str
     environment: str = DEFAULT_ENVIRONMENT
     payload: dict[str, Any] = {}
-    execution_id: str | None = None
-    request_id: str | None = None
-    source: str | None = None
-    trigger_id: str | None = None
-    scheduled_for: str | None = None
-    idempotency_key: str | None = None
-    parent_execution_id: str | None = None
+
+
+if TYPE_CHECKING:
+    ExecuteWorkflowConfig = _ConfigBase
+else:  # plus every other correlation field, optional, from the one list
+    ExecuteWorkflowConfig = pydantic.create_model(
+        "ExecuteWorkflowConfig", __base__=_ConfigBase, __module__=__name__,
+        **{name: (str | None, None) for name in CORRELATION_FIELD_NAMES
+           if name not in _ConfigBase.model_fields})
 
 
 def correlation_from_config(config: ExecuteWorkflowConfig) -> Correlation:
-    if config.execution_id is None:  # launched by hand: a fresh correlation
-        return Correlation(execution_id=new_id(), request_id=new_id(), source=Source.MANUAL,
-                           workflow=config.workflow, environment=config.environment,
-                           payload=config.payload)
-    return Correlation(
-        execution_id=config.execution_id, request_id=config.request_id or new_id(),
-        source=Source(config.source or Source.MANUAL.value), workflow=config.workflow,
-        environment=config.environment, trigger_id=config.trigger_id,
-        scheduled_for=(datetime.fromisoformat(config.scheduled_for.replace("Z", "+00:00"))
-                       if config.scheduled_for else None),
-        idempotency_key=config.idempotency_key, parent_execution_id=config.parent_execution_id,
-        payload=config.payload)
+    return Correlation.from_config(config.model_dump())
 
 
 def run_config_for(correlation: Correlation) -> dict[str, Any]:
     return {"ops": {OP_NAME: {"config": correlation.to_config()}}}
 
 
-# A lost database connection is retried inside the run (the op runs again, the same execution id,
-# attempt + 1) with exponential backoff; anything else fails the run at once.
-STORE_RETRIES = 3
-STORE_RETRY_BASE_SECONDS = 2.0
 RECONCILE_TAG = "orchestrator/reconcile"
 
 
@@ -109,44 +97,36 @@ def run_workflow_op(context: dg.OpExecutionContext, config: ExecuteWorkflowConfi
 
 
 def retry_if_transient(context: dg.OpExecutionContext, exc: StoreError) -> None:
-    """Ask Dagster to run the op again (backoff 2 s, 4 s, 8 s) for a lost connection."""
-    if exc.transient and context.retry_number < STORE_RETRIES:
-        wait = STORE_RETRY_BASE_SECONDS * 2 ** context.retry_number
+    """Ask Dagster to run the op again (the policy's delays: 2 s, 4 s, 8 s) when trying again
+    may help (a lost connection); anything else fails the run at once."""
+    retries = len(OP_RETRY_DELAYS)
+    if retryable(exc) and context.retry_number < retries:
+        wait = OP_RETRY_DELAYS[context.retry_number]
         context.log.warning(f"{exc}; retrying the op in {wait:g}s "
-                            f"(retry {context.retry_number + 1} of {STORE_RETRIES})")
-        raise dg.RetryRequested(max_retries=STORE_RETRIES, seconds_to_wait=wait) from exc
+                            f"(retry {context.retry_number + 1} of {retries})")
+        raise dg.RetryRequested(max_retries=retries, seconds_to_wait=wait) from exc
 
 
 def _report(context: dg.OpExecutionContext, result: ExecutionResult,
             *, fail_run: bool) -> dg.Output[None]:
-    outcome = result.outcome or Outcome.SUCCESS
-    context.instance.add_run_tags(context.run_id, {TAG_OUTCOME: outcome.value})
-    record = result.record
-    metadata: dict[str, Any] = {
-        "execution_id": record.execution_id, "request_id": record.request_id,
-        "attempt": record.attempts, "status": record.status.value, "outcome": outcome.value}
-    if outcome is Outcome.USER_ERROR and result.error:
-        message = result.error.get("message", "")
-        metadata["error"] = message
-        if result.error.get("block"):
-            metadata["block"] = result.error["block"]
-        context.log.error(f"workflow error (user_error, no alert): {message}")
-        if fail_run:
-            raise dg.Failure(description=f"workflow error: {message}", metadata=metadata,
-                             allow_retries=False)
-    return dg.Output(None, metadata=metadata)
+    report: RunReport = execution_report(result, fail_run=fail_run)
+    context.instance.add_run_tags(context.run_id, {TAG_OUTCOME: report.outcome})
+    if report.error_line:
+        context.log.error(report.error_line)
+    if report.failure:
+        raise dg.Failure(description=report.failure, metadata=report.metadata,
+                         allow_retries=False)
+    return dg.Output(None, metadata=report.metadata)
 
 
 def will_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    """Whether Dagster's run retries will re-execute this failing run (same execution id)."""
+    """Whether Dagster's run retries will re-execute this failing run (same execution id):
+    Dagster's own decision for the run as it is about to fail on a step failure."""
     if not instance.run_retries_enabled:
         return False
-    on_op_failure = run.tags.get(RETRY_ON_ASSET_OR_OP_FAILURE_TAG)
-    if (on_op_failure is None and not instance.run_retries_retry_on_asset_or_op_failure) or (
-            on_op_failure is not None and on_op_failure.lower() == "false"):
-        return False
-    max_retries = int(run.tags.get(MAX_RETRIES_TAG, instance.run_retries_max_retries))
-    return int(run.tags.get(RETRY_NUMBER_TAG, "0")) < max_retries
+    return bool(compat.auto_reexecution_should_retry_run(
+        instance, run.with_status(dg.DagsterRunStatus.FAILURE),
+        compat.RunFailureReason.STEP_FAILURE))
 
 
 @dg.failure_hook(name="classify_failure", required_resource_keys={"store"})
@@ -171,26 +151,18 @@ def classify_failure(context: dg.HookContext) -> None:
         with suppress(Exception):
             instance.add_run_tags(context.run_id, {RECONCILE_TAG: "pending"})
         return
-    if outcome.left_for_retry:
-        context.log.info(f"pipeline fault ({message}); Dagster will retry the run, execution "
-                         f"{execution_id} stays open")
-        return
-    record = outcome.execution
-    with suppress(Exception):
-        instance.add_run_tags(context.run_id, {TAG_OUTCOME: (record.outcome or
-                                                             Outcome.PIPELINE_FAULT).value})
-    if record.outcome is Outcome.USER_ERROR:
-        context.log.info("run failed on a user error (fail_run_on_user_error); no alert")
-    elif record.outcome is Outcome.CANCELLED:
-        context.log.info(f"execution {execution_id} cancelled; no alert")
-    elif record.outcome is Outcome.PIPELINE_FAULT:
-        context.log.error(f"pipeline fault, alert {outcome.alert.id if outcome.alert else '?'}:"
-                          f" {(record.error or {}).get('message', message)}")
+    if not outcome.left_for_retry:
+        with suppress(Exception):
+            instance.add_run_tags(context.run_id, {TAG_OUTCOME: (
+                outcome.execution.outcome or Outcome.PIPELINE_FAULT).value})
+    line = settled_line(outcome, execution_id, message)
+    if line is not None:
+        context.log.log(*line)
 
 
 def run_end_of(context: dg.HookContext, run: dg.DagsterRun) -> tuple[RunEnd, str]:
     """How the failing run ends as the hook sees it, and what to record about it."""
-    if isinstance(context.op_exception, DagsterExecutionInterruptedError | KeyboardInterrupt) \
+    if classify(context.op_exception) is Outcome.CANCELLED \
             or run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED):
         return RunEnd.CANCELED, "the Dagster run was terminated"
     message = fault_message(context.op_exception)
@@ -204,7 +176,7 @@ def _settle_with_retries(resource: OrchestratorStore, execution_id: str, run_id:
     store, alerter = resource.get(), resource.alerter()
     return with_store_retries(
         lambda: settle(store, alerter, execution_id, run_id=run_id, run_end=run_end,
-                       message=message, finalized_by="hook"), delays=(0.5, 1.0, 2.0))
+                       message=message, finalized_by="hook"), delays=SETTLE_DELAYS)
 
 
 @dg.job(name=JOB_NAME, executor_def=dg.in_process_executor, hooks={classify_failure},

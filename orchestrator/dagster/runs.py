@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import dagster as dg
-from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, SENSOR_NAME_TAG, WILL_RETRY_TAG
 
 from orchestrator.dagster.batch_job import BATCH_JOB_NAME
+from orchestrator.dagster.compat import AUTO_RETRY_RUN_ID_TAG, SENSOR_NAME_TAG, WILL_RETRY_TAG
 from orchestrator.dagster.jobs import JOB_NAME
 from orchestrator.domain.correlation import (
     DAGSTER_RUN_KEY_TAG,

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from orchestrator.domain.correlation import Correlation, Source, iso_utc
+from orchestrator.domain.correlation import Correlation, iso_utc
 
 
 class ExecutionStatus(str, Enum):
@@ -92,20 +92,14 @@ class ScheduleRecord(_Record):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExecutionRecord(_Record):
-    execution_id: str
-    request_id: str
-    source: Source
-    workflow: str
-    environment: str
+class ExecutionRecord(Correlation, _Record):
+    """One execution of the log: its correlation (the fields of :class:`Correlation`, as first
+    stored and never regenerated downstream; :meth:`correlation` gives it alone) and its
+    state."""
+
     workflow_version: int | None
     status: ExecutionStatus
     outcome: Outcome | None
-    trigger_id: str | None
-    scheduled_for: datetime | None
-    idempotency_key: str | None
-    parent_execution_id: str | None
-    payload: dict[str, Any]
     dagster_run_id: str | None
     attempts: int
     error: dict[str, Any] | None
@@ -122,15 +116,13 @@ class ExecutionRecord(_Record):
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
         data["blocks"] = [b.to_dict() for b in self.blocks]
-        return data
-
-    def correlation(self) -> Correlation:
-        """The correlation as first stored: never regenerated downstream."""
-        return Correlation(
-            execution_id=self.execution_id, request_id=self.request_id, source=self.source,
-            workflow=self.workflow, environment=self.environment, trigger_id=self.trigger_id,
-            scheduled_for=self.scheduled_for, idempotency_key=self.idempotency_key,
-            parent_execution_id=self.parent_execution_id, payload=self.payload)
+        # The record's established key order (`executions show`, JSON): identity
+        # (execution_id ... environment), then the version and state, then the other fields.
+        keys = list(data)
+        state = ["workflow_version", "status", "outcome"]
+        rest = [k for k in keys if k not in state]
+        at = rest.index("environment") + 1
+        return {k: data[k] for k in (*rest[:at], *state, *rest[at:])}
 
 
 @dataclass(frozen=True, kw_only=True)

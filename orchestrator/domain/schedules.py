@@ -17,6 +17,7 @@ from typing import Any
 
 from croniter import croniter
 
+from orchestrator.domain.correlation import parse_iso
 from orchestrator.domain.cron import CronSchedule, parse_timezone, validate_cron
 from orchestrator.domain.payloads import unstorable
 from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT, validate_name
@@ -58,7 +59,7 @@ def parse_instant(value: Any, *, field: str) -> datetime:
         parsed = value
     else:
         try:
-            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            parsed = parse_iso(str(value))
         except ValueError:
             raise InvalidInput(Problem(field=field, message=f"{value!r} is not an ISO-8601 "
                                        "instant; use e.g. 2030-01-31T09:00:00Z")) from None

@@ -1,9 +1,10 @@
 """The execution core: runs a workflow's blocks in dependency order and finalizes the execution.
 
-Classification happens here, at the boundary around the blocks, and nowhere else: a
-:class:`WorkflowError` or an exception raised by a block's own code is a **user error**, recorded
-and finalized by the core; anything that escapes (the store failing, a bug outside the blocks) is
-a **pipeline fault** and propagates to the caller, unfinalized.
+Classification happens here, at the boundary around the blocks (by
+:func:`~orchestrator.domain.failures.classify`): a :class:`WorkflowError` or an exception raised
+by a block's own code is a **user error**, recorded and finalized by the core; anything that
+escapes (the store failing, a bug outside the blocks) is a **pipeline fault** and propagates to
+the caller, unfinalized.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from orchestrator.domain.failures import classify
 from orchestrator.domain.payloads import (
     MAX_MESSAGE_CHARS,
     MAX_OUTPUT_BYTES,
@@ -27,7 +29,7 @@ from orchestrator.domain.payloads import (
 from orchestrator.domain.records import BlockEntry, ExecutionRecord, ExecutionStatus, Outcome
 from orchestrator.domain.templating import render
 from orchestrator.domain.workflow import WorkflowSpec
-from orchestrator.exceptions import StoreError, WorkflowError
+from orchestrator.exceptions import WorkflowError
 from orchestrator.execution.blocks import BlockContext, BlockFunction, block_types
 from orchestrator.execution.children import StoreChildren
 from orchestrator.execution.session import LoggingSession
@@ -89,12 +91,11 @@ def run_workflow(spec: WorkflowSpec, session: LoggingSession) -> ExecutionResult
                            deadline=deadline, timeout=spec.timeout_seconds,
                            slow_after=session.running_entry_delay,
                            on_slow=partial(session.block_running, running))
-        except StoreError:
-            raise
-        except WorkflowError as exc:
-            return _fail(session, block.id, block.type, started, t0, str(exc), inputs_of(block))
-        except Exception as exc:  # the block's own code raised: the workflow's error
-            message = f"block `{block.id}` raised {type(exc).__name__}: {text_of(exc)}"
+        except Exception as exc:
+            if classify(exc, raised_by_block=True) is not Outcome.USER_ERROR:
+                raise  # the machinery failed (the store): a pipeline fault, not finalized here
+            message = (str(exc) if isinstance(exc, WorkflowError) else
+                       f"block `{block.id}` raised {type(exc).__name__}: {text_of(exc)}")
             return _fail(session, block.id, block.type, started, t0, message, inputs_of(block))
         scope[block.id] = output  # references see what the block returned; the store, `stored`
         stored = storable(output)

@@ -14,17 +14,18 @@ Output: ``{"status": int, "headers": {...}, "body": parsed JSON or text}``.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from orchestrator.domain.failures import retryable_status
+from orchestrator.domain.retry import exponential, retry_call
 from orchestrator.exceptions import WorkflowError
 from orchestrator.execution.blocks import BlockContext, register_block_type, require
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-RETRYABLE_STATUS = frozenset({408, 429})
+MAX_BACKOFF_SECONDS = 30.0
 MAX_TIMEOUT_SECONDS = 300.0
 MAX_RETRIES = 10
 MESSAGE_LIMIT = 300
@@ -86,31 +87,40 @@ def http_block(inputs: dict[str, Any], context: BlockContext) -> dict[str, Any]:
     elif "body" in inputs:
         request["content"] = str(inputs["body"])
 
-    failure = ""
     client = _client()
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(min(backoff * 2 ** (attempt - 1), 30.0))
+
+    def attempt() -> httpx.Response:
         try:
             response = client.request(method, str(url), timeout=timeout, **request)
         except httpx.TimeoutException:
-            failure = f"timed out after {timeout:g}s"
-            continue
+            raise ProviderUnavailable(f"timed out after {timeout:g}s") from None
         except httpx.TransportError as exc:  # refused, reset, DNS
-            failure = f"could not connect ({type(exc).__name__})"
-            continue
-        if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
-            failure = f"HTTP {response.status_code}: {_provider_message(response)}"
-            continue
-        if response.status_code >= 400:
+            raise ProviderUnavailable(f"could not connect ({type(exc).__name__})") from None
+        if retryable_status(response.status_code):
+            raise ProviderUnavailable(f"HTTP {response.status_code}: "
+                                      f"{_provider_message(response)}")
+        if response.status_code >= 400:  # the workflow's error: never retried
             raise WorkflowError(
                 f"block `{context.block_id}`: {method} {_safe(url)} answered HTTP "
                 f"{response.status_code}: {_provider_message(response)}",
                 block_id=context.block_id)
-        return {"status": response.status_code, "headers": dict(response.headers),
-                "body": _body(response)}
-    raise WorkflowError(f"block `{context.block_id}`: {method} {_safe(url)} failed after "
-                        f"{retries + 1} attempt(s): {failure}", block_id=context.block_id)
+        return response
+
+    try:
+        response = retry_call(attempt, exponential(backoff, retries, cap=MAX_BACKOFF_SECONDS),
+                              what=f"block `{context.block_id}` request")
+    except ProviderUnavailable as exc:
+        raise WorkflowError(f"block `{context.block_id}`: {method} {_safe(url)} failed after "
+                            f"{retries + 1} attempt(s): {exc}", block_id=context.block_id) from None
+    return {"status": response.status_code, "headers": dict(response.headers),
+            "body": _body(response)}
+
+
+class ProviderUnavailable(WorkflowError):
+    """The provider did not answer, or answered that it cannot now (5xx, 408, 429): retried
+    by the policy; when the retries are spent, the block fails with a user error."""
+
+    transient = True
 
 
 _CLIENT: httpx.Client | None = None

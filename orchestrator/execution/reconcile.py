@@ -25,7 +25,7 @@ from enum import Enum
 from typing import Protocol
 
 from orchestrator.alerts import Alerter
-from orchestrator.domain.records import ExecutionRecord
+from orchestrator.domain.records import ExecutionRecord, Outcome
 from orchestrator.execution.settle import RunEnd, Settlement, settle, settle_batch
 from orchestrator.store import Store
 
@@ -136,8 +136,7 @@ def _settle_run(store: Store, runs: RunSource, alerter: Alerter, tick: Reconcile
     """False when the run cannot be settled yet."""
     if not execution.status.terminal and execution.dagster_run_id not in (None, run.run_id):
         return True  # a later run (a retry, a re-execution) owns the execution now
-    if execution.status.terminal and not (
-            execution.outcome and execution.outcome.value == "pipeline_fault"):
+    if execution.status.terminal and execution.outcome is not Outcome.PIPELINE_FAULT:
         return True  # finalized by the core or settled before: nothing to do
     run_end = _run_end(run)
     if run_end is None:
@@ -170,7 +169,7 @@ def _settle_batch_run(store: Store, runs: RunSource, alerter: Alerter, tick: Rec
                         for e in settlement.finalized)
     if settlement.finalized and not run.has_outcome_tag:
         outcome = settlement.finalized[0].outcome
-        runs.tag_outcome(run.run_id, outcome.value if outcome else "pipeline_fault")
+        runs.tag_outcome(run.run_id, (outcome or Outcome.PIPELINE_FAULT).value)
     return True
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -27,13 +26,13 @@ from orchestrator.domain.records import (
     Outcome,
     WorkflowRecord,
 )
+from orchestrator.domain.retry import STORE_WRITE_DELAYS, retry_call
 from orchestrator.exceptions import StoreError
 from orchestrator.store import Store
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 T = TypeVar("T")
-STORE_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
 RUNNING_ENTRY_DELAY = 0.5  # seconds; short enough that a watcher sees a slow block as running
 
 
@@ -45,7 +44,7 @@ class LoggingSession:
     """Writes one execution's log through ``store``; ``clock`` is injected for tests."""
 
     def __init__(self, store: Store, correlation: Correlation, *, clock: Clock = utc_now,
-                 retry_delays: Sequence[float] = STORE_RETRY_DELAYS,
+                 retry_delays: Sequence[float] = STORE_WRITE_DELAYS,
                  running_entry_delay: float = RUNNING_ENTRY_DELAY, attempt: int = 0) -> None:
         self.store = store
         self.correlation = correlation
@@ -82,9 +81,9 @@ class LoggingSession:
     def finish(self, *, status: ExecutionStatus, outcome: Outcome, finalized_by: str,
                error: dict[str, Any] | None = None, output: Any = None,
                block: BlockEntry | None = None) -> ExecutionRecord:
-        """The terminal write, retried with backoff; returns the stored (first) outcome.
-        ``block``: the final entry of the block that ended the execution, written in the same
-        transaction."""
+        """The terminal write, retried with backoff while the failure is transient; returns the
+        stored (first) outcome. ``block``: the final entry of the block that ended the
+        execution, written in the same transaction."""
         record, won = with_store_retries(
             lambda: self.store.finish_execution(
                 self.correlation.execution_id, status=status, outcome=outcome,
@@ -97,18 +96,11 @@ class LoggingSession:
         return record
 
 
-def with_store_retries(call: Callable[[], T], delays: Sequence[float] = STORE_RETRY_DELAYS, *,
+def with_store_retries(call: Callable[[], T], delays: Sequence[float] = STORE_WRITE_DELAYS, *,
                        context: dict[str, Any] | None = None) -> T:
-    """``call()``, retried after each delay while the store fails; the last failure raises."""
-    for delay in (*delays, None):
-        try:
-            return call()
-        except StoreError:
-            if delay is None:
-                raise
-            log.warning("store write failed; retrying in %.1fs", delay, extra=context)
-            time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+    """``call()``, retried after each delay while the store fails transiently (the retry
+    policy); the last failure, or one that trying again cannot fix, raises."""
+    return retry_call(call, delays, what="store write", log_extra=context)
 
 
 class Heartbeat:

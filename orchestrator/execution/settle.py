@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from orchestrator.alerts import Alerter
+from orchestrator.domain.failures import our_error
 from orchestrator.domain.records import AlertRecord, ExecutionRecord, ExecutionStatus, Outcome
-from orchestrator.exceptions import OrchestratorError
 from orchestrator.store import Store
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,9 @@ def _terminal_of(run_end: RunEnd) -> tuple[ExecutionStatus, Outcome]:
 def fault_message(exc: BaseException | None) -> str:
     """What the execution log and the alert say about a pipeline fault: our own errors' messages
     (written to be safe), otherwise only the exception type (details stay in the run's logs)."""
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, OrchestratorError):
-            return str(seen)
-        seen = seen.__cause__
+    ours = our_error(exc)
+    if ours is not None:
+        return str(ours)
     name = type(exc).__name__ if exc is not None else "unknown error"
     return f"internal error ({name}) outside the workflow; see the Dagster run's logs"
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.domain.correlation import Correlation, Source
+from orchestrator.domain.correlation import Correlation
 from orchestrator.domain.payloads import storable_json, storable_text
 from orchestrator.domain.records import (
     BlockEntry,
@@ -237,14 +237,10 @@ def insert_execution(conn: sa.Connection, correlation: Correlation, now: datetim
 def execution_row(correlation: Correlation, now: datetime, *, workflow_version: int | None = None,
                   batch_id: str | None = None, run_batch_id: str | None = None) -> dict[str, Any]:
     """The ``executions`` row of a new (``queued``) execution."""
-    c = correlation
     return dict(
-        execution_id=c.execution_id, request_id=c.request_id, source=c.source.value,
-        workflow=c.workflow, environment=c.environment, workflow_version=workflow_version,
-        status=ExecutionStatus.QUEUED.value, trigger_id=c.trigger_id,
-        scheduled_for=c.scheduled_for, idempotency_key=c.idempotency_key,
-        parent_execution_id=c.parent_execution_id, payload=c.payload, batch_id=batch_id,
-        run_batch_id=run_batch_id, attempts=0, created_at=now)
+        correlation.to_row(), workflow_version=workflow_version,
+        status=ExecutionStatus.QUEUED.value, batch_id=batch_id, run_batch_id=run_batch_id,
+        attempts=0, created_at=now)
 
 
 def queued_row(correlation: Correlation, now: datetime, *,
@@ -257,7 +253,7 @@ def queued_row(correlation: Correlation, now: datetime, *,
 
 def execution_record(row: Any, blocks: tuple[BlockEntry, ...]) -> ExecutionRecord:
     data = row._asdict()
-    data["source"] = Source(data["source"])
+    data.update(Correlation.row_values(row))
     data["status"] = ExecutionStatus(data["status"])
     data["outcome"] = Outcome(data["outcome"]) if data["outcome"] else None
     return ExecutionRecord(**data, blocks=blocks)

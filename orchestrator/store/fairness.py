@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.domain.correlation import Correlation, Source
+from orchestrator.domain.correlation import Correlation
 from orchestrator.domain.records import QueuedTrigger, TriggerStatus
 from orchestrator.store import tables as t
 from orchestrator.store.executions import insert_execution
@@ -89,12 +89,7 @@ class FairQueue:
         with self.db.write() as conn:
             rows = list(conn.execute(_round_robin(b, sa.true(), limit)))
             for row in rows:
-                correlation = Correlation(
-                    execution_id=row.execution_id, request_id=row.request_id,
-                    source=Source(row.source), workflow=row.workflow,
-                    environment=row.environment, trigger_id=row.trigger_id,
-                    idempotency_key=row.idempotency_key,
-                    parent_execution_id=row.parent_execution_id, payload=row.payload)
+                correlation = Correlation.from_row(row)
                 try:
                     with conn.begin_nested():
                         insert_execution(conn, correlation, row.created_at, enqueue=True,
@@ -117,11 +112,8 @@ class FairQueue:
                 ~sa.exists().where(a.c.execution_id == b.c.execution_id,
                                    a.c.kind == BUFFER_STUCK_KIND))
                 .order_by(b.c.created_at).limit(limit)).all()
-        return [BufferedTrigger(
-            execution_id=r.execution_id, request_id=r.request_id, source=Source(r.source),
-            environment=r.environment, workflow=r.workflow, trigger_id=r.trigger_id,
-            idempotency_key=r.idempotency_key, parent_execution_id=r.parent_execution_id,
-            batch_id=r.batch_id, created_at=r.created_at) for r in rows]
+        return [BufferedTrigger(**Correlation.row_values(r), payload=r.payload,
+                                batch_id=r.batch_id, created_at=r.created_at) for r in rows]
 
     @translated("look for queued triggers")
     def next_startable_at(self, now: datetime) -> datetime | None:

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from orchestrator.domain.correlation import Correlation, Source
+from orchestrator.domain.correlation import Correlation
 from orchestrator.domain.ingest import (
     Admission,
     AdmissionJob,
@@ -27,6 +27,7 @@ from orchestrator.domain.ingest import (
     TriggerRequest,
 )
 from orchestrator.domain.records import ExecutionStatus, Outcome, TriggerStatus
+from orchestrator.domain.retry import CLAIM_DELAYS, retry_call
 from orchestrator.exceptions import (
     Conflict,
     InvalidInput,
@@ -47,9 +48,13 @@ from orchestrator.store.uow import Database, store_error, translated
 
 __all__ = ["RECEIPT_RETENTION", "IngestStore", "JobResult"]
 
-_CLAIM_ATTEMPTS = 5
 # Receipts older than this carry timestamps the signature check refuses anyway.
 RECEIPT_RETENTION = timedelta(minutes=15)
+
+
+def _contended() -> StoreError:
+    """A claim that lost a race (transient: tried again, and the caller may retry)."""
+    return StoreError("claim the idempotency key (too much contention)")
 
 
 class IngestStore:
@@ -204,33 +209,38 @@ class IngestStore:
 
     def _claim(self, conn: sa.Connection, c: Correlation, now: datetime,
                expires_at: datetime) -> Admission | None:
-        """None when this request now holds the key; else the holder's admission."""
+        """None when this request now holds the key; else the holder's admission. A lost race
+        with a concurrent request is tried again (the retry policy, within this transaction)."""
+        return retry_call(lambda: self._claim_once(conn, c, now, expires_at), CLAIM_DELAYS,
+                          what="idempotency claim")
+
+    def _claim_once(self, conn: sa.Connection, c: Correlation, now: datetime,
+                    expires_at: datetime) -> Admission | None:
         k = t.idempotency_keys
-        for _ in range(_CLAIM_ATTEMPTS):
-            try:
-                with conn.begin_nested():
-                    conn.execute(k.insert().values(
-                        environment=c.environment, workflow=c.workflow, key=c.idempotency_key,
-                        execution_id=c.execution_id, expires_at=expires_at, created_at=now))
-                return None
-            except IntegrityError:
-                pass  # held (or just claimed by a concurrent request, now committed)
-            row = conn.execute(sa.select(k).where(*_key_of(c))).first()
-            if row is None:
-                continue
-            holder = self._holder(conn, row.execution_id)
-            # Expiry is honoured here, on the write side: an expired claim is taken over.
-            if row.expires_at > now and holder is not None \
-                    and holder[1] != Outcome.PIPELINE_FAULT.value:
-                return Admission(execution_id=row.execution_id, request_id=holder[0],
-                                 deduplicated=True)
-            taken = conn.execute(k.update().where(
-                *_key_of(c), k.c.execution_id == row.execution_id,
-                k.c.expires_at == row.expires_at).values(
+        try:
+            with conn.begin_nested():
+                conn.execute(k.insert().values(
+                    environment=c.environment, workflow=c.workflow, key=c.idempotency_key,
                     execution_id=c.execution_id, expires_at=expires_at, created_at=now))
-            if taken.rowcount == 1:
-                return None
-        raise StoreError("claim the idempotency key (too much contention)")
+            return None
+        except IntegrityError:
+            pass  # held (or just claimed by a concurrent request, now committed)
+        row = conn.execute(sa.select(k).where(*_key_of(c))).first()
+        if row is None:
+            raise _contended()  # released between our insert and our read
+        holder = self._holder(conn, row.execution_id)
+        # Expiry is honoured here, on the write side: an expired claim is taken over.
+        if row.expires_at > now and holder is not None \
+                and holder[1] != Outcome.PIPELINE_FAULT.value:
+            return Admission(execution_id=row.execution_id, request_id=holder[0],
+                             deduplicated=True)
+        taken = conn.execute(k.update().where(
+            *_key_of(c), k.c.execution_id == row.execution_id,
+            k.c.expires_at == row.expires_at).values(
+                execution_id=c.execution_id, expires_at=expires_at, created_at=now))
+        if taken.rowcount == 1:
+            return None
+        raise _contended()  # another request took it over first
 
     @staticmethod
     def _holder(conn: sa.Connection, execution_id: str) -> tuple[str, str | None] | None:
@@ -342,11 +352,9 @@ class IngestStore:
 def _buffer_row(request: TriggerRequest, now: datetime) -> dict[str, Any]:
     c = request.correlation
     return dict(
-        execution_id=c.execution_id, request_id=c.request_id, source=c.source.value,
-        environment=c.environment, workflow=c.workflow, trigger_id=c.trigger_id,
-        payload=c.payload, idempotency_key=c.idempotency_key,
+        c.to_row(buffered=True),
         idempotency_expires_at=now + request.idempotency_ttl if c.idempotency_key else None,
-        parent_execution_id=c.parent_execution_id, batch_id=request.batch_id, created_at=now)
+        batch_id=request.batch_id, created_at=now)
 
 
 def _exists(conn: sa.Connection, execution_id: str, environment: str) -> bool:
@@ -365,9 +373,6 @@ def _key_of(c: Correlation) -> tuple[Any, ...]:
 
 def _buffered(row: Any) -> Visible:
     return Visible(execution=BufferedTrigger(
-        execution_id=row.execution_id, request_id=row.request_id, source=Source(row.source),
-        environment=row.environment, workflow=row.workflow, trigger_id=row.trigger_id,
-        idempotency_key=row.idempotency_key, parent_execution_id=row.parent_execution_id,
-        batch_id=row.batch_id, created_at=row.created_at, payload=row.payload,
-        idempotency_expires_at=row.idempotency_expires_at),
+        **Correlation.row_values(row), batch_id=row.batch_id, created_at=row.created_at,
+        payload=row.payload, idempotency_expires_at=row.idempotency_expires_at),
         key_expires_at=row.idempotency_expires_at)

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from orchestrator.domain.access import ApiKeyRecord, WebhookRecord
-from orchestrator.domain.correlation import Correlation, Source
+from orchestrator.domain.correlation import Correlation
 from orchestrator.domain.ingest import Admission, AdmissionJob, TriggerRequest
 from orchestrator.domain.records import (
     AlertRecord,
@@ -69,21 +69,13 @@ class Advance:
 
 
 @dataclass(frozen=True, kw_only=True)
-class BufferedTrigger:
-    """One burst-buffer entry's correlation. ``payload`` and ``idempotency_expires_at`` are
-    filled where the entry is read to be shown (``AdmissionRepository``), not by ``stuck``."""
+class BufferedTrigger(Correlation):
+    """One burst-buffer entry: its correlation, the trigger-batch request it came in and when it
+    was buffered. ``payload`` and ``idempotency_expires_at`` are filled where the entry is read
+    to be shown (``AdmissionRepository``), not by ``stuck``."""
 
-    execution_id: str
-    request_id: str
-    source: Source
-    environment: str
-    workflow: str
-    trigger_id: str | None
-    idempotency_key: str | None
-    parent_execution_id: str | None
     batch_id: str | None
     created_at: datetime
-    payload: Any = None
     idempotency_expires_at: datetime | None = None
 
 

@@ -468,7 +468,7 @@ def test_trigger_with_idempotency_key_dedupes_like_the_api(cli: CLI, tmp_path: P
     shown = ok_json(cli("executions", "show", first["execution_id"], "--json"))
     assert (shown["idempotency_key"], shown["payload"], shown["source"]) == \
         ("order-42", {"user": "ada"}, "manual")
-    expires = datetime.fromisoformat(shown["idempotency_key_expires_at"].replace("Z", "+00:00"))
+    expires = parse_iso(shown["idempotency_key_expires_at"])
     assert timedelta(minutes=58) < expires - datetime.now(UTC) <= timedelta(hours=1), shown
     assert len(ok_json(cli("executions", "list", "--json"))) == 2
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from dagster._core.storage.tags import SENSOR_NAME_TAG
 
 from orchestrator.dagster.batch_job import execute_workflow_batch
+from orchestrator.dagster.compat import SENSOR_NAME_TAG
 from orchestrator.dagster.definitions import orchestrator_definitions
 from orchestrator.dagster.jobs import execute_workflow
 from orchestrator.dagster.resources import OrchestratorStore

@@ -17,15 +17,31 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_private_imports_exist() -> None:
+    from dagster._core.events import RunFailureReason
+    from dagster._core.execution.retries import auto_reexecution_should_retry_run
     from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+    from dagster._core.storage.tags import (
+        AUTO_RETRY_RUN_ID_TAG,
+        SENSOR_NAME_TAG,
+        WILL_RETRY_TAG,
+    )
     from dagster._serdes import ConfigurableClassData
+    from dagster._utils.schedules import cron_string_iterator
 
     assert compat.DagsterSqliteStorage is DagsterSqliteStorage
     assert compat.ConfigurableClassData is ConfigurableClassData
-    assert set(compat.__all__) == {"DagsterSqliteStorage", "ConfigurableClassData",
-                                   "ExecuteRunArgs", "ResumeRunArgs", "execute_run_command_body",
-                                   "resume_run_command_body", "unpack_value",
-                                   "daemon_run_command", "set_sensor_loop_seconds"}
+    assert compat.RunFailureReason is RunFailureReason
+    assert compat.auto_reexecution_should_retry_run is auto_reexecution_should_retry_run
+    assert compat.cron_string_iterator is cron_string_iterator
+    assert (compat.AUTO_RETRY_RUN_ID_TAG, compat.SENSOR_NAME_TAG, compat.WILL_RETRY_TAG) == (
+        AUTO_RETRY_RUN_ID_TAG, SENSOR_NAME_TAG, WILL_RETRY_TAG) == (
+        "dagster/auto_retry_run_id", "dagster/sensor_name", "dagster/will_retry")
+    assert set(compat.__all__) == {
+        "DagsterSqliteStorage", "ConfigurableClassData", "RunFailureReason",
+        "auto_reexecution_should_retry_run", "cron_string_iterator", "AUTO_RETRY_RUN_ID_TAG",
+        "SENSOR_NAME_TAG", "WILL_RETRY_TAG", "ExecuteRunArgs", "ResumeRunArgs",
+        "execute_run_command_body", "resume_run_command_body", "unpack_value",
+        "daemon_run_command", "set_sensor_loop_seconds"}
 
 
 def test_the_sensor_loop_is_still_paced_by_the_module_constant() -> None:
@@ -50,6 +66,47 @@ def test_run_worker_body_is_still_what_the_celery_worker_calls() -> None:
 
     from orchestrator.worker.app import TASK_EXECUTE_JOB, TASK_RESUME_JOB
     assert (TASK_EXECUTE_JOB, TASK_RESUME_JOB) == (TASK_EXECUTE_JOB_NAME, TASK_RESUME_JOB_NAME)
+
+
+def test_no_private_dagster_import_outside_compat() -> None:
+    """Every ``dagster._`` import of the package, its tests and bench goes through compat."""
+    offenders = []
+    for root in ("orchestrator", "tests", "bench"):
+        for path in (REPO / root).rglob("*.py"):
+            if path in (REPO / "orchestrator/dagster/compat.py", Path(__file__).resolve()):
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if line.lstrip().startswith(("from dagster._", "import dagster._")):
+                    offenders.append(f"{path.relative_to(REPO)}:{number}")
+    assert offenders == []
+
+
+def test_retry_decision_is_dagsters_own(tmp_path: Path) -> None:
+    """The hook asks Dagster's own run-retry decision for a run about to fail: it still takes
+    (instance, run, reason), says no for a run that has not failed and follows max retries."""
+    from orchestrator.dagster.jobs import will_be_retried
+
+    params = list(inspect.signature(compat.auto_reexecution_should_retry_run).parameters)
+    assert params == ["instance", "run", "run_failure_reason"]
+    (tmp_path / "dagster.yaml").write_text("run_retries:\n  enabled: true\n  max_retries: 1\n")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        run = instance.create_run_for_job(dg.GraphDefinition(name="g").to_job(), run_id=None)
+        started = run.with_status(dg.DagsterRunStatus.STARTED)
+        assert not compat.auto_reexecution_should_retry_run(
+            instance, started, compat.RunFailureReason.STEP_FAILURE)
+        assert will_be_retried(instance, started)
+        assert not will_be_retried(instance, started.with_tags(
+            {**started.tags, "dagster/max_retries": "0"}))
+        assert not will_be_retried(instance, started.with_tags(
+            {**started.tags, "dagster/retry_on_asset_or_op_failure": "false"}))
+
+
+def test_dagsters_interruption_classifies_as_cancelled() -> None:
+    """A terminated run's op sees Dagster's interruption, a BaseException: ``cancelled``."""
+    from orchestrator.domain.failures import classify
+    from orchestrator.domain.records import Outcome
+
+    assert classify(dg.DagsterExecutionInterruptedError()) is Outcome.CANCELLED
 
 
 def test_sqlite_storage_is_still_what_the_locked_subclass_wraps() -> None:

@@ -83,7 +83,7 @@ def _start(instance: dg.DagsterInstance, pg: PrivatePostgres,
 
 def test_short_outage_is_retried_by_dagster_and_succeeds(instance, pg, sink,
                                                          monkeypatch) -> None:
-    monkeypatch.setattr(jobs, "STORE_RETRY_BASE_SECONDS", 1.0)
+    monkeypatch.setattr(jobs, "OP_RETRY_DELAYS", (1.0, 2.0, 4.0))
     _OUTAGE["restart_after"] = 1.5
     result, correlation, store = _start(instance, pg, sink)
     assert result.success
@@ -101,8 +101,7 @@ def test_short_outage_is_retried_by_dagster_and_succeeds(instance, pg, sink,
 
 def test_long_outage_fails_the_run_once_and_the_reconciler_settles_it(instance, pg, sink,
                                                                       monkeypatch) -> None:
-    monkeypatch.setattr(jobs, "STORE_RETRIES", 1)
-    monkeypatch.setattr(jobs, "STORE_RETRY_BASE_SECONDS", 0.2)
+    monkeypatch.setattr(jobs, "OP_RETRY_DELAYS", (0.2,))
     started = time.monotonic()
     result, correlation, store = _start(instance, pg, sink)
     assert time.monotonic() - started < 60

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
-from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from harness.http_server import Answer, LoopbackServer, loopback_server
 from orchestrator.alerts import Alerter
+from orchestrator.dagster.compat import WILL_RETRY_TAG
 from orchestrator.dagster.jobs import execute_workflow, run_config_for
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.dagster.runs import DagsterRuns

@@ -24,8 +24,8 @@ from itertools import islice, pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
-from dagster._utils.schedules import cron_string_iterator
 
+from orchestrator.dagster.compat import cron_string_iterator
 from orchestrator.domain.cron import CronSchedule
 from orchestrator.exceptions import InvalidInput
 
