@@ -20,7 +20,7 @@ from bench.exec_overhead import WORKFLOW, bare_job
 from bench.report import BACKENDS, QUICK, REPO, Row, median
 from harness.dagster_home import backend
 from orchestrator.dagster.batch_job import batch_run_config, execute_workflow_batch
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
@@ -66,7 +66,7 @@ def measure(name: str) -> list[Row]:
                     def run(batch_id: str = batch_id) -> None:
                         result = execute_workflow_batch.execute_in_process(
                             run_config=batch_run_config(batch_id), instance=instance,
-                            resources={"store": resource})
+                            resources={STORE_RESOURCE: resource})
                         assert result.success
 
                     samples.append(_cpu(run))

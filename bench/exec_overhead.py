@@ -20,7 +20,7 @@ import dagster as dg
 from bench.report import BACKENDS, QUICK, REPO, Row, median
 from harness.dagster_home import backend
 from orchestrator.dagster.jobs import execute_workflow, run_config_for
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.domain.templating import render
 from orchestrator.domain.workflow import parse_workflow
@@ -61,7 +61,7 @@ def _ours(instance: dg.DagsterInstance, url: str) -> float:
     t0 = time.perf_counter()
     result = execute_workflow.execute_in_process(
         run_config=run_config_for(correlation), instance=instance,
-        resources={"store": OrchestratorStore(database_url=url)}, tags=correlation.tags())
+        resources={STORE_RESOURCE: OrchestratorStore(database_url=url)}, tags=correlation.tags())
     elapsed = time.perf_counter() - t0
     assert result.success
     return elapsed

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from bench.report import BACKENDS, QUICK, Row, median
 from harness.dagster_home import backend
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.dagster.sensors import build_schedule_sensor
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
@@ -72,8 +72,8 @@ def _plan(store: Store, now: datetime) -> str:
 
 
 def _evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, url: str) -> float:
-    context = dg.build_sensor_context(instance=instance,
-                                      resources={"store": OrchestratorStore(database_url=url)})
+    context = dg.build_sensor_context(
+        instance=instance, resources={STORE_RESOURCE: OrchestratorStore(database_url=url)})
     t0 = time.perf_counter()
     result = sensor(context)
     elapsed = time.perf_counter() - t0

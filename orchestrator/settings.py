@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError, PydanticUseDefault
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -209,7 +210,7 @@ class Settings(EnvSettings):
     batch_concurrency: Annotated[int, at_least(1)] = 16
     # Modules that register block types of their own (comma-separated, importable here): the
     # code location, the workers and `workflows apply` import them.
-    block_modules: Annotated[frozenset[str], names()] = frozenset()
+    block_modules: Annotated[frozenset[str], names(), NoDecode] = frozenset()
 
     @model_validator(mode="after")
     def _lease_outlasts_heartbeats(self) -> Self:

@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 
 from orchestrator.dagster.jobs import RECONCILE_TAG, retry_if_transient, run_end_of
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.domain.correlation import (
     TAG_BATCH_ID,
     TAG_BATCH_SIZE,
@@ -53,12 +53,12 @@ def batch_run_tags(batch_id: str, environment: str, size: int) -> dict[str, str]
 
 @dg.op(name=BATCH_OP_NAME, out=dg.Out(dg.Nothing))
 def run_batch_op(context: dg.OpExecutionContext, config: ExecuteBatchConfig,
-                 store: OrchestratorStore) -> dg.Output[None]:
-    settings = store.settings()
+                 orchestrator_store: OrchestratorStore) -> dg.Output[None]:
+    settings = orchestrator_store.settings()
     if context.run.tags.get(TAG_BATCH_ID) != config.batch_id:  # launched by hand
         context.instance.add_run_tags(context.run_id, {TAG_BATCH_ID: config.batch_id})
     try:
-        result = run_batch(store.get(), store.alerter(), config.batch_id,
+        result = run_batch(orchestrator_store.get(), orchestrator_store.alerter(), config.batch_id,
                            dagster_run_id=context.run_id,
                            concurrency=settings.batch_concurrency,
                            heartbeat_interval=settings.heartbeat_interval_seconds,
@@ -83,7 +83,7 @@ def _report(context: dg.OpExecutionContext, result: BatchResult) -> dg.Output[No
     return dg.Output(None, metadata=metadata)
 
 
-@dg.failure_hook(name="settle_failed_batch", required_resource_keys={"store"})
+@dg.failure_hook(name="settle_failed_batch", required_resource_keys={STORE_RESOURCE})
 def settle_failed_batch(context: dg.HookContext) -> None:
     """The batch op failed. Members it finished keep their outcomes; every member left open
     is settled (``pipeline_fault``, or ``cancelled`` for a termination) with one alert for the
@@ -95,7 +95,7 @@ def settle_failed_batch(context: dg.HookContext) -> None:
         context.log.error("batch op failed before its batch was identified")
         return
     run_end, message = run_end_of(context, run)
-    resource: OrchestratorStore = context.resources.store
+    resource: OrchestratorStore = getattr(context.resources, STORE_RESOURCE)
     try:
         settled = with_store_retries(lambda: settle_batch(
             resource.get(), resource.alerter(), batch_id, run_id=context.run_id,

@@ -22,7 +22,7 @@ import dagster as dg
 
 from orchestrator.dagster.batch_job import execute_workflow_batch
 from orchestrator.dagster.jobs import execute_workflow
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.dagster.sensors import (
     build_queue_sensor,
     build_reconciler_sensor,
@@ -39,5 +39,5 @@ def orchestrator_definitions(settings: Settings | None = None) -> dg.Definitions
         jobs=[execute_workflow, execute_workflow_batch],
         sensors=[build_schedule_sensor(settings), build_queue_sensor(settings),
                  build_reconciler_sensor(settings)],
-        resources={"store": OrchestratorStore.from_settings(settings)},
+        resources={STORE_RESOURCE: OrchestratorStore.from_settings(settings)},
     )

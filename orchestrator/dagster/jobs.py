@@ -17,7 +17,7 @@ import dagster as dg
 import pydantic
 
 from orchestrator.dagster import compat
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.domain.correlation import (
     CORRELATION_FIELD_NAMES,
     TAG_EXECUTION_ID,
@@ -70,7 +70,7 @@ RECONCILE_TAG = "orchestrator/reconcile"
 
 @dg.op(name=OP_NAME, out=dg.Out(dg.Nothing))
 def run_workflow_op(context: dg.OpExecutionContext, config: ExecuteWorkflowConfig,
-                    store: OrchestratorStore) -> dg.Output[None]:
+                    orchestrator_store: OrchestratorStore) -> dg.Output[None]:
     correlation = correlation_from_config(config)
     run_tags = context.run.tags
     missing = {k: v for k, v in correlation.tags().items() if run_tags.get(k) != v}
@@ -78,7 +78,7 @@ def run_workflow_op(context: dg.OpExecutionContext, config: ExecuteWorkflowConfi
         context.instance.add_run_tags(context.run_id, missing)
     # No log line announcing the correlation: the run's tags carry it and the op's output
     # metadata repeats it with the attempt; every Dagster log line is an event-log write.
-    db = store.get()
+    db = orchestrator_store.get()
     session = LoggingSession(db, correlation)
     try:
         workflow, record = session.open(dagster_run_id=context.run_id)
@@ -88,7 +88,7 @@ def run_workflow_op(context: dg.OpExecutionContext, config: ExecuteWorkflowConfi
             return _report(context, ExecutionResult(record=record), fail_run=False)
         spec = parse_workflow(workflow.document, block_types())
         with Heartbeat.of_execution(db, correlation.execution_id,
-                                    interval=store.settings().heartbeat_interval_seconds):
+                                    interval=orchestrator_store.settings().heartbeat_interval_seconds):
             result = run_workflow(spec, session)
     except StoreError as exc:
         retry_if_transient(context, exc)
@@ -129,7 +129,7 @@ def will_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
         compat.RunFailureReason.STEP_FAILURE))
 
 
-@dg.failure_hook(name="classify_failure", required_resource_keys={"store"})
+@dg.failure_hook(name="classify_failure", required_resource_keys={STORE_RESOURCE})
 def classify_failure(context: dg.HookContext) -> None:
     """The op failed. Read the durable state: a user error the core finalized stays silent;
     otherwise finalize as a pipeline fault and alert once. Guarded: a failure here is logged and
@@ -142,7 +142,7 @@ def classify_failure(context: dg.HookContext) -> None:
                           "finalize")
         return
     run_end, message = run_end_of(context, run)
-    resource: OrchestratorStore = context.resources.store
+    resource: OrchestratorStore = getattr(context.resources, STORE_RESOURCE)
     try:
         outcome = _settle_with_retries(resource, execution_id, context.run_id, run_end, message)
     except Exception as exc:

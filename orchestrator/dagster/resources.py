@@ -12,6 +12,11 @@ from orchestrator.execution.session import utc_now
 from orchestrator.settings import DATABASE_URL_VAR, Settings
 from orchestrator.store import Store
 
+# The resource key of the store: the orchestrator's own name, so that merging our definitions
+# into a team's code location (orchestrator_definitions) never meets a `store` of theirs. Ops,
+# sensors and hooks take it as a parameter of this name.
+STORE_RESOURCE = "orchestrator_store"
+
 
 class OrchestratorStore(dg.ConfigurableResource):  # type: ignore[type-arg]
     """The SQL store. Unset fields come from the environment (``Settings.from_env``):

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from orchestrator.dagster.jobs import execute_workflow, run_config_for
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.domain.correlation import Correlation
 from orchestrator.domain.records import ExecutionRecord
 from orchestrator.settings import Settings
@@ -24,6 +24,6 @@ def run_in_process(correlation: Correlation, settings: Settings,
     with dg.DagsterInstance.get() if instance is None else nullcontext(instance) as dagster:
         execute_workflow.execute_in_process(
             run_config=run_config_for(correlation), instance=dagster,
-            resources={"store": OrchestratorStore.from_settings(settings)},
+            resources={STORE_RESOURCE: OrchestratorStore.from_settings(settings)},
             tags=correlation.tags(), raise_on_error=False)
     return store.get_execution(correlation.execution_id)

@@ -45,8 +45,8 @@ def build_schedule_sensor(settings: Settings) -> dg.SensorDefinition:
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Launches due schedules from the orchestrator store.")
     def schedule_trigger_sensor(context: dg.SensorEvaluationContext,
-                                store: OrchestratorStore) -> dg.SensorResult:
-        db = store.get()
+                                orchestrator_store: OrchestratorStore) -> dg.SensorResult:
+        db = orchestrator_store.get()
         now = wait_until_due(db, now=datetime.now(UTC), lookahead=settings.dispatch_lookahead,
                              clock=lambda: datetime.now(UTC))
         tick = dispatch_due_schedules(
@@ -72,15 +72,15 @@ def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Launches queued triggers (CLI, API) from the orchestrator store.")
     def queued_trigger_sensor(context: dg.SensorEvaluationContext,
-                              store: OrchestratorStore) -> dg.SensorResult:
-        db = store.get()
+                              orchestrator_store: OrchestratorStore) -> dg.SensorResult:
+        db = orchestrator_store.get()
         now = wait_for_work(db.queue.next_startable_at, now=datetime.now(UTC),
                             wait=settings.dispatch_lookahead, clock=lambda: datetime.now(UTC),
                             poll=QUEUE_POLL)
         tick = dispatch_queued_triggers(db, now=now,
                                         limit=settings.max_runs_per_tick,
                                         runs=run_lookup(context.instance, QUEUE_SENSOR),
-                                        alerter=store.alerter(),
+                                        alerter=orchestrator_store.alerter(),
                                         max_batch_size=settings.max_batch_size,
                                         stuck_after=settings.burst_stuck_after)
         if tick.stuck_alerts:
@@ -101,8 +101,9 @@ def build_reconciler_sensor(settings: Settings) -> dg.SensorDefinition:
                description="Settles executions whose runs ended without a hook (terminated, "
                            "killed, failed to start) and retries alert webhooks.")
     def execution_reconciler(context: dg.SensorEvaluationContext,
-                             store: OrchestratorStore) -> dg.SensorResult:
-        tick = reconcile(store.get(), DagsterRuns(context.instance), store.alerter(),
+                             orchestrator_store: OrchestratorStore) -> dg.SensorResult:
+        tick = reconcile(orchestrator_store.get(), DagsterRuns(context.instance),
+                         orchestrator_store.alerter(),
                          now=datetime.now(UTC),
                          cursor=(datetime.fromisoformat(context.cursor) if context.cursor
                                  else None),

@@ -36,7 +36,7 @@ from orchestrator.dagster.batch_job import (
     batch_run_tags,
     execute_workflow_batch,
 )
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.store import Store
 from orchestrator.store.engine import dispose_all
@@ -140,7 +140,7 @@ def _run_batch(home: Path, store_url: str) -> tuple[str, str, list[str]]:
         result = execute_workflow_batch.execute_in_process(
             run_config=batch_run_config(batch.batch_id), instance=instance,
             tags=batch_run_tags(batch.batch_id, "default", batch.size),
-            resources={"store": OrchestratorStore(database_url=store_url)})
+            resources={STORE_RESOURCE: OrchestratorStore(database_url=store_url)})
     assert result.success
     dispose_all()
     return batch.batch_id, result.run_id, ids

@@ -14,7 +14,7 @@ import pytest
 from harness.http_server import Answer, LoopbackServer, loopback_server
 from orchestrator.alerts import Alerter
 from orchestrator.dagster.batch_job import batch_run_config, execute_workflow_batch
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.dagster.sensors import QUEUE_SENSOR, RECONCILER_SENSOR, SCHEDULE_SENSOR
 from orchestrator.domain.correlation import (
     TAG_BATCH_ID,
@@ -70,7 +70,7 @@ def _run_batch(instance: dg.DagsterInstance, store_url: str, request: dg.RunRequ
                sink: LoopbackServer | None = None) -> dg.ExecuteInProcessResult:
     return execute_workflow_batch.execute_in_process(
         run_config=request.run_config, instance=instance, tags=request.tags,
-        raise_on_error=False, resources={"store": _resource(store_url, sink)})
+        raise_on_error=False, resources={STORE_RESOURCE: _resource(store_url, sink)})
 
 
 # ------------------------------------------------------------------------------ packing
@@ -244,7 +244,7 @@ def test_members_run_concurrently(instance, store_url, store, make_workflow) -> 
         [request] = sensor.tick()
         result = execute_workflow_batch.execute_in_process(
             run_config=request.run_config, instance=instance, tags=request.tags,
-            resources={"store": _resource(store_url)})
+            resources={STORE_RESOURCE: _resource(store_url)})
         assert result.success
         assert len(provider.hits("/slow")) == 6
         assert provider.max_in_flight >= 2  # the default concurrency (16) overlaps them
@@ -353,7 +353,7 @@ def test_batch_config_is_launchable_by_hand(instance, store_url, store, make_wor
     """The launchpad config of a batch run is its batch id; an unknown batch runs nothing."""
     result = execute_workflow_batch.execute_in_process(
         run_config=batch_run_config("rb_unknown"), instance=instance,
-        resources={"store": _resource(store_url)})
+        resources={STORE_RESOURCE: _resource(store_url)})
     assert result.success
     run = instance.get_run_by_id(result.run_id)
     assert (run.tags[TAG_OUTCOMES], run.tags[TAG_BATCH_ID]) == ("none", "rb_unknown")
@@ -384,7 +384,7 @@ def test_one_members_refused_terminal_write_faults_it_alone(
     [request] = sensor.tick()
     result = execute_workflow_batch.execute_in_process(
         run_config=request.run_config, instance=instance, tags=request.tags,
-        raise_on_error=False, resources={"store": FlakyStoreResource(
+        raise_on_error=False, resources={STORE_RESOURCE: FlakyStoreResource(
             database_url=store_url, alert_webhook_url=f"{sink.url}/alerts",
             dagster_ui_url="http://127.0.0.1:3000")})
     assert not result.success and faults.pending("finish_execution") == 0
@@ -408,7 +408,7 @@ def test_a_batch_that_cannot_open_is_settled_by_its_hook_with_one_alert(
     [request] = sensor.tick()
     result = execute_workflow_batch.execute_in_process(
         run_config=request.run_config, instance=instance, tags=request.tags,
-        raise_on_error=False, resources={"store": FlakyStoreResource(
+        raise_on_error=False, resources={STORE_RESOURCE: FlakyStoreResource(
             database_url=store_url, alert_webhook_url=f"{sink.url}/alerts",
             dagster_ui_url="http://127.0.0.1:3000")})
     assert not result.success

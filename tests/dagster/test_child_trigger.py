@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from orchestrator.dagster.jobs import execute_workflow, run_config_for
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.dagster.sensors import QUEUE_SENSOR
 from orchestrator.domain.correlation import (
     TAG_EXECUTION_ID,
@@ -47,7 +47,7 @@ def _execute(instance: dg.DagsterInstance, store_url: str, *, workflow: str = "p
     Store(store_url).create_execution(correlation, real_now())
     result = execute_workflow.execute_in_process(
         run_config=run_config_for(correlation), instance=instance, tags=correlation.tags(),
-        raise_on_error=False, resources={"store": OrchestratorStore(database_url=store_url)})
+        raise_on_error=False, resources={STORE_RESOURCE: OrchestratorStore(database_url=store_url)})
     return result, correlation
 
 
@@ -99,7 +99,7 @@ def test_trigger_block_queues_a_child_that_the_sensor_dispatches_once_per_key(
     # The child's run, as the daemon would launch it from the request.
     run = execute_workflow.execute_in_process(
         run_config=request.run_config, instance=instance, tags=request.tags,
-        resources={"store": OrchestratorStore(database_url=store_url)})
+        resources={STORE_RESOURCE: OrchestratorStore(database_url=store_url)})
     assert run.success
     done = store.get_execution(child_id)
     assert (done.status, done.outcome) == (ExecutionStatus.SUCCESS, Outcome.SUCCESS)

@@ -19,7 +19,7 @@ import pytest
 
 from harness.http_server import Answer, LoopbackServer, loopback_server
 from orchestrator.dagster.jobs import RECONCILE_TAG, execute_workflow, run_config_for
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.dagster.sensors import RECONCILER_SENSOR
 from orchestrator.domain.correlation import TAG_OUTCOME, Correlation, Source, new_id
 from orchestrator.domain.records import ExecutionStatus, Outcome
@@ -72,7 +72,7 @@ def _execute(instance: dg.DagsterInstance, store_url: str, sink: LoopbackServer 
                      dagster_ui_url="http://127.0.0.1:3000")
     result = execute_workflow.execute_in_process(
         run_config=run_config_for(correlation), instance=instance, tags=correlation.tags(),
-        raise_on_error=False, resources={"store": store})
+        raise_on_error=False, resources={STORE_RESOURCE: store})
     return result, correlation
 
 

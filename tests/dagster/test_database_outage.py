@@ -17,7 +17,7 @@ from harness.http_server import Answer, LoopbackServer, loopback_server
 from harness.postgres import PrivatePostgres, private_postgres
 from orchestrator.dagster import jobs
 from orchestrator.dagster.jobs import RECONCILE_TAG, execute_workflow, run_config_for
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.dagster.sensors import RECONCILER_SENSOR
 from orchestrator.domain.correlation import TAG_OUTCOME, Correlation, Source, new_id
 from orchestrator.domain.records import ExecutionStatus, Outcome
@@ -77,7 +77,7 @@ def _start(instance: dg.DagsterInstance, pg: PrivatePostgres,
     resource = OrchestratorStore(database_url=pg.url, alert_webhook_url=f"{sink.url}/alerts")
     result = execute_workflow.execute_in_process(
         run_config=run_config_for(correlation), instance=instance, tags=correlation.tags(),
-        raise_on_error=False, resources={"store": resource})
+        raise_on_error=False, resources={STORE_RESOURCE: resource})
     return result, correlation, store
 
 

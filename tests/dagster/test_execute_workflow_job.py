@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.dagster.jobs import execute_workflow, run_config_for
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.domain.correlation import (
     TAG_EXECUTION_ID,
     TAG_OUTCOME,
@@ -54,7 +54,7 @@ def _pause(inputs: dict[str, Any], context: BlockContext) -> dict[str, Any]:
 def _run(instance, store_url, run_config, tags=None) -> dg.ExecuteInProcessResult:
     return execute_workflow.execute_in_process(
         run_config=run_config, instance=instance, tags=tags or {}, raise_on_error=False,
-        resources={"store": OrchestratorStore(database_url=store_url)})
+        resources={STORE_RESOURCE: OrchestratorStore(database_url=store_url)})
 
 
 def _correlation(workflow: str = "digest") -> Correlation:
@@ -200,7 +200,7 @@ def test_a_failed_running_mark_does_not_stop_the_block(instance, store_url, stor
             result = execute_workflow.execute_in_process(
                 run_config=run_config_for(correlation), instance=instance,
                 tags=correlation.tags(), raise_on_error=False,
-                resources={"store": faults.FlakyStoreResource(database_url=store_url)})
+                resources={STORE_RESOURCE: faults.FlakyStoreResource(database_url=store_url)})
         assert faults.pending("record_block") == 0, "the running mark was attempted"
     finally:
         faults.clear()

@@ -14,7 +14,7 @@ from harness.http_server import Answer, LoopbackServer, loopback_server
 from orchestrator.alerts import Alerter
 from orchestrator.dagster.compat import WILL_RETRY_TAG
 from orchestrator.dagster.jobs import execute_workflow, run_config_for
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.dagster.runs import DagsterRuns
 from orchestrator.dagster.sensors import RECONCILER_SENSOR
 from orchestrator.domain.correlation import TAG_OUTCOME, Correlation, Source, new_id
@@ -84,7 +84,7 @@ def test_run_failing_before_the_op_is_settled_as_a_fault_with_one_alert(
     correlation = _queued(store)
     result = execute_workflow.execute_in_process(
         run_config=run_config_for(correlation), instance=instance, tags=correlation.tags(),
-        raise_on_error=False, resources={"store": _BrokenStore(database_url=store_url)})
+        raise_on_error=False, resources={STORE_RESOURCE: _BrokenStore(database_url=store_url)})
     assert not result.success  # no hook ran: the op never started
     assert store.get_execution(correlation.execution_id).status is ExecutionStatus.QUEUED
 

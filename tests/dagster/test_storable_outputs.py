@@ -23,7 +23,7 @@ import pytest
 
 from harness.http_server import Answer, LoopbackServer, loopback_server
 from orchestrator.dagster.jobs import execute_workflow, run_config_for
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.domain.correlation import (
     TAG_EXECUTION_ID,
     TAG_OUTCOME,
@@ -128,7 +128,7 @@ def _execute(instance: dg.DagsterInstance, store_url: str, sink: LoopbackServer
     resource = OrchestratorStore(database_url=store_url, alert_webhook_url=f"{sink.url}/alerts")
     result = execute_workflow.execute_in_process(
         run_config=run_config_for(correlation), instance=instance, tags=correlation.tags(),
-        raise_on_error=False, resources={"store": resource})
+        raise_on_error=False, resources={STORE_RESOURCE: resource})
     return result, correlation
 
 

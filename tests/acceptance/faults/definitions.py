@@ -13,7 +13,7 @@ import dagster as dg
 from orchestrator.dagster.batch_job import execute_workflow_batch
 from orchestrator.dagster.definitions import orchestrator_definitions
 from orchestrator.dagster.jobs import execute_workflow
-from orchestrator.dagster.resources import OrchestratorStore
+from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.domain.records import BlockEntry
 from orchestrator.exceptions import StoreError
 from orchestrator.execution.blocks import BlockContext, register_block_type
@@ -48,7 +48,7 @@ def _definitions() -> dg.Definitions:
     settings = Settings.from_env()
     sensors = list(orchestrator_definitions(settings).sensors or [])
     return dg.Definitions(jobs=[execute_workflow, execute_workflow_batch], sensors=sensors,
-                          resources={"store": FlakyOnceResource.from_settings(settings)})
+                          resources={STORE_RESOURCE: FlakyOnceResource.from_settings(settings)})
 
 
 defs = _definitions()
