@@ -8,7 +8,8 @@ that file; its ``## Notes`` section is hand-written and kept.
 Knobs (environment): ``CHAOS_CYCLES`` (default 50 dispatch cycles per crash target),
 ``CHAOS_OUTAGE_SECONDS`` (default 30), ``CHAOS_FUZZ_EXAMPLES`` (default 500 positive and 500
 negative requests per operation and backend), ``CHAOS_SEED``,
-``CHAOS_ONLY=daemon,code_server,outage,burst,fuzz,isolation``.
+``CHAOS_ONLY=daemon,code_server,outage,burst,fuzz,isolation,workers,broker`` (the last two: the
+Celery profile on the local RabbitMQ; ``broker`` stops and starts it).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from bench.report import REPO, machine
 
-CASES = ["daemon", "code_server", "outage", "burst", "fuzz", "isolation"]
+CASES = ["daemon", "code_server", "outage", "burst", "fuzz", "isolation", "workers", "broker"]
 RESULTS = REPO / "docs" / "RELIABILITY.json"
 DOC = REPO / "docs" / "RELIABILITY.md"
 BACKENDS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
@@ -148,9 +149,41 @@ def burst_case(knobs: dict[str, Any], log_dir: Path) -> tuple[list[str], bool]:
     return rows, ok
 
 
+def _counts(c: Any) -> str:
+    return (f"lost {c.lost}, twice {c.twice}, pipeline faults without their one alert "
+            f"{c.unalerted_faults}, runs left STARTING {c.starting}")
+
+
+def workers_case(knobs: dict[str, Any], log_dir: Path) -> tuple[list[str], bool]:
+    from harness.chaos_workers import run_worker_kills
+
+    r = run_worker_kills(knobs["cycles"])
+    c = r.counts
+    return [
+        f"| SIGKILL a Celery worker (`orchestrator worker`, its whole process tree) holding a "
+        f"running execution, then start it again; a second worker alive | {r.cycles} cycles, "
+        f"{r.kills} kills; {c.executions} executions (2 s naps and quick ones, a run each); "
+        f"PostgreSQL + RabbitMQ, lease 4 s | {_counts(c)}; outcomes {c.outcomes}, alerts "
+        f"{c.alerts} | 0, 0, 0, 0 | {met(r.counts.ok())} |"], r.counts.ok()
+
+
+def broker_case(knobs: dict[str, Any], log_dir: Path) -> tuple[list[str], bool]:
+    from harness.chaos_workers import run_broker_outage
+
+    r = run_broker_outage(knobs["outage"])
+    c = r.counts
+    return [
+        f"| RabbitMQ stopped {r.outage_seconds:.0f} s (`rabbitmqctl stop_app`) under a trigger "
+        f"a second, two workers | {r.accepted} triggers accepted, {r.accepted_while_down} "
+        f"while the broker was down | {_counts(c)}; outcomes {c.outcomes} (a pipeline fault: a "
+        f"run whose launch met the outage, alerted once) | 0, 0, 0, 0 | {met(c.ok())} |"
+    ], c.ok()
+
+
 RUNNERS: dict[str, Callable[[dict[str, Any], Path], tuple[list[str], bool]]] = {
     "daemon": crash_case("daemon"), "code_server": crash_case("code_server"),
     "outage": outage_case, "burst": burst_case, "fuzz": fuzz_case, "isolation": isolation_case,
+    "workers": workers_case, "broker": broker_case,
 }
 
 

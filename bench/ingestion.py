@@ -118,7 +118,7 @@ def api_server(b: Backend, **settings: str) -> Iterator[Server]:
     now = datetime.now(UTC)
     store.apply_workflow(parse_workflow(WORKFLOW, block_types()), now)
     key = store.access.create_api_key("default", now)[1]
-    with processes.api_server(b.store_url, b.home, **settings) as url:
+    with processes.api_server(b.store_url, b.home, None, **settings) as url:
         yield Server(url=url, key=key, store=store)
 
 
