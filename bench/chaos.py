@@ -151,7 +151,7 @@ def burst_case(knobs: dict[str, Any], log_dir: Path) -> tuple[list[str], bool]:
 
 def _counts(c: Any) -> str:
     return (f"lost {c.lost}, twice {c.twice}, pipeline faults without their one alert "
-            f"{c.unalerted_faults}, runs left STARTING {c.starting}")
+            f"{c.unalerted_faults}, runs left STARTING/STARTED {c.unfinished}")
 
 
 def workers_case(knobs: dict[str, Any], log_dir: Path) -> tuple[list[str], bool]:

@@ -3,12 +3,12 @@
 - **worker kills**: two ``orchestrator worker`` processes drain a steady stream of executions
   (a 2 s nap and a quick one per cycle); each cycle SIGKILLs the worker holding a running nap
   (its whole process tree, as a machine lost) and starts it again, while the other keeps
-  draining. Every execution must end terminal; none is lost, none finalized twice (an execution
-  alerted more than once), each killed one alerted once.
+  draining. Every execution must end terminal and every run ended; none is lost, none
+  finalized twice (an execution alerted more than once), each killed one alerted once.
 - **broker outage**: RabbitMQ stopped (``rabbitmqctl stop_app``) for ``outage`` seconds under a
   trigger a second, then started. Triggers accepted meanwhile must not be lost, no run may stay
-  ``STARTING``, nothing may run twice; runs whose launch met the outage fail at launch (one
-  alert each), and the counts say how many.
+  ``STARTING`` or ``STARTED``, nothing may run twice; a run whose launch fails on the outage is
+  a pipeline fault with one alert, and the counts say how many.
 
 Usage: .venv/bin/python -m harness.chaos_workers [kills|outage] [cycles|seconds]
 """
@@ -16,6 +16,7 @@ Usage: .venv/bin/python -m harness.chaos_workers [kills|outage] [cycles|seconds]
 from __future__ import annotations
 
 import collections
+import contextlib
 import subprocess
 import sys
 import time
@@ -28,6 +29,11 @@ import dagster as dg
 from harness.celery_profile import FAULTS_WORKSPACE, celery_profile
 from harness.processes import wait_for
 from orchestrator.domain.correlation import TAG_EXECUTION_ID, Correlation, Source, new_id
+from orchestrator.execution.blocks import register_block_type
+
+# Registered here only so that `apply` accepts the nap workflow; the workers run the real block
+# (tests/acceptance/faults/definitions.py, the code location of FAULTS_WORKSPACE).
+register_block_type("test_nap")(lambda inputs, context: None)
 
 QUICK = {"name": "quick", "blocks": [{"id": "a", "type": "transform", "with": {"x": 1}}]}
 NAP = {"name": "nap", "blocks": [{"id": "nap", "type": "test_nap", "with": {"seconds": 2}}]}
@@ -56,11 +62,28 @@ class Counts:
     outcomes: dict[str, int]
     alerts: int
     unalerted_faults: int  # pipeline faults without their alert
-    starting: int  # runs left STARTING
+    unfinished: int  # runs left STARTING or STARTED
 
     def ok(self) -> bool:
         return self.lost == 0 and self.twice == 0 and self.unalerted_faults == 0 \
-            and self.starting == 0
+            and self.unfinished == 0
+
+
+def _unfinished(instance: dg.DagsterInstance) -> int:
+    return len(instance.get_run_records(dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])))
+
+
+def _settled(store: Any, home: Any, ids: list[str]) -> None:
+    """Every execution terminal, then every run ended (a run whose worker died after its
+    execution ended is failed by the reconciler once silent for a lease)."""
+    wait_for(lambda: all(store.get_execution(e).status.terminal for e in ids), 300,
+             "every execution to end", home / "daemon.log")
+    with dg.DagsterInstance.from_config(str(home)) as instance, \
+            contextlib.suppress(TimeoutError):  # what is left is counted as unfinished
+        wait_for(lambda: _unfinished(instance) == 0, 120, "every run to end",
+                 home / "daemon.log")
+    time.sleep(3)  # alert delivery and outcome tags settle
 
 
 def _count(store: Any, home: Any, ids: list[str]) -> Counts:
@@ -69,8 +92,7 @@ def _count(store: Any, home: Any, ids: list[str]) -> Counts:
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = collections.Counter(r.dagster_run.tags.get(TAG_EXECUTION_ID)
                                    for r in instance.get_run_records())
-        starting = len(instance.get_run_records(dg.RunsFilter(
-            statuses=[dg.DagsterRunStatus.STARTING])))
+        unfinished = _unfinished(instance)
     outcomes = collections.Counter(r.outcome.value if r.outcome else "open" for r in records)
     faults = [r for r in records if r.outcome and r.outcome.value == "pipeline_fault"]
     return Counts(executions=len(records),
@@ -78,7 +100,7 @@ def _count(store: Any, home: Any, ids: list[str]) -> Counts:
                   twice=sum(alerts[e] > 1 or runs[e] > 1 for e in ids),
                   outcomes=dict(outcomes), alerts=sum(alerts[e] for e in ids),
                   unalerted_faults=sum(alerts[r.execution_id] != 1 for r in faults),
-                  starting=starting)
+                  unfinished=unfinished)
 
 
 @dataclass(kw_only=True)
@@ -120,9 +142,7 @@ def run_worker_kills(cycles: int = 50, *, state_dir: Any = None) -> KillResult:
             victim.start()
             print(f"[chaos/kills] cycle {cycle + 1}/{cycles}: killed {victim.name}",
                   flush=True)
-        wait_for(lambda: all(p.store.get_execution(e).status.terminal for e in ids), 300,
-                 "every execution to end", p.b.home / "daemon.log")
-        time.sleep(5)  # alert delivery and outcome tags settle
+        _settled(p.store, p.b.home, ids)
         counts = _count(p.store, p.b.home, ids)
     result = KillResult(cycles=cycles, kills=kills, counts=counts,
                         seconds=time.time() - started)
@@ -163,9 +183,7 @@ def run_broker_outage(outage: float = 30.0) -> OutageResult:
         finally:
             _rabbit("start_app")
         load(20)
-        wait_for(lambda: all(p.store.get_execution(e).status.terminal for e in ids), 300,
-                 "every execution to end", p.b.home / "daemon.log")
-        time.sleep(5)
+        _settled(p.store, p.b.home, ids)
         counts = _count(p.store, p.b.home, ids)
     result = OutageResult(outage_seconds=outage, accepted=len(ids),
                           accepted_while_down=while_down, counts=counts,

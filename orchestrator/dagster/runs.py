@@ -85,6 +85,13 @@ class DagsterRuns:
         records = self.instance.get_run_records(dg.RunsFilter(run_ids=list(run_ids)))
         return {info.run_id: info for info in self._infos(records)}
 
+    def silent_since(self, before: datetime, limit: int) -> list[RunInfo]:
+        records = [record for job in (JOB_NAME, BATCH_JOB_NAME)
+                   for record in self.instance.get_run_records(
+                       dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.STARTED],
+                                     updated_before=before.astimezone(UTC)), limit=limit)]
+        return self._infos(records[:limit])
+
     def mark_failed(self, run_id: str, message: str) -> None:
         run = self.instance.get_run_by_id(run_id)
         if run is not None and not run.is_finished:

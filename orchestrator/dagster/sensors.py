@@ -115,6 +115,7 @@ def build_reconciler_sensor(settings: Settings) -> dg.SensorDefinition:
             context.log.info(f"settled {len(tick.settled)} execution(s): {shown}{more}")
         return dg.SensorResult(cursor=tick.cursor.isoformat(), skip_reason=dg.SkipReason(
             f"settled {len(tick.finalized)} execution(s), {tick.expired_leases} expired "
-            f"lease(s), delivered {tick.delivered} alert(s)"))
+            f"lease(s), {tick.silent_runs} silent run(s) failed, delivered {tick.delivered} "
+            "alert(s)"))
 
     return execution_reconciler

@@ -9,7 +9,11 @@ its worker process is killed. Every tick, the reconciler
    (unless Dagster will retry it), and raises the alert a crashed hook left out;
 2. finds running executions whose heartbeat lease expired (their worker died): marks the Dagster
    run failed and settles the execution as a pipeline fault;
-3. retries alert webhooks that are due.
+3. finds started runs that have reported nothing for a lease while none of their executions
+   holds one: their worker died before the op took its first heartbeat, or after the executions
+   were finalized and before the run reported its end (a killed Celery worker: no code server
+   watches that process). The run is failed; step 1 settles what it left open;
+4. retries alert webhooks that are due.
 
 Everything it does is idempotent, so a tick that fails halfway (the store down) is simply done
 again by the next one; the cursor only moves past runs that are settled.
@@ -61,6 +65,9 @@ class RunSource(Protocol):
 
     def by_id(self, run_ids: Sequence[str]) -> dict[str, RunInfo]: ...
 
+    def silent_since(self, before: datetime, limit: int) -> Sequence[RunInfo]:
+        """Started runs of the jobs whose run record was last updated before ``before``."""
+
     def mark_failed(self, run_id: str, message: str) -> None: ...
 
     def tag_outcome(self, run_id: str, outcome: str) -> None: ...
@@ -71,6 +78,7 @@ class ReconcileTick:
     cursor: datetime
     settled: list[Settlement] = field(default_factory=list)
     expired_leases: int = 0
+    silent_runs: int = 0
     delivered: int = 0
 
     @property
@@ -82,6 +90,7 @@ def reconcile(store: Store, runs: RunSource, alerter: Alerter, *, now: datetime,
               cursor: datetime | None, lease_timeout: timedelta,
               lookback: timedelta = timedelta(days=1)) -> ReconcileTick:
     tick = ReconcileTick(cursor=cursor if cursor is not None else now - lookback)
+    _fail_silent_runs(store, runs, tick, now=now, lease_timeout=lease_timeout)
     _settle_ended_runs(store, runs, alerter, tick)
     _expire_leases(store, runs, alerter, tick, now=now, lease_timeout=lease_timeout)
     tick.delivered = alerter.deliver_due()
@@ -209,3 +218,26 @@ def _expire_leases(store: Store, runs: RunSource, alerter: Alerter, tick: Reconc
         else:
             _settle_run(store, runs, alerter, tick, replace(run, will_retry=False), execution,
                         message=message)
+
+
+def _fail_silent_runs(store: Store, runs: RunSource, tick: ReconcileTick, *, now: datetime,
+                      lease_timeout: timedelta) -> None:
+    """Fail started runs that reported nothing for a lease while none of their executions holds
+    one (see the module's step 3); the ended-runs pass that follows settles them."""
+    alive_after = now - lease_timeout
+    silent = list(runs.silent_since(alive_after, PAGE))
+    singles = store.executions_by_id([r.execution_id for r in silent
+                                      if r.batch_id is None and r.execution_id])
+    seconds = int(lease_timeout.total_seconds())
+    for run in silent:
+        members = (store.batches.members(run.batch_id) if run.batch_id is not None
+                   else [singles[run.execution_id]] if run.execution_id in singles else [])
+        if any(not m.status.terminal and m.heartbeat_at and m.heartbeat_at >= alive_after
+               for m in members):
+            continue  # an execution still renews its lease: the worker is alive
+        if any(not m.status.terminal and m.heartbeat_at for m in members):
+            continue  # an expired lease: _expire_leases owns it (and Dagster's retry policy)
+        runs.mark_failed(run.run_id, f"the run worker stopped (no run event and no execution "
+                                     f"heartbeat for over {seconds}s); the process was "
+                                     "probably killed")
+        tick.silent_runs += 1

@@ -199,3 +199,44 @@ def test_alert_delivery_is_retried_with_backoff_until_delivered(instance, store_
         assert (alert.delivery_status.value, alert.delivery_attempts) == ("delivered", 3)
         posts = sink.hits("/alerts")
         assert len(posts) == 3 and {p.json()["alert_id"] for p in posts} == {alert.id}
+
+
+def test_a_silent_started_run_without_a_lease_is_failed_and_what_it_left_open_settled(
+        instance, store_url, store, make_workflow, sink) -> None:
+    """A worker killed before the op's first heartbeat, or after the execution was finalized
+    but before the run reported its end, leaves a STARTED run that nothing else ends (a Celery
+    worker: no code server watches it). Once it has been silent for a lease: failed; a queued
+    execution it carried becomes a pipeline fault with one alert; a finished one is left as it
+    is, without an alert; a run whose execution still renews its lease is left alone."""
+    make_workflow()
+    now = _now()
+    later = now + 2 * LEASE  # the injected clock: every run below has been silent a lease
+    finished = _queued(store)
+    finished_run = _run_for(instance, finished)
+    store.start_execution(finished.execution_id, dagster_run_id=finished_run.run_id,
+                          workflow_version=1, now=now)
+    store.finish_execution(finished.execution_id, status=ExecutionStatus.SUCCESS,
+                           outcome=Outcome.SUCCESS, finalized_by="core", now=now)
+    never = _queued(store)
+    never_run = _run_for(instance, never)
+    alive = _queued(store)
+    alive_run = _run_for(instance, alive)
+    store.start_execution(alive.execution_id, dagster_run_id=alive_run.run_id,
+                          workflow_version=1, now=later - timedelta(seconds=1))
+
+    tick = reconcile(store, DagsterRuns(instance), _alerter(store, sink), now=later,
+                     cursor=None, lease_timeout=LEASE)
+    assert tick.silent_runs == 2
+    for run in (finished_run, never_run):
+        assert instance.get_run_by_id(run.run_id).status is dg.DagsterRunStatus.FAILURE
+    assert store.get_execution(finished.execution_id).outcome is Outcome.SUCCESS
+    execution = store.get_execution(never.execution_id)
+    assert (execution.outcome, execution.finalized_by) == (Outcome.PIPELINE_FAULT, "reconciler")
+    assert [a.execution_id for a in store.list_alerts()] == [never.execution_id]
+    assert instance.get_run_by_id(alive_run.run_id).status is dg.DagsterRunStatus.STARTED
+    assert store.get_execution(alive.execution_id).status is ExecutionStatus.RUNNING
+
+    again = reconcile(store, DagsterRuns(instance), _alerter(store, sink), now=later,
+                      cursor=tick.cursor, lease_timeout=LEASE)
+    assert again.silent_runs == 0 and again.finalized == []
+    assert len(store.list_alerts()) == 1
