@@ -82,11 +82,13 @@ def celery_profile(workflows: list[dict[str, Any]], *, workers: int = 1, concurr
             store.apply_workflow(parse_workflow(workflow, block_types()), now)
         profile = Profile(b=b, store=store, env=env,
                           key=store.access.create_api_key("default", now)[1])
-        for i in range(workers):
+        for i in range(workers):  # started together, as on machines of their own
             worker = Worker(env, b.home / f"worker{i}.log", f"w{i}", concurrency)
             stack.callback(worker.stop)
-            worker.start()
+            worker.start(timeout=None)
             profile.workers.append(worker)
+        for worker in profile.workers:
+            worker.ready()
         profile.daemon = OrchestratorDaemon(env, b.home / "daemon.log", workspace)
         stack.callback(profile.daemon.stop)
         profile.daemon.start()

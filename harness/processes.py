@@ -215,13 +215,19 @@ class Worker(ProcessGroup):
     def __init__(self, env: dict[str, str], log: Path, name: str = "worker",
                  concurrency: int = 2) -> None:
         self.name = f"{name}-{uuid.uuid4().hex[:8]}"
+        self._seen_log = 0
         super().__init__([str(BIN / "orchestrator"), "worker", "-c", str(concurrency),
                           "-n", f"{self.name}@%h"], env, log)
 
-    def start(self, timeout: float = 60) -> None:
-        seen = self.log.stat().st_size if self.log.exists() else 0  # a restart appends
+    def start(self, timeout: float | None = 60) -> None:
+        """Start it and wait until it takes runs (``timeout`` None: do not wait; ``ready``)."""
+        self._seen_log = self.log.stat().st_size if self.log.exists() else 0  # restarts append
         super().start()
-        wait_for(lambda: b" ready." in self.log.read_bytes()[seen:], timeout,
+        if timeout is not None:
+            self.ready(timeout)
+
+    def ready(self, timeout: float = 60) -> None:
+        wait_for(lambda: b" ready." in self.log.read_bytes()[self._seen_log:], timeout,
                  f"worker {self.name}", self.log)
 
     def pool(self) -> set[int]:

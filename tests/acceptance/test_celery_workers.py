@@ -125,8 +125,9 @@ def test_runs_execute_in_warm_workers_and_terminating_one_stops_it_there(profile
     daemon = OrchestratorDaemon(env, tmp_path / "daemon.log", WORKSPACE)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         try:
-            worker.start()
+            worker.start(timeout=None)
             daemon.start()
+            worker.ready()
             lone = []
             for _ in range(3):  # one at a time: each gets a run of its own
                 lone.append(_enqueue(store, "quick"))
@@ -182,9 +183,11 @@ def test_a_killed_worker_is_settled_by_its_lease_and_the_survivor_drains(profile
     daemon = OrchestratorDaemon(env, tmp_path / "daemon.log", WORKSPACE)
     try:
         for worker in workers:
-            worker.start()
+            worker.start(timeout=None)
         daemon.start()
-        naps = [_enqueue(store, "nap", seconds=8), _enqueue(store, "nap", seconds=8)]
+        for worker in workers:
+            worker.ready()
+        naps = [_enqueue(store, "nap", seconds=5), _enqueue(store, "nap", seconds=5)]
         wait_for(lambda: all(_pid(state, e) for e in naps), 90, "both naps in their workers",
                  daemon.log)
         victim = next(w for w in workers if _pid(state, naps[0]) in w.pool())
