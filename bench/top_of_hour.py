@@ -96,13 +96,16 @@ def _run(store: Store, log: Any, daemon: Daemon | None) -> dict[str, Any]:
                                          .group_by(e.c.outcome)).all())
             runs = conn.execute(sa.select(sa.func.count(sa.distinct(e.c.dagster_run_id))))\
                 .scalar_one()
+            faults = [row.error for row in conn.execute(
+                sa.select(e.c.error).where(e.c.outcome == "pipeline_fault").limit(3))]
     finally:
         if daemon is not None:
             daemon.stop()
     finish = {env: (_aware(at) - due).total_seconds() for env, at in last.items()}
     values = sorted(finish.values())
     return {"last": values[-1], "env_p50": median(values), "env_first": values[0],
-            "env_p90": percentile(values, 90), "runs": runs, "outcomes": outcomes}
+            "env_p90": percentile(values, 90), "runs": runs, "outcomes": outcomes,
+            "faults": faults}
 
 
 def _rows(name: str, result: dict[str, Any]) -> list[Row]:
@@ -110,7 +113,7 @@ def _rows(name: str, result: dict[str, Any]) -> list[Row]:
     print(f"[top_of_hour/{name}] {SCHEDULES} schedules in {ENVIRONMENTS} environments: last "
           f"terminal {overall:.0f}s after the due instant; per-environment last finish: first "
           f"{first:.0f}s, median {result['env_p50']:.0f}s, p90 {result['env_p90']:.0f}s; "
-          f"{result['runs']} runs; {result['outcomes']}", flush=True)
+          f"{result['runs']} runs; {result['outcomes']}; faults {result['faults']}", flush=True)
     on_postgres = name.startswith("postgres")
     return [Row(benchmark=f"top of the hour, {SCHEDULES} schedules in {ENVIRONMENTS} "
                           "environments (last terminal after the due instant)",
