@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from harness import postgres
+from harness.http_server import Answer, LoopbackServer, loopback_server
 from orchestrator.domain.schedules import ScheduleSpec, validate_schedule
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
@@ -233,3 +234,26 @@ def make_schedule(store: Store, make_workflow: Callable[..., Any]) -> Callable[.
         return store.create_schedule(spec, now)[0]
 
     return make
+
+
+@pytest.fixture
+def sink() -> Iterator[LoopbackServer]:
+    """The alert webhook: a loopback server answering 200 on ``/alerts``, recording each POST."""
+    with loopback_server() as server:
+        server.answer("/alerts", Answer(200, {"ok": True}))
+        yield server
+
+
+class FakeTime:
+    """An injected clock and sleep: sleeping moves the clock, nothing waits."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def clock(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += timedelta(seconds=seconds)

@@ -23,7 +23,6 @@ import pytest
 
 from harness.celery_profile import FAULTS_WORKSPACE, broker_unreachable, write_celery_home
 from harness.dagster_home import environment
-from harness.http_server import Answer, LoopbackServer, loopback_server
 from harness.processes import BIN, OrchestratorDaemon, Worker, free_port, wait_for
 from orchestrator.domain.correlation import TAG_EXECUTION_ID, Correlation, Source, new_id
 from orchestrator.domain.records import ExecutionStatus, Outcome
@@ -55,13 +54,6 @@ def profile(tmp_path: Path,
         monkeypatch.setenv(name, value)
     yield home, url, extra
     drop_pg_database(url)
-
-
-@pytest.fixture
-def sink() -> Iterator[LoopbackServer]:
-    with loopback_server() as server:
-        server.answer("/alerts", Answer(200, {"ok": True}))
-        yield server
 
 
 def _setup(url: str, home: Path, env: dict[str, str], state: Path) -> Store:

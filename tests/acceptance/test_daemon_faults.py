@@ -15,7 +15,6 @@ import dagster as dg
 import pytest
 
 from harness.dagster_home import environment, write_dagster_yaml
-from harness.http_server import Answer, LoopbackServer, loopback_server
 from harness.processes import Daemon, wait_for
 from orchestrator.domain.correlation import TAG_EXECUTION_ID, TAG_OUTCOME, Correlation, Source
 from orchestrator.domain.correlation import new_id as make_id
@@ -45,13 +44,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Pa
     url = create_pg_database("orch_faults")
     yield home, url
     drop_pg_database(url)
-
-
-@pytest.fixture
-def sink() -> Iterator[LoopbackServer]:
-    with loopback_server() as server:
-        server.answer("/alerts", Answer(200, {"ok": True}))
-        yield server
 
 
 def _setup(url: str, state: Path) -> Store:

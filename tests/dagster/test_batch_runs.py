@@ -33,13 +33,6 @@ from orchestrator.store import Store
 from tests.dagster.conftest import SensorHarness, minutes_ago, real_now
 
 
-@pytest.fixture
-def sink() -> Iterator[LoopbackServer]:
-    with loopback_server() as server:
-        server.answer("/alerts", Answer(200, {"ok": True}))
-        yield server
-
-
 def _queue(store: Store, n: int, *, workflow: str = "digest", environment: str = "default",
            payload: dict | None = None) -> list[Correlation]:
     out = []

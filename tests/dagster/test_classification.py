@@ -46,14 +46,6 @@ def provider() -> Iterator[LoopbackServer]:
         yield server
 
 
-@pytest.fixture
-def sink() -> Iterator[LoopbackServer]:
-    """The alert webhook."""
-    with loopback_server() as server:
-        server.answer("/alerts", Answer(200, {"ok": True}))
-        yield server
-
-
 @pytest.fixture(autouse=True)
 def _no_leftover_faults() -> Iterator[None]:
     faults.clear()

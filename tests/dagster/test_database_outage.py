@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from harness.http_server import Answer, LoopbackServer, loopback_server
+from harness.http_server import LoopbackServer
 from harness.postgres import PrivatePostgres, private_postgres
 from orchestrator.dagster import jobs
 from orchestrator.dagster.jobs import RECONCILE_TAG, execute_workflow, run_config_for
@@ -54,13 +54,6 @@ def pg() -> Iterator[PrivatePostgres]:
         yield server
     dispose_all()
     _OUTAGE.clear()
-
-
-@pytest.fixture
-def sink() -> Iterator[LoopbackServer]:
-    with loopback_server() as server:
-        server.answer("/alerts", Answer(200, {"ok": True}))
-        yield server
 
 
 def _start(instance: dg.DagsterInstance, pg: PrivatePostgres,

@@ -4,11 +4,9 @@ faults, exactly one alert; alert webhooks are retried until delivered."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import pytest
 
 from harness.http_server import Answer, LoopbackServer, loopback_server
 from orchestrator.alerts import Alerter
@@ -24,13 +22,6 @@ from orchestrator.store import Store
 from tests.dagster.conftest import SensorHarness
 
 LEASE = timedelta(seconds=30)
-
-
-@pytest.fixture
-def sink() -> Iterator[LoopbackServer]:
-    with loopback_server() as server:
-        server.answer("/alerts", Answer(200, {"ok": True}))
-        yield server
 
 
 def _now() -> datetime:

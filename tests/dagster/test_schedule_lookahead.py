@@ -18,20 +18,8 @@ from orchestrator.dagster.sensors import SCHEDULE_SENSOR
 from orchestrator.domain.correlation import iso_utc
 from orchestrator.store import Store
 from orchestrator.triggers.schedules import wait_until_due
+from tests.conftest import FakeTime
 from tests.dagster.conftest import SensorHarness, real_now
-
-
-class FakeTime:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def clock(self) -> datetime:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += timedelta(seconds=seconds)
 
 
 def test_waits_for_an_instant_within_the_lookahead(store: Store, make_schedule) -> None:

@@ -111,14 +111,6 @@ def provider() -> Iterator[LoopbackServer]:
         yield server
 
 
-@pytest.fixture
-def sink() -> Iterator[LoopbackServer]:
-    """The alert webhook: it must never be called in this file."""
-    with loopback_server() as server:
-        server.answer("/alerts", Answer(200, {"ok": True}))
-        yield server
-
-
 def _execute(instance: dg.DagsterInstance, store_url: str, sink: LoopbackServer
              ) -> tuple[dg.ExecuteInProcessResult, Correlation]:
     correlation = Correlation(execution_id=new_id(), request_id="req-" + new_id()[:8],
