@@ -36,7 +36,10 @@ from orchestrator.dagster.compat import ConfigurableClassData, DagsterSqliteStor
 
 LOCK_FILENAME = ".orchestrator-storage.lock"
 POOL_RECYCLE = 3600  # seconds a kept connection is reused before it is reopened
-POOL_MAX_OVERFLOW = 8  # connections beyond the one kept, for a process's concurrent threads
+# Connections beyond the one kept, for a process's concurrent threads (opened and closed as
+# dagster-postgres does without a pool): few, since every process of the deployment shares
+# PostgreSQL's connection budget (orchestrator/store/engine.py).
+POOL_MAX_OVERFLOW = 2
 
 
 @contextmanager

@@ -10,6 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+POOL_SIZE = 4  # PostgreSQL connections kept per process, and as many more at busy moments
+POOL_MAX_OVERFLOW = 4
+POOL_TIMEOUT_SECONDS = 60
 READ_ONLY = "orchestrator_read_only"
 _engines: dict[str, sa.Engine] = {}
 _lock = threading.Lock()
@@ -49,7 +52,13 @@ def _create(url: str) -> sa.Engine:
             connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+    # PostgreSQL's connections are a budget shared by every process of the deployment (the
+    # daemon, its code server, the API, each worker's pool processes: 100 by default). Up to 8
+    # per process here; a thread that finds them all busy waits for one (pool_timeout) rather
+    # than failing. 20 per process exhausted a 100-connection server at the top of the hour on
+    # one machine (bench/top_of_hour.py, "too many clients", 31 executions faulted).
+    return sa.create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_MAX_OVERFLOW,
+                            pool_timeout=POOL_TIMEOUT_SECONDS, pool_pre_ping=True,
                             pool_recycle=1800)
 
 
