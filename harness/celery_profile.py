@@ -4,6 +4,7 @@ as shipped (its Celery queue made unique: the broker is shared), a fresh Postgre
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -34,6 +35,17 @@ def broker_unreachable(url: str = BROKER) -> str | None:
     except OSError:
         return f"RabbitMQ is not reachable at {host}:{port} (start: rabbitmq-server -detached)"
     return None
+
+
+def delete_queue(home: Path, broker: str = BROKER) -> None:
+    """Remove the broker queue of ``home``'s dagster.yaml (each test or benchmark has one of its
+    own; left behind they pile up on the shared broker)."""
+    from kombu import Connection
+
+    config = yaml.safe_load((home / "dagster.yaml").read_text())
+    queue = config["run_launcher"]["config"]["default_queue"]
+    with contextlib.suppress(Exception), Connection(broker, connect_timeout=5) as connection:
+        connection.default_channel.queue_delete(queue)
 
 
 def write_celery_home(home: Path, store_url: str, broker: str = BROKER,
@@ -72,6 +84,7 @@ def celery_profile(workflows: list[dict[str, Any]], *, workers: int = 1, concurr
 
     with backend("postgres") as b, ExitStack() as stack:
         extra = write_celery_home(b.home, b.store_url)
+        stack.callback(delete_queue, b.home)  # the stack unwinds backwards: after the workers
         os.environ.update(extra)  # this process opens the instance too
         env = environment(b.home, b.store_url, BENCH_MODE="ours", **extra, **settings)
         subprocess.run([str(BIN / "orchestrator"), "db", "upgrade"], env=env, check=True,

@@ -21,7 +21,12 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from harness.celery_profile import FAULTS_WORKSPACE, broker_unreachable, write_celery_home
+from harness.celery_profile import (
+    FAULTS_WORKSPACE,
+    broker_unreachable,
+    delete_queue,
+    write_celery_home,
+)
 from harness.dagster_home import environment
 from harness.processes import BIN, OrchestratorDaemon, Worker, free_port, wait_for
 from orchestrator.domain.correlation import TAG_EXECUTION_ID, Correlation, Source, new_id
@@ -53,6 +58,7 @@ def profile(tmp_path: Path,
     for name, value in extra.items():  # this process opens the instance too
         monkeypatch.setenv(name, value)
     yield home, url, extra
+    delete_queue(home)
     drop_pg_database(url)
 
 
