@@ -69,7 +69,7 @@ class Api:
         self.service = IngestService(self.store, gate)
         self.admissions: GroupCommit[AdmissionJob, list[Admission]] = GroupCommit(
             self.service.admit, name="trigger-admission")
-        self.metrics = ApiMetrics(self.store.queue, clock)
+        self.metrics = ApiMetrics(self.store.queue, clock, self.store.retention)
 
     async def admit(self, job: AdmissionJob) -> list[Admission]:
         """Admit ``job`` with whatever other requests are waiting (one shared transaction)."""
