@@ -88,17 +88,15 @@ class RunSlots:
         return max(0, self.capacity - self.in_use)
 
 
-# The run slots now, or None when Dagster sets no limit (every run starts at once).
-SlotReader = Callable[[], RunSlots | None]
-
-
-def spread_size(waiting: int, *, capacity: int, floor: int, max_size: int) -> int:
-    """How many of an environment's ``waiting`` executions one batch run takes when a backlog is
-    spread over ``capacity`` run slots: an even share, so the slots finish together rather than
-    one run carrying a long tail; never below ``floor`` (a run smaller than the members it runs
-    at once leaves its own threads idle while paying another run's start) nor above
-    ``max_size``."""
-    share = math.ceil(waiting / max(1, capacity))
+def spread_size(waiting: int, *, free: int, floor: int, max_size: int) -> int:
+    """How many of an environment's ``waiting`` executions one batch run takes when they are
+    spread over the ``free`` run slots: an even share, so the slots finish together rather than
+    one run carrying a long tail while another slot idles; never below ``floor`` (a run smaller
+    than the members it runs at once leaves its own threads idle while paying another run's
+    start) nor above ``max_size``. The share is of the slots free now, not of all of them: a
+    slot that frees later is seen a tick later (about a second), by which time the run given
+    everything is most of the way through it."""
+    share = math.ceil(waiting / max(1, free))
     return max(1, min(max_size, max(floor, share)))
 
 

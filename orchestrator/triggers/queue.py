@@ -18,7 +18,7 @@
    the store first, so each belongs to one batch).
 
 With ``slots`` (Dagster's run slots), no more runs are requested than there are free slots,
-and an environment's backlog is spread evenly over all of them
+and an environment's backlog is spread evenly over them
 (:func:`~orchestrator.triggers.dispatch.spread_size`): members are claimed when a slot can run
 them, not queued in Dagster behind a run that took them all, so several workers finish a burst
 together. Without (no limit set, or spreading turned off), every waiting trigger is handed to
@@ -93,7 +93,7 @@ def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: R
                            batchable=batchable[(q.environment, q.workflow)]) for q in pending],
                   max_size=max_batch_size, max_runs=max(0, runs_left - tick.runs),
                   spread=None if slots is None else (
-                      lambda n: spread_size(n, capacity=slots.capacity, floor=min_spread,
+                      lambda n: spread_size(n, free=slots.free, floor=min_spread,
                                             max_size=max_batch_size)))
     lone = [g[0].execution_id for g in groups if len(g) == 1]
     records = store.executions_by_id(lone)

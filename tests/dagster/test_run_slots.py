@@ -36,11 +36,11 @@ def _finish(instance: dg.DagsterInstance, request: dg.RunRequest) -> None:
 
 
 def test_spread_size_is_an_even_share_within_floor_and_maximum() -> None:
-    assert spread_size(600, capacity=2, floor=16, max_size=200) == 200
-    assert spread_size(300, capacity=2, floor=16, max_size=200) == 150
-    assert spread_size(19, capacity=2, floor=16, max_size=200) == 16
-    assert spread_size(5, capacity=4, floor=1, max_size=200) == 2
-    assert spread_size(5, capacity=0, floor=1, max_size=200) == 5
+    assert spread_size(600, free=2, floor=16, max_size=200) == 200
+    assert spread_size(300, free=2, floor=16, max_size=200) == 150
+    assert spread_size(19, free=2, floor=16, max_size=200) == 16
+    assert spread_size(5, free=4, floor=1, max_size=200) == 2
+    assert spread_size(5, free=0, floor=1, max_size=200) == 5
     assert RunSlots(capacity=2, in_use=3).free == 0
 
 
@@ -61,7 +61,8 @@ def test_a_backlog_is_spread_over_the_slots_and_waits_for_a_free_one(
                            batch_concurrency=4)
     first = _queue(store, 30)
     requests = sensor.tick()
-    # An even share each (not 30 in one run and the other slot idle), oldest first.
+    # An even share for each free slot (not 30 in one run and the other slot idle), oldest
+    # first.
     assert [_members(store, b) for b in _batches(requests)] == [
         [c.execution_id for c in first[:15]], [c.execution_id for c in first[15:]]]
     assert len(requests) == SLOTS
@@ -75,9 +76,8 @@ def test_a_backlog_is_spread_over_the_slots_and_waits_for_a_free_one(
     assert waiting == {c.execution_id for c in later}
 
     _finish(instance, requests[0])
-    [freed] = sensor.tick()  # one slot free: one run, half the backlog (the other half is
-    # for the other slot, so both finish together)
-    assert _members(store, freed) == [c.execution_id for c in later[:10]]
+    [freed] = sensor.tick()  # one slot free: one run, all of the backlog it can take
+    assert _members(store, freed) == [c.execution_id for c in later]
 
 
 def test_a_run_is_not_smaller_than_the_members_it_runs_at_once(
