@@ -307,3 +307,7 @@ prune_totals = sa.Table(
 sa.Index("orch_ix_executions_finished", executions.c.finished_at)
 sa.Index("orch_ix_executions_environment_created", executions.c.environment,
          executions.c.created_at)
+
+# ------------------------------------------------------------------ cancellation (migration 0006)
+
+executions.append_column(sa.Column("cancel_requested_at", UTCDateTime, nullable=True))
