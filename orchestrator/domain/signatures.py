@@ -5,8 +5,11 @@ signature are refused by the store)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import secrets
 from datetime import UTC, datetime, timedelta
 
 SIGNATURE_HEADER = "X-Orchestrator-Signature"
@@ -36,3 +39,38 @@ def verify(secret: str, timestamp: str | None, signature: str | None, body: byte
     if not hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode()):
         return "signature does not match; sign \"<timestamp>.<body>\" with the webhook secret"
     return None
+
+
+# ------------------------------------------------------------------- Standard Webhooks
+
+STANDARD_PREFIX = "whsec_"
+_MIN_SECRET_BYTES = 24
+
+
+def new_standard_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` + base64 of 32 random bytes."""
+    return STANDARD_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def standard_secret_problem(secret: str) -> str | None:
+    """None for a usable Standard Webhooks secret, else what is wrong with it."""
+    if not secret.startswith(STANDARD_PREFIX):
+        return "must start with whsec_ (a Standard Webhooks secret)"
+    try:
+        key = base64.b64decode(secret[len(STANDARD_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        return "must be whsec_ followed by base64 (A-Z, a-z, 0-9, +, /, =)"
+    if len(key) < _MIN_SECRET_BYTES:
+        return f"must hold at least {_MIN_SECRET_BYTES} bytes of key after whsec_"
+    return None
+
+
+def standard_headers(secret: str, message_id: str, sent_at: datetime,
+                     body: bytes) -> dict[str, str]:
+    """The three headers of a Standard Webhooks delivery of ``body`` (signed with the
+    reference library)."""
+    from standardwebhooks.webhooks import Webhook
+
+    signature = Webhook(secret).sign(message_id, sent_at, body.decode())
+    return {"webhook-id": message_id, "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": signature}
