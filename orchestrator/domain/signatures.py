@@ -1,7 +1,14 @@
-"""Webhook signatures: HMAC-SHA256 over ``"<timestamp>.<body>"`` with the webhook's secret, sent
-as ``X-Orchestrator-Signature: sha256=<hex>`` with ``X-Orchestrator-Timestamp: <unix seconds>``.
-Checked in constant time; a timestamp outside the window is refused (replays of an accepted
-signature are refused by the store)."""
+"""Webhook signatures.
+
+- Legacy (the scheme of webhooks made before Standard Webhooks): HMAC-SHA256 over
+  ``"<timestamp>.<body>"`` with the webhook's secret, sent as ``X-Orchestrator-Signature:
+  sha256=<hex>`` with ``X-Orchestrator-Timestamp: <unix seconds>``; a timestamp outside the
+  window is refused (replays of an accepted signature are refused by the store).
+- Standard Webhooks (standardwebhooks.com): ``webhook-id``, ``webhook-timestamp``,
+  ``webhook-signature: v1,<base64>``, the secret ``whsec_`` + base64; signed and checked with
+  the reference library (``standardwebhooks``), the clock injected. Alerts are sent this way.
+
+Signatures are compared in constant time."""
 
 from __future__ import annotations
 
@@ -74,3 +81,42 @@ def standard_headers(secret: str, message_id: str, sent_at: datetime,
     signature = Webhook(secret).sign(message_id, sent_at, body.decode())
     return {"webhook-id": message_id, "webhook-timestamp": str(int(sent_at.timestamp())),
             "webhook-signature": signature}
+
+
+STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+STANDARD_TOLERANCE = timedelta(minutes=5)
+
+
+def verify_standard(webhook_secrets: list[str], headers: dict[str, str], body: bytes,
+                    now: datetime) -> tuple[str | None, str | None]:
+    """A Standard Webhooks delivery checked against any of ``webhook_secrets`` (several during a
+    rotation), with the clock injected: ``(message id, None)`` when valid, else ``(None, why
+    not)`` (safe to show the sender). The header may carry several space-separated ``v1,``
+    signatures; one matching any secret is enough; other versions are ignored."""
+    from standardwebhooks.webhooks import Webhook
+
+    lowered = {k.lower(): v for k, v in headers.items()}
+    message_id, timestamp, signatures = (lowered.get(h) for h in STANDARD_HEADERS)
+    if not (message_id and timestamp and signatures):
+        return None, "webhook-id, webhook-timestamp and webhook-signature headers are required"
+    try:
+        sent = datetime.fromtimestamp(int(timestamp), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None, "webhook-timestamp must be unix seconds"
+    if abs(now - sent) > STANDARD_TOLERANCE:
+        return None, (f"webhook-timestamp is outside the "
+                      f"{int(STANDARD_TOLERANCE.total_seconds() // 60)}-minute tolerance; sign "
+                      "with the current time")
+    mismatch = ("no signature matches; sign \"<webhook-id>.<webhook-timestamp>.<body>\" with "
+                "the webhook's secret (HMAC-SHA256, v1)")
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        return None, mismatch
+    passed = [s.split(",", 1)[1].encode() for s in signatures.split(" ")
+              if s.startswith("v1,")]
+    for secret in webhook_secrets:
+        expected = Webhook(secret).sign(message_id, sent, text).split(",", 1)[1].encode()
+        if any(hmac.compare_digest(expected, p) for p in passed):
+            return message_id, None
+    return None, mismatch
