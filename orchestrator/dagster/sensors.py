@@ -107,6 +107,8 @@ def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
         if tick.batches:
             context.log.info(f"requested {len(tick.dispatches)} run(s) and {len(tick.batches)} "
                              f"batch run(s) ({sum(b.size for b in tick.batches)} executions)")
+        if tick.expired:
+            context.log.info(f"{tick.expired} queued trigger(s) expired (their ttl passed)")
         return dg.SensorResult(run_requests=_requests(tick.dispatches, tick.batches))
 
     return queued_trigger_sensor

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from orchestrator.domain.correlation import Correlation
+from orchestrator.domain.correlation import Correlation, parse_iso
 
 DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
 MAX_IDEMPOTENCY_TTL = timedelta(days=30)
@@ -41,6 +41,55 @@ def parse_duration(value: Any) -> timedelta:
     if not duration:
         raise ValueError("must be at least one microsecond")
     return duration
+
+
+MAX_DELAY = timedelta(days=365)
+MAX_TTL = timedelta(days=365)
+
+
+def parse_start(delay: Any, run_at: Any, now: datetime) -> datetime | None:
+    """When a trigger may start: ``delay`` ("10m", seconds) after ``now``, or at ``run_at``
+    (ISO-8601 with an offset, in the future), at most a year ahead; None for neither. Raises
+    ``ValueError`` naming the field (``delay: ...``) with a message fit for the user."""
+    if delay is not None and run_at is not None:
+        raise ValueError("delay: give delay or run_at, not both")
+    if delay is not None:
+        try:
+            start = now + parse_duration(delay)
+        except ValueError as exc:
+            raise ValueError(f"delay: {exc}") from None
+    elif run_at is not None:
+        parsed: datetime | None
+        try:
+            parsed = parse_iso(str(run_at))
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            raise ValueError("run_at: must be an ISO-8601 instant with an offset, e.g. "
+                             "'2030-01-15T09:00:00Z'")
+        start = parsed
+        if start <= now:
+            raise ValueError("run_at: is not in the future")
+    else:
+        return None
+    if start - now > MAX_DELAY:
+        raise ValueError(f"{'delay' if delay is not None else 'run_at'}: is more than a year "
+                         "ahead")
+    return start
+
+
+def parse_expiry(ttl: Any, start: datetime) -> datetime | None:
+    """The instant a trigger with ``ttl`` expires if it has not started: ``ttl`` after it may
+    start (``start``: now, or its delay's end), at most a year; None without a TTL."""
+    if ttl is None:
+        return None
+    try:
+        duration = parse_duration(ttl)
+    except ValueError as exc:
+        raise ValueError(f"ttl: {exc}") from None
+    if duration > MAX_TTL:
+        raise ValueError("ttl: must be at most a year")
+    return start + duration
 
 
 def parse_idempotency_ttl(value: Any) -> timedelta:
@@ -86,6 +135,8 @@ class TriggerRequest:
     idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL
     debounce: Debounce | None = None
     batch_id: str | None = None
+    not_before: datetime | None = None  # a delay: queued, it starts no earlier
+    expires_at: datetime | None = None  # a TTL: not started by then, it ends `expired`
 
     @property
     def bypasses_gate(self) -> bool:

@@ -16,10 +16,12 @@ class ExecutionStatus(str, Enum):
     SUCCESS = "success"
     ERROR = "error"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"  # its TTL passed before it started
 
     @property
     def terminal(self) -> bool:
-        return self in (ExecutionStatus.SUCCESS, ExecutionStatus.ERROR, ExecutionStatus.CANCELLED)
+        return self in (ExecutionStatus.SUCCESS, ExecutionStatus.ERROR, ExecutionStatus.CANCELLED,
+                        ExecutionStatus.EXPIRED)
 
 
 class Outcome(str, Enum):
@@ -27,6 +29,7 @@ class Outcome(str, Enum):
     USER_ERROR = "user_error"
     PIPELINE_FAULT = "pipeline_fault"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"  # not started before its TTL: no alert
 
 
 class CancelOutcome(str, Enum):
@@ -42,6 +45,9 @@ class CancelOutcome(str, Enum):
 # Who finalized an execution cancelled on request, and what it says.
 FINALIZED_BY_CANCEL = "cancel"
 CANCELLED_ERROR = {"message": "cancelled on request"}
+# ... and one whose TTL passed before it started.
+FINALIZED_BY_TTL = "ttl"
+EXPIRED_ERROR = {"message": "expired: its ttl passed before it started"}
 
 
 class DeliveryStatus(str, Enum):
@@ -128,6 +134,8 @@ class ExecutionRecord(Correlation, _Record):
     run_batch_id: str | None = None  # the batch run that carried it (many executions, one run)
     # A cancel asked for while it ran: the reconciler stops its run (or it alone, in a batch).
     cancel_requested_at: datetime | None = None
+    not_before: datetime | None = None  # a delayed trigger: it starts no earlier
+    expires_at: datetime | None = None  # its TTL: not started by then, it ends `expired`
     blocks: tuple[BlockEntry, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def execution_report(result: ExecutionResult, *, fail_run: bool) -> RunReport:
 def batch_outcome(counts: dict[str, int]) -> str:
     """The batch's ``orchestrator/outcome`` tag: the worst outcome among its executions."""
     for outcome in (OPEN, Outcome.PIPELINE_FAULT.value, Outcome.USER_ERROR.value,
-                    Outcome.CANCELLED.value):
+                    Outcome.CANCELLED.value, Outcome.EXPIRED.value):
         if counts.get(outcome):
             return Outcome.PIPELINE_FAULT.value if outcome == OPEN else outcome
     return Outcome.SUCCESS.value

@@ -24,7 +24,7 @@ from orchestrator.domain.records import (
     WorkflowRecord,
 )
 from orchestrator.store import tables as t
-from orchestrator.store.executions import execution_record, execution_row
+from orchestrator.store.executions import execution_record, execution_row, expire_overdue
 from orchestrator.store.interfaces import KIND_QUEUE, KIND_SCHEDULE, BatchOpening, RunBatch
 from orchestrator.store.uow import Database, translated
 from orchestrator.store.workflows import read_workflow
@@ -140,6 +140,7 @@ class RunBatches:
         running by this run (attempt + 1) with its workflow's current version."""
         e, w = t.executions, t.workflows
         with self.db.write() as conn:
+            expire_overdue(conn, e.c.run_batch_id == batch_id, now)  # not started by their TTL
             pairs = [(r.environment, r.workflow) for r in conn.execute(
                 sa.select(e.c.environment, e.c.workflow).distinct()
                 .where(e.c.run_batch_id == batch_id, e.c.status.in_(OPEN)))]

@@ -15,6 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.domain.correlation import Correlation
 from orchestrator.domain.payloads import storable_json, storable_text
 from orchestrator.domain.records import (
+    EXPIRED_ERROR,
+    FINALIZED_BY_TTL,
     BlockEntry,
     ExecutionRecord,
     ExecutionStatus,
@@ -142,8 +144,9 @@ class SqlExecutions:
     def _start(self, conn: sa.Connection, execution_id: str, *, dagster_run_id: str,
                workflow_version: int | None, now: datetime) -> bool:
         """The conditional update to ``running`` (attempt + 1); False when no open execution
-        has this id."""
+        has this id (one whose TTL has passed ends ``expired`` instead)."""
         e = t.executions
+        expire_overdue(conn, e.c.execution_id == execution_id, now)
         return conn.execute(e.update().where(
             e.c.execution_id == execution_id,
             e.c.status.in_([ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]))
@@ -223,24 +226,45 @@ class SqlExecutions:
 
 def insert_execution(conn: sa.Connection, correlation: Correlation, now: datetime, *,
                      workflow_version: int | None = None, enqueue: bool = False,
-                     available_at: datetime | None = None, batch_id: str | None = None) -> None:
-    """Insert the execution (status ``queued``) and, with ``enqueue``, its queued-trigger row, on
-    the caller's connection (one transaction with whatever else the caller writes). Raises
+                     available_at: datetime | None = None, batch_id: str | None = None,
+                     not_before: datetime | None = None,
+                     expires_at: datetime | None = None) -> None:
+    """Insert the execution (status ``queued``) and, with ``enqueue``, its queued-trigger row
+    (startable at ``available_at``, else ``not_before``, else at once), on the caller's
+    connection (one transaction with whatever else the caller writes). Raises
     ``IntegrityError`` when the execution exists."""
     conn.execute(t.executions.insert().values(
-        execution_row(correlation, now, workflow_version=workflow_version, batch_id=batch_id)))
+        execution_row(correlation, now, workflow_version=workflow_version, batch_id=batch_id,
+                      not_before=not_before, expires_at=expires_at)))
     if enqueue:
         conn.execute(t.queued_triggers.insert().values(
-            queued_row(correlation, now, available_at=available_at)))
+            queued_row(correlation, now, available_at=available_at or not_before)))
+
+
+def expire_overdue(conn: sa.Connection, where: sa.ColumnElement[bool],
+                   now: datetime) -> list[str]:
+    """Queued executions matching ``where`` whose TTL has passed end ``expired`` (no alert) and
+    leave the queue, on the caller's connection; returns their ids."""
+    e, q = t.executions, t.queued_triggers
+    overdue = [e.c.status == ExecutionStatus.QUEUED.value, e.c.expires_at < now]
+    ids = list(conn.execute(sa.select(e.c.execution_id).where(where, *overdue)).scalars())
+    if ids:
+        conn.execute(e.update().where(e.c.execution_id.in_(ids), *overdue).values(
+            status=ExecutionStatus.EXPIRED.value, outcome=Outcome.EXPIRED.value,
+            finalized_by=FINALIZED_BY_TTL, finished_at=now, error=EXPIRED_ERROR))
+        conn.execute(q.delete().where(q.c.execution_id.in_(ids)))
+    return ids
 
 
 def execution_row(correlation: Correlation, now: datetime, *, workflow_version: int | None = None,
-                  batch_id: str | None = None, run_batch_id: str | None = None) -> dict[str, Any]:
+                  batch_id: str | None = None, run_batch_id: str | None = None,
+                  not_before: datetime | None = None,
+                  expires_at: datetime | None = None) -> dict[str, Any]:
     """The ``executions`` row of a new (``queued``) execution."""
     return dict(
         correlation.to_row(), workflow_version=workflow_version,
         status=ExecutionStatus.QUEUED.value, batch_id=batch_id, run_batch_id=run_batch_id,
-        attempts=0, created_at=now)
+        attempts=0, created_at=now, not_before=not_before, expires_at=expires_at)
 
 
 def queued_row(correlation: Correlation, now: datetime, *,

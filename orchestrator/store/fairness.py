@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.domain.correlation import Correlation
-from orchestrator.domain.records import QueuedTrigger, TriggerStatus
+from orchestrator.domain.records import ExecutionStatus, QueuedTrigger, TriggerStatus
 from orchestrator.store import tables as t
-from orchestrator.store.executions import insert_execution
+from orchestrator.store.executions import expire_overdue, insert_execution
 from orchestrator.store.interfaces import BUFFER_STUCK_KIND, KIND_QUEUE, BufferedTrigger
 from orchestrator.store.uow import Database, translated
 
@@ -93,11 +93,24 @@ class FairQueue:
                 try:
                     with conn.begin_nested():
                         insert_execution(conn, correlation, row.created_at, enqueue=True,
-                                         batch_id=row.batch_id)
+                                         batch_id=row.batch_id, not_before=row.not_before,
+                                         expires_at=row.expires_at)
                 except IntegrityError:
                     pass  # already materialized by an overlapping evaluation
             conn.execute(b.delete().where(b.c.execution_id.in_([r.execution_id for r in rows])))
             return [r.execution_id for r in rows]
+
+    @translated("expire queued triggers")
+    def expire(self, now: datetime, limit: int) -> list[str]:
+        """Queued triggers whose TTL passed before they started end ``expired`` (up to
+        ``limit``, oldest first); returns their ids."""
+        e = t.executions
+        with self.db.write() as conn:
+            overdue = sa.select(e.c.execution_id).where(
+                e.c.status == ExecutionStatus.QUEUED.value, e.c.expires_at < now
+            ).order_by(e.c.expires_at).limit(limit)
+            return expire_overdue(conn, e.c.execution_id.in_(list(conn.execute(overdue)
+                                                                  .scalars())), now)
 
     @translated("check the burst buffer")
     def stuck(self, now: datetime, older_than: timedelta,

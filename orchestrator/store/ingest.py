@@ -162,8 +162,10 @@ class IngestStore:
                 if to_buffer:
                     buffered.append(_buffer_row(request, job.now))
                 else:
-                    executions.append(execution_row(c, job.now, batch_id=request.batch_id))
-                    queued.append(queued_row(c, job.now))
+                    executions.append(execution_row(c, job.now, batch_id=request.batch_id,
+                                                    not_before=request.not_before,
+                                                    expires_at=request.expires_at))
+                    queued.append(queued_row(c, job.now, available_at=request.not_before))
                 admissions.append(Admission(execution_id=c.execution_id,
                                             request_id=c.request_id, buffered=to_buffer))
             results.append(admissions)
@@ -204,7 +206,8 @@ class IngestStore:
             conn.execute(t.burst_buffer.insert().values(_buffer_row(request, now)))
             return Admission(execution_id=c.execution_id, request_id=c.request_id,
                              buffered=True)
-        insert_execution(conn, c, now, enqueue=True, batch_id=request.batch_id)
+        insert_execution(conn, c, now, enqueue=True, batch_id=request.batch_id,
+                         not_before=request.not_before, expires_at=request.expires_at)
         return Admission(execution_id=c.execution_id, request_id=c.request_id)
 
     def _claim(self, conn: sa.Connection, c: Correlation, now: datetime,
@@ -354,7 +357,8 @@ def _buffer_row(request: TriggerRequest, now: datetime) -> dict[str, Any]:
     return dict(
         c.to_row(buffered=True),
         idempotency_expires_at=now + request.idempotency_ttl if c.idempotency_key else None,
-        batch_id=request.batch_id, created_at=now)
+        batch_id=request.batch_id, created_at=now, not_before=request.not_before,
+        expires_at=request.expires_at)
 
 
 def _exists(conn: sa.Connection, execution_id: str, environment: str) -> bool:

@@ -227,6 +227,11 @@ class QueueRepository(Protocol):
         else None."""
 
 
+    def expire(self, now: datetime, limit: int) -> list[str]:
+        """Queued triggers whose TTL passed before they started end ``expired`` (no alert),
+        up to ``limit``, oldest TTL first; returns their ids."""
+        ...
+
 class BatchRepository(Protocol):
     def claim_queued(self, environment: str, execution_ids: Sequence[str],
                      now: datetime) -> RunBatch | None: ...

@@ -311,3 +311,7 @@ sa.Index("orch_ix_executions_environment_created", executions.c.environment,
 # ------------------------------------------------------------------ cancellation (migration 0006)
 
 executions.append_column(sa.Column("cancel_requested_at", UTCDateTime, nullable=True))
+# A trigger's delay (`delay`, `run_at`) and TTL (`ttl`), kept with it in the buffer too.
+for _table in (executions, burst_buffer):
+    _table.append_column(sa.Column("not_before", UTCDateTime, nullable=True))
+    _table.append_column(sa.Column("expires_at", UTCDateTime, nullable=True))

@@ -4,7 +4,9 @@
 1. Entries buffered longer than ``stuck_after`` raise a ``buffer_stuck`` alert through the
    :class:`~orchestrator.alerts.Alerter` (a row, an ERROR line, the webhook when set), once
    each; then the burst buffer is drained into the queue (bounded by ``limit``, round robin
-   across environments).
+   across environments), and queued triggers whose TTL has passed end ``expired`` (no alert;
+   one started after its TTL would end so at its start, too). A delayed trigger waits for its
+   ``not_before`` as a debounced one for its ``available_at``.
 2. Batches claimed on an earlier tick whose run Dagster does not have yet are requested again
    (same run key ``batch:<batch_id>``, same members); those whose run exists are marked
    dispatched.
@@ -58,6 +60,7 @@ class QueueTick:
     marked: int = 0
     drained: int = 0
     stuck_alerts: int = 0
+    expired: int = 0  # queued triggers whose TTL passed before they started
 
     @property
     def runs(self) -> int:
@@ -74,6 +77,7 @@ def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: R
         alerter.buffer_stuck(entry)
         tick.stuck_alerts += 1
     tick.drained = len(fair.drain(limit))
+    tick.expired = len(fair.expire(now, limit * max_batch_size))
     batches = store.batches
     tick.batches.extend(redispatch_batches(batches, KIND_QUEUE, now=now, limit=limit,
                                            runs=runs)[1])

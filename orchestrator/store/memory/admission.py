@@ -40,7 +40,8 @@ def _buffer_row(request: TriggerRequest, now: datetime) -> Row:
         environment=c.environment, workflow=c.workflow, trigger_id=c.trigger_id,
         payload=c.payload, idempotency_key=c.idempotency_key,
         idempotency_expires_at=now + request.idempotency_ttl if c.idempotency_key else None,
-        parent_execution_id=c.parent_execution_id, batch_id=request.batch_id, created_at=now)
+        parent_execution_id=c.parent_execution_id, batch_id=request.batch_id, created_at=now,
+        not_before=request.not_before, expires_at=request.expires_at)
 
 
 def _buffered(row: Row) -> Visible:
@@ -151,7 +152,8 @@ class MemoryAdmission:
             self.state.insert("buffer", c.execution_id, _buffer_row(request, now))
             return Admission(execution_id=c.execution_id, request_id=c.request_id,
                              buffered=True)
-        insert_execution(self.state, c, now, enqueue=True, batch_id=request.batch_id)
+        insert_execution(self.state, c, now, enqueue=True, batch_id=request.batch_id,
+                         not_before=request.not_before, expires_at=request.expires_at)
         return Admission(execution_id=c.execution_id, request_id=c.request_id)
 
     def _claim(self, request: TriggerRequest, now: datetime) -> Admission | None:

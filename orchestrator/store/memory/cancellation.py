@@ -28,7 +28,9 @@ class MemoryCancellation:
             buffered = s.table("buffer").pop(execution_id, None)
             if buffered is not None and execution_id not in executions:
                 insert_execution(s, buffered_correlation(buffered), buffered["created_at"],
-                                 batch_id=buffered["batch_id"])
+                                 batch_id=buffered["batch_id"],
+                                 not_before=buffered["not_before"],
+                                 expires_at=buffered["expires_at"])
             row = executions.get(execution_id)
             if row is None:
                 raise NotFound("execution", execution_id)

@@ -9,6 +9,8 @@ from typing import Any
 from orchestrator.domain.correlation import Correlation, Source
 from orchestrator.domain.payloads import storable_json, storable_text
 from orchestrator.domain.records import (
+    EXPIRED_ERROR,
+    FINALIZED_BY_TTL,
     AlertRecord,
     BlockEntry,
     DeliveryStatus,
@@ -26,7 +28,8 @@ OPEN = (ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value)
 
 
 def execution_row(correlation: Correlation, now: datetime, *, workflow_version: int | None = None,
-                  batch_id: str | None = None, run_batch_id: str | None = None) -> Row:
+                  batch_id: str | None = None, run_batch_id: str | None = None,
+                  not_before: datetime | None = None, expires_at: datetime | None = None) -> Row:
     """A new (``queued``) execution, every column present."""
     c = correlation
     return dict(
@@ -37,20 +40,37 @@ def execution_row(correlation: Correlation, now: datetime, *, workflow_version: 
         parent_execution_id=c.parent_execution_id, payload=c.payload, dagster_run_id=None,
         attempts=0, error=None, output=None, finalized_by=None, created_at=now,
         started_at=None, finished_at=None, heartbeat_at=None, batch_id=batch_id,
-        run_batch_id=run_batch_id, cancel_requested_at=None)
+        run_batch_id=run_batch_id, cancel_requested_at=None, not_before=not_before,
+        expires_at=expires_at)
 
 
 def insert_execution(state: MemoryState, correlation: Correlation, now: datetime, *,
                      workflow_version: int | None = None, enqueue: bool = False,
-                     available_at: datetime | None = None, batch_id: str | None = None) -> None:
-    """The execution and, with ``enqueue``, its queue row; ``Duplicate`` when it exists."""
+                     available_at: datetime | None = None, batch_id: str | None = None,
+                     not_before: datetime | None = None,
+                     expires_at: datetime | None = None) -> None:
+    """The execution and, with ``enqueue``, its queue row (startable at ``available_at``, else
+    ``not_before``); ``Duplicate`` when it exists."""
     state.insert("executions", correlation.execution_id, execution_row(
-        correlation, now, workflow_version=workflow_version, batch_id=batch_id))
+        correlation, now, workflow_version=workflow_version, batch_id=batch_id,
+        not_before=not_before, expires_at=expires_at))
     if enqueue:
         state.insert("queued", correlation.execution_id, dict(
             execution_id=correlation.execution_id, environment=correlation.environment,
             workflow=correlation.workflow, status=TriggerStatus.QUEUED.value, created_at=now,
-            dispatched_at=None, available_at=available_at, run_batch_id=None))
+            dispatched_at=None, available_at=available_at or not_before, run_batch_id=None))
+
+
+def expire_overdue(state: MemoryState, rows: Sequence[Row], now: datetime) -> list[str]:
+    """Of ``rows``, the queued ones whose TTL has passed end ``expired`` and leave the queue."""
+    ids = [r["execution_id"] for r in rows if r["status"] == ExecutionStatus.QUEUED.value
+           and r["expires_at"] is not None and r["expires_at"] < now]
+    for execution_id in ids:
+        state.update("executions", execution_id, status=ExecutionStatus.EXPIRED.value,
+                     outcome=Outcome.EXPIRED.value, finalized_by=FINALIZED_BY_TTL,
+                     finished_at=now, error=dict(EXPIRED_ERROR))
+        state.table("queued").pop(execution_id, None)
+    return ids
 
 
 def execution_record(row: Row, blocks: tuple[BlockEntry, ...] = ()) -> ExecutionRecord:
@@ -140,6 +160,9 @@ class MemoryExecutions:
     def _start(self, execution_id: str, *, dagster_run_id: str, workflow_version: int | None,
                now: datetime) -> bool:
         row = self.state.table("executions").get(execution_id)
+        if row is not None:
+            expire_overdue(self.state, [row], now)
+            row = self.state.table("executions")[execution_id]
         if row is None or row["status"] not in OPEN:
             return False
         self.state.update("executions", execution_id, status=ExecutionStatus.RUNNING.value,

@@ -30,6 +30,7 @@ from orchestrator.store.memory.executions import (
     OPEN,
     execution_record,
     execution_row,
+    expire_overdue,
     insert_execution,
 )
 from orchestrator.store.memory.state import Duplicate, MemoryState, Row, refused_as
@@ -103,12 +104,22 @@ class MemoryQueue:
                 try:
                     with s.transaction():
                         insert_execution(s, buffered_correlation(row), row["created_at"],
-                                         enqueue=True,
+                                         enqueue=True, not_before=row["not_before"],
+                                         expires_at=row["expires_at"],
                                          batch_id=row["batch_id"])
                 except Duplicate:
                     pass  # already materialized by an overlapping evaluation
                 del s.table("buffer")[row["execution_id"]]
             return [r["execution_id"] for r in rows]
+
+    @refused_as("expire queued triggers")
+    def expire(self, now: datetime, limit: int) -> list[str]:
+        with self.state.transaction() as s:
+            overdue = sorted((r for r in s.table("executions").values()
+                              if r["status"] == ExecutionStatus.QUEUED.value
+                              and r["expires_at"] is not None and r["expires_at"] < now),
+                             key=lambda r: r["expires_at"])
+            return expire_overdue(s, overdue[:limit], now)
 
     def stuck(self, now: datetime, older_than: timedelta,
               limit: int = 100) -> list[BufferedTrigger]:
@@ -223,6 +234,7 @@ class MemoryBatches:
     @refused_as("start the batch")
     def open(self, batch_id: str, *, dagster_run_id: str, now: datetime) -> BatchOpening:
         with self.state.transaction() as s:
+            expire_overdue(s, self._rows(batch_id), now)  # not started by their TTL
             workflows: dict[tuple[str, str], WorkflowRecord | None] = {}
             for row in self._rows(batch_id):
                 if row["status"] not in OPEN:
