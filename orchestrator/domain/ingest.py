@@ -43,6 +43,21 @@ def parse_duration(value: Any) -> timedelta:
     return duration
 
 
+# A trigger's priority: higher starts first within its environment (environments still take
+# turns, so a tenant's priorities never hold back another tenant).
+PRIORITY_RANGE = range(-10, 11)
+
+
+def parse_priority(value: Any) -> int:
+    """An integer from -10 to 10 (0 when absent); ``ValueError`` fit for the user."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value not in PRIORITY_RANGE:
+        raise ValueError(f"must be an integer from {PRIORITY_RANGE.start} to "
+                         f"{PRIORITY_RANGE.stop - 1} (higher starts first)")
+    return value
+
+
 MAX_DELAY = timedelta(days=365)
 MAX_TTL = timedelta(days=365)
 
@@ -137,6 +152,7 @@ class TriggerRequest:
     batch_id: str | None = None
     not_before: datetime | None = None  # a delay: queued, it starts no earlier
     expires_at: datetime | None = None  # a TTL: not started by then, it ends `expired`
+    priority: int = 0  # PRIORITY_RANGE: higher starts first within its environment
 
     @property
     def bypasses_gate(self) -> bool:

@@ -136,6 +136,7 @@ class ExecutionRecord(Correlation, _Record):
     cancel_requested_at: datetime | None = None
     not_before: datetime | None = None  # a delayed trigger: it starts no earlier
     expires_at: datetime | None = None  # its TTL: not started by then, it ends `expired`
+    priority: int = 0  # higher starts first within its environment
     blocks: tuple[BlockEntry, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +173,7 @@ class QueuedTrigger(_Record):
     dispatched_at: datetime | None
     available_at: datetime | None = None
     run_batch_id: str | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -46,7 +46,8 @@ class SqlCancellation:
                     insert_execution(conn, Correlation.from_row(buffered), buffered.created_at,
                                      batch_id=buffered.batch_id,
                                      not_before=buffered.not_before,
-                                     expires_at=buffered.expires_at)
+                                     expires_at=buffered.expires_at,
+                                     priority=buffered.priority)
                 conn.execute(b.delete().where(b.c.execution_id == execution_id))
             row = conn.execute(sa.select(e).where(e.c.execution_id == execution_id)
                                .with_for_update()).first()

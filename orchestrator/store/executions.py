@@ -227,18 +227,19 @@ class SqlExecutions:
 def insert_execution(conn: sa.Connection, correlation: Correlation, now: datetime, *,
                      workflow_version: int | None = None, enqueue: bool = False,
                      available_at: datetime | None = None, batch_id: str | None = None,
-                     not_before: datetime | None = None,
-                     expires_at: datetime | None = None) -> None:
+                     not_before: datetime | None = None, expires_at: datetime | None = None,
+                     priority: int = 0) -> None:
     """Insert the execution (status ``queued``) and, with ``enqueue``, its queued-trigger row
     (startable at ``available_at``, else ``not_before``, else at once), on the caller's
     connection (one transaction with whatever else the caller writes). Raises
     ``IntegrityError`` when the execution exists."""
     conn.execute(t.executions.insert().values(
         execution_row(correlation, now, workflow_version=workflow_version, batch_id=batch_id,
-                      not_before=not_before, expires_at=expires_at)))
+                      not_before=not_before, expires_at=expires_at, priority=priority)))
     if enqueue:
         conn.execute(t.queued_triggers.insert().values(
-            queued_row(correlation, now, available_at=available_at or not_before)))
+            queued_row(correlation, now, available_at=available_at or not_before,
+                       priority=priority)))
 
 
 def expire_overdue(conn: sa.Connection, where: sa.ColumnElement[bool],
@@ -258,21 +259,22 @@ def expire_overdue(conn: sa.Connection, where: sa.ColumnElement[bool],
 
 def execution_row(correlation: Correlation, now: datetime, *, workflow_version: int | None = None,
                   batch_id: str | None = None, run_batch_id: str | None = None,
-                  not_before: datetime | None = None,
-                  expires_at: datetime | None = None) -> dict[str, Any]:
+                  not_before: datetime | None = None, expires_at: datetime | None = None,
+                  priority: int = 0) -> dict[str, Any]:
     """The ``executions`` row of a new (``queued``) execution."""
     return dict(
         correlation.to_row(), workflow_version=workflow_version,
         status=ExecutionStatus.QUEUED.value, batch_id=batch_id, run_batch_id=run_batch_id,
-        attempts=0, created_at=now, not_before=not_before, expires_at=expires_at)
+        attempts=0, created_at=now, not_before=not_before, expires_at=expires_at,
+        priority=priority)
 
 
 def queued_row(correlation: Correlation, now: datetime, *,
-               available_at: datetime | None = None) -> dict[str, Any]:
+               available_at: datetime | None = None, priority: int = 0) -> dict[str, Any]:
     """The ``queued_triggers`` row that hands a new execution to the queued-trigger sensor."""
     return dict(execution_id=correlation.execution_id, environment=correlation.environment,
                 workflow=correlation.workflow, status=TriggerStatus.QUEUED.value,
-                created_at=now, available_at=available_at)
+                created_at=now, available_at=available_at, priority=priority)
 
 
 def execution_record(row: Any, blocks: tuple[BlockEntry, ...]) -> ExecutionRecord:

@@ -24,11 +24,13 @@ __all__ = ["BUFFER_STUCK_KIND", "BufferedTrigger", "FairQueue"]
 
 def _round_robin(table: sa.Table, where: Any, limit: int, block: int = 1) -> sa.Select[Any]:
     """Rows of ``table`` matching ``where``: at most ``limit``, interleaved by environment in
-    blocks of ``block`` (every environment's ``block`` oldest, the environment waiting longest
-    first, then every environment's next ``block``, ...). ``block`` > 1 lets a page fill whole
-    batches of one environment without one tenant's burst holding back another's trigger."""
+    blocks of ``block`` (every environment's ``block`` first — highest priority, then oldest —,
+    the environment waiting longest first, then every environment's next ``block``, ...).
+    ``block`` > 1 lets a page fill whole batches of one environment without one tenant's burst
+    holding back another's trigger; priorities order an environment's own triggers only."""
     rank = sa.func.row_number().over(partition_by=table.c.environment,
-                                     order_by=(table.c.created_at, table.c.execution_id))
+                                     order_by=(table.c.priority.desc(), table.c.created_at,
+                                               table.c.execution_id))
     head = sa.func.min(table.c.created_at).over(partition_by=table.c.environment)
     inner = sa.select(table, rank.label("rank"), head.label("head")).where(where).subquery()
     return (sa.select(*[inner.c[c.name] for c in table.columns])
@@ -94,7 +96,7 @@ class FairQueue:
                     with conn.begin_nested():
                         insert_execution(conn, correlation, row.created_at, enqueue=True,
                                          batch_id=row.batch_id, not_before=row.not_before,
-                                         expires_at=row.expires_at)
+                                         expires_at=row.expires_at, priority=row.priority)
                 except IntegrityError:
                     pass  # already materialized by an overlapping evaluation
             conn.execute(b.delete().where(b.c.execution_id.in_([r.execution_id for r in rows])))

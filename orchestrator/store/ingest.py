@@ -164,8 +164,10 @@ class IngestStore:
                 else:
                     executions.append(execution_row(c, job.now, batch_id=request.batch_id,
                                                     not_before=request.not_before,
-                                                    expires_at=request.expires_at))
-                    queued.append(queued_row(c, job.now, available_at=request.not_before))
+                                                    expires_at=request.expires_at,
+                                                    priority=request.priority))
+                    queued.append(queued_row(c, job.now, available_at=request.not_before,
+                                             priority=request.priority))
                 admissions.append(Admission(execution_id=c.execution_id,
                                             request_id=c.request_id, buffered=to_buffer))
             results.append(admissions)
@@ -207,7 +209,8 @@ class IngestStore:
             return Admission(execution_id=c.execution_id, request_id=c.request_id,
                              buffered=True)
         insert_execution(conn, c, now, enqueue=True, batch_id=request.batch_id,
-                         not_before=request.not_before, expires_at=request.expires_at)
+                         not_before=request.not_before, expires_at=request.expires_at,
+                         priority=request.priority)
         return Admission(execution_id=c.execution_id, request_id=c.request_id)
 
     def _claim(self, conn: sa.Connection, c: Correlation, now: datetime,
@@ -358,7 +361,7 @@ def _buffer_row(request: TriggerRequest, now: datetime) -> dict[str, Any]:
         c.to_row(buffered=True),
         idempotency_expires_at=now + request.idempotency_ttl if c.idempotency_key else None,
         batch_id=request.batch_id, created_at=now, not_before=request.not_before,
-        expires_at=request.expires_at)
+        expires_at=request.expires_at, priority=request.priority)
 
 
 def _exists(conn: sa.Connection, execution_id: str, environment: str) -> bool:

@@ -315,3 +315,7 @@ executions.append_column(sa.Column("cancel_requested_at", UTCDateTime, nullable=
 for _table in (executions, burst_buffer):
     _table.append_column(sa.Column("not_before", UTCDateTime, nullable=True))
     _table.append_column(sa.Column("expires_at", UTCDateTime, nullable=True))
+# Its priority (higher first within its environment), where the dispatcher reads it.
+for _table in (executions, queued_triggers, burst_buffer):
+    _table.append_column(sa.Column("priority", sa.SmallInteger, nullable=False,
+                                   server_default="0"))

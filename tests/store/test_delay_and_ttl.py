@@ -89,3 +89,28 @@ def test_timing_is_written_as_users_write_it() -> None:
         assert str(info.value).startswith(f"{field}: ")
     with pytest.raises(ValueError, match=r"^ttl: "):
         parse_expiry("0s", NOW)
+
+
+def test_priority_orders_an_environment_not_the_environments(store: Store,
+                                                             make_workflow) -> None:
+    make_workflow()
+    make_workflow(environment="other")
+    store.admission.admit([_request("low", priority=-5), _request("plain"),
+                           _request("high", priority=7)], NOW)
+    theirs = Correlation(execution_id="theirs", request_id="r", source=Source.API,
+                         workflow="digest", environment="other")
+    store.admission.admit([TriggerRequest(correlation=theirs, priority=-10)],
+                          NOW + timedelta(seconds=1))
+    order = [q.execution_id for q in store.queue.queued(NOW + MINUTE, 10)]
+    # default's turn first (it has waited longest), then other's, then default's next ...
+    assert order == ["high", "theirs", "plain", "low"]
+    assert store.get_execution("high").priority == 7
+
+
+def test_priority_is_a_small_documented_range() -> None:
+    from orchestrator.domain.ingest import parse_priority
+
+    assert [parse_priority(v) for v in (None, -10, 0, 10)] == [0, -10, 0, 10]
+    for bad in (11, -11, 1.5, "3", True):
+        with pytest.raises(ValueError, match="from -10 to 10"):
+            parse_priority(bad)

@@ -41,7 +41,7 @@ def _buffer_row(request: TriggerRequest, now: datetime) -> Row:
         payload=c.payload, idempotency_key=c.idempotency_key,
         idempotency_expires_at=now + request.idempotency_ttl if c.idempotency_key else None,
         parent_execution_id=c.parent_execution_id, batch_id=request.batch_id, created_at=now,
-        not_before=request.not_before, expires_at=request.expires_at)
+        not_before=request.not_before, expires_at=request.expires_at, priority=request.priority)
 
 
 def _buffered(row: Row) -> Visible:
@@ -153,7 +153,8 @@ class MemoryAdmission:
             return Admission(execution_id=c.execution_id, request_id=c.request_id,
                              buffered=True)
         insert_execution(self.state, c, now, enqueue=True, batch_id=request.batch_id,
-                         not_before=request.not_before, expires_at=request.expires_at)
+                         not_before=request.not_before, expires_at=request.expires_at,
+                         priority=request.priority)
         return Admission(execution_id=c.execution_id, request_id=c.request_id)
 
     def _claim(self, request: TriggerRequest, now: datetime) -> Admission | None:

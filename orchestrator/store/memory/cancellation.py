@@ -30,7 +30,8 @@ class MemoryCancellation:
                 insert_execution(s, buffered_correlation(buffered), buffered["created_at"],
                                  batch_id=buffered["batch_id"],
                                  not_before=buffered["not_before"],
-                                 expires_at=buffered["expires_at"])
+                                 expires_at=buffered["expires_at"],
+                                 priority=buffered["priority"])
             row = executions.get(execution_id)
             if row is None:
                 raise NotFound("execution", execution_id)

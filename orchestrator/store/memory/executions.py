@@ -29,7 +29,8 @@ OPEN = (ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value)
 
 def execution_row(correlation: Correlation, now: datetime, *, workflow_version: int | None = None,
                   batch_id: str | None = None, run_batch_id: str | None = None,
-                  not_before: datetime | None = None, expires_at: datetime | None = None) -> Row:
+                  not_before: datetime | None = None, expires_at: datetime | None = None,
+                  priority: int = 0) -> Row:
     """A new (``queued``) execution, every column present."""
     c = correlation
     return dict(
@@ -41,24 +42,25 @@ def execution_row(correlation: Correlation, now: datetime, *, workflow_version: 
         attempts=0, error=None, output=None, finalized_by=None, created_at=now,
         started_at=None, finished_at=None, heartbeat_at=None, batch_id=batch_id,
         run_batch_id=run_batch_id, cancel_requested_at=None, not_before=not_before,
-        expires_at=expires_at)
+        expires_at=expires_at, priority=priority)
 
 
 def insert_execution(state: MemoryState, correlation: Correlation, now: datetime, *,
                      workflow_version: int | None = None, enqueue: bool = False,
                      available_at: datetime | None = None, batch_id: str | None = None,
-                     not_before: datetime | None = None,
-                     expires_at: datetime | None = None) -> None:
+                     not_before: datetime | None = None, expires_at: datetime | None = None,
+                     priority: int = 0) -> None:
     """The execution and, with ``enqueue``, its queue row (startable at ``available_at``, else
     ``not_before``); ``Duplicate`` when it exists."""
     state.insert("executions", correlation.execution_id, execution_row(
         correlation, now, workflow_version=workflow_version, batch_id=batch_id,
-        not_before=not_before, expires_at=expires_at))
+        not_before=not_before, expires_at=expires_at, priority=priority))
     if enqueue:
         state.insert("queued", correlation.execution_id, dict(
             execution_id=correlation.execution_id, environment=correlation.environment,
             workflow=correlation.workflow, status=TriggerStatus.QUEUED.value, created_at=now,
-            dispatched_at=None, available_at=available_at or not_before, run_batch_id=None))
+            dispatched_at=None, available_at=available_at or not_before, run_batch_id=None,
+            priority=priority))
 
 
 def expire_overdue(state: MemoryState, rows: Sequence[Row], now: datetime) -> list[str]:

@@ -38,11 +38,13 @@ from orchestrator.store.memory.state import Duplicate, MemoryState, Row, refused
 
 def round_robin(rows: list[Row], limit: int, block: int = 1) -> list[Row]:
     """At most ``limit`` rows interleaved by environment in blocks of ``block`` (every
-    environment's ``block`` oldest, the environment waiting longest first, ...)."""
+    environment's ``block`` first: highest priority, then oldest; the environment waiting
+    longest first, ...)."""
     by_env: dict[str, list[Row]] = {}
-    for row in sorted(rows, key=lambda r: (r["created_at"], r["execution_id"])):
+    for row in sorted(rows, key=lambda r: (-r["priority"], r["created_at"], r["execution_id"])):
         by_env.setdefault(row["environment"], []).append(row)
-    ranked = [((rank // block), env_rows[0]["created_at"], env, rank, row)
+    heads = {env: min(r["created_at"] for r in env_rows) for env, env_rows in by_env.items()}
+    ranked = [((rank // block), heads[env], env, rank, row)
               for env, env_rows in by_env.items()
               for rank, row in enumerate(env_rows[:limit])]
     ranked.sort(key=lambda x: x[:4])
@@ -106,6 +108,7 @@ class MemoryQueue:
                         insert_execution(s, buffered_correlation(row), row["created_at"],
                                          enqueue=True, not_before=row["not_before"],
                                          expires_at=row["expires_at"],
+                                         priority=row["priority"],
                                          batch_id=row["batch_id"])
                 except Duplicate:
                     pass  # already materialized by an overlapping evaluation

@@ -1,6 +1,6 @@
 """Execution controls: executions gain ``cancel_requested_at`` (a cancel asked for while it
 ran); executions and burst-buffer rows gain ``not_before`` (a delay) and ``expires_at`` (a
-TTL).
+TTL); executions, queue and burst-buffer rows gain ``priority``.
 
 Revision ID: 0006
 Revises: 0005
@@ -27,9 +27,16 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("not_before", UTCDateTime, nullable=True))
             batch.add_column(sa.Column("expires_at", UTCDateTime, nullable=True))
+    for table in ("orch_executions", "orch_queued_triggers", "orch_burst_buffer"):
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(sa.Column("priority", sa.SmallInteger, nullable=False,
+                                       server_default="0"))
 
 
 def downgrade() -> None:
+    for table in ("orch_burst_buffer", "orch_queued_triggers", "orch_executions"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("priority")
     for table in ("orch_burst_buffer", "orch_executions"):
         with op.batch_alter_table(table) as batch:
             batch.drop_column("expires_at")
