@@ -168,7 +168,10 @@ def test_killed_batch_run_worker_settles_the_whole_batch_with_one_alert(backend,
     block: all 50 end ``pipeline_fault`` (none left open, none finalized twice) and the alert
     channel gets one alert naming all 50."""
     home, url = backend
-    write_dagster_yaml(home, postgres_url=url if url.startswith("postgresql") else None)
+    # One run slot: the queue sensor hands all 50 to one batch run (with more free slots it
+    # spreads them over several).
+    write_dagster_yaml(home, postgres_url=url if url.startswith("postgresql") else None,
+                       max_concurrent_runs=1)
     state = tmp_path / "state"
     store = _setup(url, state)
     members = [_enqueue(store, "nap") for _ in range(50)]
