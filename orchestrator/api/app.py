@@ -44,6 +44,8 @@ from orchestrator.domain.correlation import Source
 from orchestrator.domain.ingest import Admission, AdmissionJob
 from orchestrator.domain.records import ExecutionStatus
 from orchestrator.domain.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from orchestrator.services.executions import STATUSES, ExecutionService
+from orchestrator.services.schedules import ScheduleService
 from orchestrator.store import Store
 from orchestrator.triggers.group_commit import GroupCommit
 from orchestrator.triggers.ingest import IngestService, TriggerInput
@@ -70,6 +72,9 @@ class Api:
         self.admissions: GroupCommit[AdmissionJob, list[Admission]] = GroupCommit(
             self.service.admit, name="trigger-admission")
         self.metrics = ApiMetrics(self.store.queue, clock)
+        self.schedules = ScheduleService(self.store.workflows, self.store.schedules,
+                                         self.store.executions)
+        self.executions = ExecutionService(self.store.executions, self.store.admission)
 
     async def admit(self, job: AdmissionJob) -> list[Admission]:
         """Admit ``job`` with whatever other requests are waiting (one shared transaction)."""
@@ -283,8 +288,8 @@ async def get_execution(api: Api, request: Request) -> Response:
       404: {description: no such execution in the key's environment}
     """
     environment = await api.environment(request)
-    found = await run_in_threadpool(api.store.admission.find,
-                                    request.path_params["execution_id"], environment)
+    found = await run_in_threadpool(api.executions.find, request.path_params["execution_id"],
+                                    environment)
     return JSONResponse(execution_view(found))
 
 
@@ -303,16 +308,17 @@ async def list_executions(api: Api, request: Request) -> Response:
     environment = await api.environment(request)
     query = request.query_params
     status = query.get("status")
-    if status is not None and status not in {s.value for s in ExecutionStatus}:
-        raise ApiError(422, "invalid_field", "status: use one of queued, running, success, "
-                       "error, cancelled", field="status")
+    if status is not None and status not in STATUSES:
+        raise ApiError(422, "invalid_field", f"status: use one of {', '.join(STATUSES)}",
+                       field="status")
     raw_limit = query.get("limit", "50")
     # isdigit() alone admits "¹" and other digits int() refuses
     if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 1000:
         raise ApiError(422, "invalid_field", "limit: use a whole number from 1 to 1000",
                        field="limit")
     found = await run_in_threadpool(
-        lambda: api.store.admission.visible(environment, workflow=query.get("workflow"),
-                                            status=status, limit=int(raw_limit)))
+        lambda: api.executions.visible(environment, workflow=query.get("workflow"),
+                                       status=ExecutionStatus(status) if status else None,
+                                       limit=int(raw_limit)))
     return JSONResponse({"executions": list_views(found)})
 

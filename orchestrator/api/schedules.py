@@ -4,8 +4,7 @@ validation as ``orchestrator schedules create`` (:func:`validate_schedule`)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -13,27 +12,10 @@ from starlette.responses import JSONResponse, Response
 
 from orchestrator.api.http import parse_json, read_body
 from orchestrator.api.models import ScheduleBody, parse
-from orchestrator.domain.correlation import iso_utc
-from orchestrator.domain.cron import CronSchedule
-from orchestrator.domain.records import ScheduleRecord
-from orchestrator.domain.schedules import upcoming, validate_schedule
-from orchestrator.exceptions import InvalidInput, NotFound, Problem
+from orchestrator.domain.schedules import validate_schedule
 
 if TYPE_CHECKING:
     from orchestrator.api.app import Api
-
-
-def schedule_view(schedule: ScheduleRecord, now: datetime) -> dict[str, Any]:
-    data = schedule.to_dict()
-    data["upcoming"] = [iso_utc(u) for u in upcoming(schedule, now)]
-    return data
-
-
-def _own(api: Api, schedule_id: str, environment: str) -> ScheduleRecord:
-    schedule = api.store.get_schedule(schedule_id)
-    if schedule.environment != environment:
-        raise NotFound("schedule", schedule_id)
-    return schedule
 
 
 async def create_schedule(api: Api, request: Request) -> Response:
@@ -52,9 +34,8 @@ async def create_schedule(api: Api, request: Request) -> Response:
     spec = validate_schedule(workflow=body.workflow, environment=environment, cron=body.cron,
                              timezone=body.timezone, run_at=body.run_at, payload=body.payload,
                              key=body.key, now=now)
-    record, created = await run_in_threadpool(api.store.create_schedule, spec, now)
-    return JSONResponse(schedule_view(record, now) | {"created": created},
-                        status_code=201 if created else 200)
+    view = await run_in_threadpool(api.schedules.create, spec, now)
+    return JSONResponse(view.to_dict(), status_code=201 if view.created else 200)
 
 
 async def list_schedules(api: Api, request: Request) -> Response:
@@ -66,10 +47,9 @@ async def list_schedules(api: Api, request: Request) -> Response:
       200: {description: "{schedules: [...]}"}
     """
     environment = await api.environment(request)
-    records = await run_in_threadpool(api.store.list_schedules, environment,
-                                      request.query_params.get("workflow"))
-    now = api.clock()
-    return JSONResponse({"schedules": [schedule_view(s, now) for s in records]})
+    views = await run_in_threadpool(api.schedules.listing, environment,
+                                    request.query_params.get("workflow"), api.clock())
+    return JSONResponse({"schedules": [v.to_dict() for v in views]})
 
 
 async def get_schedule(api: Api, request: Request) -> Response:
@@ -80,8 +60,9 @@ async def get_schedule(api: Api, request: Request) -> Response:
       404: {description: no such schedule in the key's environment}
     """
     environment = await api.environment(request)
-    record = await run_in_threadpool(_own, api, request.path_params["schedule_id"], environment)
-    return JSONResponse(schedule_view(record, api.clock()))
+    view = await run_in_threadpool(api.schedules.show, request.path_params["schedule_id"],
+                                   api.clock(), environment=environment)
+    return JSONResponse(view.to_dict())
 
 
 async def delete_schedule(api: Api, request: Request) -> Response:
@@ -91,13 +72,8 @@ async def delete_schedule(api: Api, request: Request) -> Response:
       204: {description: deleted}
     """
     environment = await api.environment(request)
-    schedule_id = request.path_params["schedule_id"]
-
-    def delete() -> None:
-        _own(api, schedule_id, environment)
-        api.store.delete_schedule(schedule_id)
-
-    await run_in_threadpool(delete)
+    await run_in_threadpool(api.schedules.delete, request.path_params["schedule_id"],
+                            environment=environment)
     return Response(status_code=204)
 
 
@@ -108,13 +84,9 @@ async def pause_schedule(api: Api, request: Request) -> Response:
       200: {description: the paused schedule}
     """
     environment = await api.environment(request)
-    schedule_id, now = request.path_params["schedule_id"], api.clock()
-
-    def pause() -> ScheduleRecord:
-        _own(api, schedule_id, environment)
-        return api.store.pause_schedule(schedule_id, now)
-
-    return JSONResponse(schedule_view(await run_in_threadpool(pause), now))
+    view = await run_in_threadpool(api.schedules.pause, request.path_params["schedule_id"],
+                                   api.clock(), environment=environment)
+    return JSONResponse(view.to_dict())
 
 
 async def resume_schedule(api: Api, request: Request) -> Response:
@@ -125,20 +97,9 @@ async def resume_schedule(api: Api, request: Request) -> Response:
       422: {description: a one-time schedule whose instant has passed}
     """
     environment = await api.environment(request)
-    schedule_id, now = request.path_params["schedule_id"], api.clock()
-
-    def resume() -> ScheduleRecord:
-        schedule = _own(api, schedule_id, environment)
-        api.store.get_workflow(schedule.environment, schedule.workflow)
-        if schedule.cron is None and schedule.run_at is not None and schedule.run_at <= now:
-            raise InvalidInput(Problem(field="run_at", message="this one-time schedule's "
-                                       "instant has passed; create a new schedule"))
-        nxt = (CronSchedule(expression=schedule.cron, timezone=schedule.timezone)
-               .next_after(now) if schedule.cron else schedule.run_at)
-        assert nxt is not None
-        return api.store.resume_schedule(schedule_id, nxt, now)
-
-    return JSONResponse(schedule_view(await run_in_threadpool(resume), now))
+    view = await run_in_threadpool(api.schedules.resume, request.path_params["schedule_id"],
+                                   api.clock(), environment=environment)
+    return JSONResponse(view.to_dict())
 
 
 Handler = Callable[["Api", Request], Awaitable[Response]]
