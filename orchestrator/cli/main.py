@@ -261,7 +261,7 @@ def schedules_create(workflow: str, cron: str | None, timezone: str, run_at: str
 @json_option
 def schedules_list(environment: str | None, workflow: str | None, as_json: bool) -> None:
     """List schedules."""
-    rows = [v.schedule.to_dict() for v in _schedules().listing(environment, workflow, _now())]
+    rows = [s.to_dict() for s in _schedules().records(environment, workflow)]
     emit(rows, as_json=as_json, columns=SCHEDULE_COLUMNS)
 
 

@@ -74,11 +74,16 @@ class ScheduleService:
              environment: str | None = None) -> ScheduleView:
         return schedule_view(self.get(schedule_id, environment=environment), now)
 
+    def records(self, environment: str | None = None,
+                workflow: str | None = None) -> list[ScheduleRecord]:
+        """Oldest first, of every environment unless one is given (without ``upcoming``: a
+        long listing does not pay for cron iteration)."""
+        return self.schedules.list_schedules(environment, workflow)
+
     def listing(self, environment: str | None, workflow: str | None,
                 now: datetime) -> list[ScheduleView]:
-        """Oldest first, of every environment unless one is given."""
-        return [schedule_view(s, now) for s in self.schedules.list_schedules(environment,
-                                                                               workflow)]
+        """:meth:`records` as views."""
+        return [schedule_view(s, now) for s in self.records(environment, workflow)]
 
     def pause(self, schedule_id: str, now: datetime, *,
               environment: str | None = None) -> ScheduleView:

@@ -57,7 +57,8 @@ def test_a_schedule_of_another_environment_is_not_found(service: ScheduleService
             call()
     assert service.show(schedule.id, NOW, environment="a").schedule.enabled
     assert [v.schedule.id for v in service.listing("a", None, NOW)] == [schedule.id]
-    assert service.listing("b", None, NOW) == []
+    assert service.listing("b", None, NOW) == [] == service.records("b")
+    assert service.records("a") == [service.get(schedule.id)]
 
 
 def test_pause_empties_upcoming_and_resume_starts_from_now(service: ScheduleService,
