@@ -17,9 +17,9 @@ from orchestrator.domain.correlation import Source
 from orchestrator.domain.ingest import Admission, AdmissionJob
 from orchestrator.services.executions import ExecutionService
 from orchestrator.services.schedules import ScheduleService
+from orchestrator.services.triggers import IngestService
 from orchestrator.store import Store
 from orchestrator.triggers.group_commit import GroupCommit
-from orchestrator.triggers.ingest import IngestService
 
 Clock = Callable[[], datetime]
 
@@ -34,9 +34,9 @@ class Api:
         self.access = self.store.access
         self.keys = KeyCache(self.access)
         gate = BurstGate(settings.burst) if settings.burst.enabled else None
-        self.service = IngestService(self.store, gate)
+        self.triggers = IngestService(self.store.admission, gate)
         self.admissions: GroupCommit[AdmissionJob, list[Admission]] = GroupCommit(
-            self.service.admit, name="trigger-admission")
+            self.triggers.admit, name="trigger-admission")
         self.metrics = ApiMetrics(self.store.queue, clock)
         self.schedules = ScheduleService(self.store.workflows, self.store.schedules,
                                          self.store.executions)

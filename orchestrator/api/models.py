@@ -29,7 +29,7 @@ from orchestrator.domain.records import ExecutionStatus
 from orchestrator.domain.schedules import KEY_PATTERN
 from orchestrator.exceptions import InvalidInput, Problem
 from orchestrator.services.executions import DEFAULT_LIMIT, MAX_LIMIT, STATUSES
-from orchestrator.triggers.ingest import TriggerInput
+from orchestrator.services.triggers import TriggerInput
 
 # What parse_duration accepts (not ISO 8601, which Pydantic would document for a timedelta).
 Duration = Annotated[timedelta, WithJsonSchema({

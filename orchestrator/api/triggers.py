@@ -1,6 +1,6 @@
 """Trigger handlers: ``POST /v1/workflows/{name}/trigger`` (and ``trigger-batch``) and signed
 webhook deliveries. Each prepares a job for
-:class:`~orchestrator.triggers.ingest.IngestService` and hands it to the writer thread
+:class:`~orchestrator.services.triggers.IngestService` and hands it to the writer thread
 (:meth:`Api.admit <orchestrator.api.context.Api.admit>`), which admits it with whatever other
 requests are waiting, in one transaction."""
 
@@ -16,12 +16,12 @@ from orchestrator.api.models import BatchBody, TriggerBody
 from orchestrator.api.operations import Call
 from orchestrator.domain.correlation import Source
 from orchestrator.domain.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from orchestrator.triggers.ingest import TriggerInput
+from orchestrator.services.triggers import TriggerInput
 
 
 async def trigger(api: Api, call: Call) -> Response:
     body: TriggerBody = call.body
-    [admission] = await api.admit(api.service.prepare(
+    [admission] = await api.admit(api.triggers.prepare(
         environment=call.environment, workflow=call.path["name"], items=[body.to_input()],
         request_id=call.request_id, source=Source.API, now=api.clock()))
     api.count(call.environment, Source.API, [admission])
@@ -31,7 +31,7 @@ async def trigger(api: Api, call: Call) -> Response:
 
 async def trigger_batch(api: Api, call: Call) -> Response:
     body: BatchBody = call.body
-    admissions = await api.admit(api.service.prepare(
+    admissions = await api.admit(api.triggers.prepare(
         environment=call.environment, workflow=call.path["name"],
         items=[item.to_input() for item in body.items], request_id=call.request_id,
         source=Source.API, now=api.clock(), batch_key=body.idempotency_key, batched=True))
@@ -51,7 +51,7 @@ async def webhook(api: Api, call: Call) -> Response:
     assert signature is not None
     value = parse_json(body)
     payload = value if isinstance(value, dict) else {"body": value}
-    [admission] = await api.admit(api.service.prepare(
+    [admission] = await api.admit(api.triggers.prepare(
         environment=hook.environment, workflow=hook.workflow,
         items=[TriggerInput(payload=payload)], request_id=request_id_of(request),
         source=Source.WEBHOOK, now=now, trigger_id=hook.id, receipt=(hook.id, signature)))

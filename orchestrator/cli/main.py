@@ -346,9 +346,9 @@ def trigger(workflow: str, payload: str | None, idempotency_key: str | None,
                                     "--idempotency-key"))
     if problems:
         raise InvalidInput(problems, subject="trigger")
-    from orchestrator.triggers.ingest import IngestService, TriggerInput  # the store, SQLAlchemy
+    from orchestrator.services.triggers import IngestService, TriggerInput  # the store, SQLAlchemy
 
-    [admission] = IngestService(_store()).trigger(
+    [admission] = IngestService(_store().admission).trigger(
         environment=environment, workflow=workflow, request_id=None, source=Source.MANUAL,
         now=_now(), items=[TriggerInput(payload=body, idempotency_key=idempotency_key,
                                         idempotency_ttl=ttl)])

@@ -12,8 +12,8 @@ from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.domain.records import ExecutionStatus
 from orchestrator.exceptions import NotFound
 from orchestrator.services.executions import STATUSES, ExecutionService
+from orchestrator.services.triggers import IngestService, TriggerInput
 from orchestrator.store import Store
-from orchestrator.triggers.ingest import IngestService, TriggerInput
 from tests.conftest import NOW
 
 pytestmark = pytest.mark.backends("memory")
@@ -49,7 +49,7 @@ def test_visible_and_find_include_the_burst_buffer(service: ExecutionService, st
     make_workflow(environment="a")
     gate = BurstGate(BurstPolicy(enabled=True, environments={"a"}, threshold=1,
                                   window=timedelta(seconds=60)))
-    ingest = IngestService(store, gate)
+    ingest = IngestService(store.admission, gate)
     admitted = [ingest.trigger(environment="a", workflow="digest", request_id=None,
                                source=Source.API, now=NOW + timedelta(seconds=i),
                                items=[TriggerInput(payload={})])[0] for i in range(3)]
