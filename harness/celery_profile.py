@@ -49,10 +49,13 @@ def delete_queue(home: Path, broker: str = BROKER) -> None:
 
 
 def write_celery_home(home: Path, store_url: str, broker: str = BROKER,
-                      monitoring_poll: int = 5) -> dict[str, str]:
-    """``home/dagster.yaml`` from ``examples/dagster.yaml``; returns the variables it reads
+                      monitoring_poll: int = 5, run_slots: int | None = None) -> dict[str, str]:
+    """``home/dagster.yaml`` from ``examples/dagster.yaml`` (``max_concurrent_runs`` set to
+    ``run_slots``, the workers' total concurrency, when given); returns the variables it reads
     (Dagster's PostgreSQL, the broker), which every process opening the home needs."""
     config = yaml.safe_load((REPO / "examples" / "dagster.yaml").read_text())
+    if run_slots is not None:
+        config["run_coordinator"]["config"]["max_concurrent_runs"] = run_slots
     config["run_launcher"]["config"]["default_queue"] = f"orch-test-{uuid.uuid4().hex[:12]}"
     config["run_monitoring"]["poll_interval_seconds"] = monitoring_poll
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
@@ -83,7 +86,7 @@ def celery_profile(workflows: list[dict[str, Any]], *, workers: int = 1, concurr
     from orchestrator.store import Store
 
     with backend("postgres") as b, ExitStack() as stack:
-        extra = write_celery_home(b.home, b.store_url)
+        extra = write_celery_home(b.home, b.store_url, run_slots=workers * concurrency)
         stack.callback(delete_queue, b.home)  # the stack unwinds backwards: after the workers
         os.environ.update(extra)  # this process opens the instance too
         env = environment(b.home, b.store_url, BENCH_MODE="ours", **extra, **settings)

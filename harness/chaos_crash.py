@@ -11,7 +11,8 @@ Workload, for ``cycles`` dispatch cycles (one every ``spacing`` seconds):
 - a queued trigger every ``trigger_every`` seconds, written as ``orchestrator trigger`` does
   (each accepted trigger gets exactly one run).
 Runs are created and queued, not executed (``max_concurrent_runs: 0``): the dispatch guarantee
-is what a crash can break. ``max_runs_per_tick=5`` spreads each cycle over several ticks.
+is what a crash can break. ``max_runs_per_tick=5`` spreads each cycle over several ticks; the
+queue sensor hands triggers to Dagster's queue whatever its free slots (none, here).
 
 Usage: .venv/bin/python -m bench.chaos_crash [daemon|code_server] [cycles]
 """
@@ -79,7 +80,8 @@ def run_crash(*, target: str = "daemon", cycles: int = 50, spacing: float = 2.0,
         store = Store(b.store_url)
         now = datetime.now(UTC)
         store.apply_workflow(parse_workflow(WORKFLOW, block_types()), now)
-        env = environment(b.home, b.store_url, ORCHESTRATOR_MAX_RUNS_PER_TICK="5")
+        env = environment(b.home, b.store_url, ORCHESTRATOR_MAX_RUNS_PER_TICK="5",
+                          ORCHESTRATOR_DISPATCH_TO_FREE_SLOTS="false")
         code_server = None
         workspace = REPO / "workspace.yaml"
         if target == "code_server":

@@ -208,6 +208,17 @@ class Settings(EnvSettings):
     max_batch_size: Annotated[int, at_least(1)] = 200
     # Executions of one batch run in flight at once (threads: most wait on providers).
     batch_concurrency: Annotated[int, at_least(1)] = 16
+    # Queued triggers are handed to Dagster only as run slots free up (max_concurrent_runs of
+    # the run coordinator), a backlog spread evenly over all slots; off: all at once, in runs of
+    # max_batch_size, to wait in Dagster's run queue (README "Batch runs").
+    dispatch_to_free_slots: Annotated[bool, flag()] = True
+    # Days a terminal execution is kept (an environment may override it: `orchestrator
+    # environments set-retention`); older ones are pruned with their block entries and alerts.
+    retention_days: Annotated[int, at_least(1)] = 30
+    # Delete the Dagster runs of pruned executions too (through Dagster's API).
+    prune_dagster_runs: Annotated[bool, flag()] = True
+    # Seconds between two ticks of the retention_pruner sensor.
+    prune_interval_seconds: Annotated[int, at_least(1)] = 60
     # Modules that register block types of their own (comma-separated, importable here): the
     # code location, the workers and `workflows apply` import them.
     block_modules: Annotated[frozenset[str], names(), NoDecode] = frozenset()

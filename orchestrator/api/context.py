@@ -37,7 +37,7 @@ class Api:
         self.triggers = IngestService(self.store.admission, gate)
         self.admissions: GroupCommit[AdmissionJob, list[Admission]] = GroupCommit(
             self.triggers.admit, name="trigger-admission")
-        self.metrics = ApiMetrics(self.store.queue, clock)
+        self.metrics = ApiMetrics(self.store.queue, clock, self.store.retention)
         self.schedules = ScheduleService(self.store.workflows, self.store.schedules,
                                          self.store.executions)
         self.executions = ExecutionService(self.store.executions, self.store.admission)

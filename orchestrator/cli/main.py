@@ -21,8 +21,8 @@ import click
 # SQLAlchemy, alembic, croniter, YAML, the block types and httpx, Dagster for `run`, uvicorn for
 # `serve`) when it runs, so `--help` and input errors answer at once and a command pays only for
 # what it uses.
-from orchestrator.cli import processes
-from orchestrator.cli.output import emit
+from orchestrator.cli import lifecycle, processes
+from orchestrator.cli.output import emit, json_option
 from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id
 from orchestrator.domain.failures import classify
 from orchestrator.domain.ingest import DEFAULT_IDEMPOTENCY_TTL, parse_idempotency_ttl
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_USER_ERROR, EXIT_BAD_INPUT, EXIT_FAULT = 0, 1, 2, 3
 F = TypeVar("F", bound=Callable[..., Any])
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 env_option = click.option("--environment", "-e", default=DEFAULT_ENVIRONMENT, show_default=True,
                           help="Tenant scope.")
 
@@ -546,6 +545,9 @@ def webhooks_delete(webhook_id: str) -> None:
 cli.add_command(processes.serve)
 cli.add_command(processes.daemon)
 cli.add_command(processes.worker)
+# Retention: `environments`, `db prune` (orchestrator/cli/lifecycle.py).
+cli.add_command(lifecycle.environments)
+db.add_command(lifecycle.db_prune)
 
 
 if __name__ == "__main__":

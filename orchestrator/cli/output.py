@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
 
 def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None) -> None:
     if as_json:

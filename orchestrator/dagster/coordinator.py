@@ -16,7 +16,10 @@ Same configuration as ``QueuedRunCoordinator`` (``examples/dagster.yaml``)::
     run_coordinator:
       module: orchestrator.dagster.coordinator
       class: PromptRunCoordinator
-      config: {max_concurrent_runs: 25, dequeue_interval_seconds: 1}
+      config: {max_concurrent_runs: 4, dequeue_interval_seconds: 1}
+
+:func:`run_slots` reads the same slots for the queue sensor, which requests no more runs than
+are free (:mod:`orchestrator.triggers.queue`).
 """
 
 from __future__ import annotations
@@ -25,9 +28,26 @@ import logging
 
 import dagster as dg
 
+from orchestrator.triggers.dispatch import RunSlots
+
 log = logging.getLogger(__name__)
 IN_FLIGHT = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
              dg.DagsterRunStatus.CANCELING]
+# What holds a slot or waits for one (a NOT_STARTED run was never submitted: a crash left it).
+OCCUPYING = [dg.DagsterRunStatus.QUEUED, *IN_FLIGHT]
+
+
+def run_slots(instance: dg.DagsterInstance) -> RunSlots | None:
+    """The instance's run slots (``max_concurrent_runs`` of a queued run coordinator, and the
+    runs queued or in flight, whatever their job), or None when no limit is set."""
+    coordinator = instance.run_coordinator
+    if not isinstance(coordinator, dg.QueuedRunCoordinator):
+        return None
+    capacity = coordinator.get_run_queue_config().max_concurrent_runs
+    if capacity < 0:
+        return None
+    return RunSlots(capacity=capacity,
+                    in_use=instance.get_runs_count(dg.RunsFilter(statuses=OCCUPYING)))
 
 
 class PromptRunCoordinator(dg.QueuedRunCoordinator):

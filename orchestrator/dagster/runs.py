@@ -99,3 +99,18 @@ class DagsterRuns:
 
     def tag_outcome(self, run_id: str, outcome: str) -> None:
         self.instance.add_run_tags(run_id, {TAG_OUTCOME: outcome})
+
+    def delete_runs(self, execution_ids: Sequence[str], batch_ids: Sequence[str]) -> int:
+        """The pruner's :class:`~orchestrator.lifecycle.prune.RunPruner`: delete the finished
+        runs tagged with these executions (their own runs, retries included) or batches,
+        through Dagster's API (run, event log and tags together)."""
+        records: list[dg.RunRecord] = []
+        for tag, values in ((TAG_EXECUTION_ID, execution_ids), (TAG_BATCH_ID, batch_ids)):
+            if values:
+                records += self.instance.get_run_records(dg.RunsFilter(tags={tag: list(values)}))
+        deleted = 0
+        for record in records:
+            if record.dagster_run.is_finished:  # an unfinished run is never pulled from under
+                self.instance.delete_run(record.dagster_run.run_id)
+                deleted += 1
+        return deleted

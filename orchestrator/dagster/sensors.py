@@ -13,12 +13,14 @@ from orchestrator.dagster.batch_job import (
     batch_run_tags,
     execute_workflow_batch,
 )
+from orchestrator.dagster.coordinator import run_slots
 from orchestrator.dagster.jobs import JOB_NAME, execute_workflow, run_config_for
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.dagster.runs import DagsterRuns, run_lookup
 from orchestrator.execution.reconcile import reconcile
+from orchestrator.lifecycle.prune import prune
 from orchestrator.settings import Settings
-from orchestrator.triggers.dispatch import BatchDispatch, Dispatch
+from orchestrator.triggers.dispatch import BatchDispatch, Dispatch, RunSlots
 from orchestrator.triggers.queue import dispatch_queued_triggers
 from orchestrator.triggers.schedules import dispatch_due_schedules, wait_until_due
 from orchestrator.triggers.waiting import QUEUE_POLL, wait_for_work
@@ -26,6 +28,9 @@ from orchestrator.triggers.waiting import QUEUE_POLL, wait_for_work
 SCHEDULE_SENSOR = "schedule_trigger_sensor"
 QUEUE_SENSOR = "queued_trigger_sensor"
 RECONCILER_SENSOR = "execution_reconciler"
+PRUNER_SENSOR = "retention_pruner"
+# Seconds of pruning per tick (a backlog drains over several ticks; each batch is short).
+PRUNE_BUDGET = 20.0
 
 
 def _requests(dispatches: list[Dispatch],
@@ -74,15 +79,27 @@ def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
     def queued_trigger_sensor(context: dg.SensorEvaluationContext,
                               orchestrator_store: OrchestratorStore) -> dg.SensorResult:
         db = orchestrator_store.get()
-        now = wait_for_work(db.queue.next_startable_at, now=datetime.now(UTC),
-                            wait=settings.dispatch_lookahead, clock=lambda: datetime.now(UTC),
-                            poll=QUEUE_POLL)
+
+        def slots() -> RunSlots | None:
+            return run_slots(context.instance) if settings.dispatch_to_free_slots else None
+
+        def startable(at: datetime) -> datetime | None:
+            due = db.queue.next_startable_at(at)
+            if due is not None and due <= at:
+                current = slots()
+                if current is not None and not current.free:
+                    return None  # a trigger waits for a run slot: probe again
+            return due
+
+        now = wait_for_work(startable, now=datetime.now(UTC), wait=settings.dispatch_lookahead,
+                            clock=lambda: datetime.now(UTC), poll=QUEUE_POLL)
         tick = dispatch_queued_triggers(db, now=now,
                                         limit=settings.max_runs_per_tick,
                                         runs=run_lookup(context.instance, QUEUE_SENSOR),
                                         alerter=orchestrator_store.alerter(),
                                         max_batch_size=settings.max_batch_size,
-                                        stuck_after=settings.burst_stuck_after)
+                                        stuck_after=settings.burst_stuck_after,
+                                        slots=slots(), min_spread=settings.batch_concurrency)
         if tick.stuck_alerts:
             context.log.error(f"{tick.stuck_alerts} trigger(s) waited longer than "
                               f"{int(settings.burst_stuck_after.total_seconds())}s in the "
@@ -119,3 +136,24 @@ def build_reconciler_sensor(settings: Settings) -> dg.SensorDefinition:
             "alert(s)"))
 
     return execution_reconciler
+
+
+def build_pruner_sensor(settings: Settings) -> dg.SensorDefinition:
+    @dg.sensor(name=PRUNER_SENSOR, minimum_interval_seconds=settings.prune_interval_seconds,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Prunes terminal executions past their environment's retention "
+                           "(and their Dagster runs) and expired housekeeping rows.")
+    def retention_pruner(context: dg.SensorEvaluationContext,
+                         orchestrator_store: OrchestratorStore) -> dg.SensorResult:
+        report = prune(orchestrator_store.get(), now=datetime.now(UTC),
+                       default_retention=timedelta(days=settings.retention_days),
+                       runs=DagsterRuns(context.instance) if settings.prune_dagster_runs
+                       else None, budget=PRUNE_BUDGET)
+        removed = ", ".join(f"{n} {kind}" for kind, n in sorted(report.removed.items()))
+        if report.removed:
+            context.log.info(f"pruned {removed}; deleted {report.dagster_runs} Dagster run(s)")
+        return dg.SensorResult(skip_reason=dg.SkipReason(
+            f"pruned {removed or 'nothing'}; {report.dagster_runs} Dagster run(s) deleted"
+            + ("; more left for the next tick" if report.more else "")))
+
+    return retention_pruner

@@ -16,6 +16,7 @@ batches         many executions carried by one Dagster run
 admission       trigger admission (idempotency, debounce, buffer) and reads with buffer fallback
 alerts          alerts and their outbound delivery
 access          API keys (hashed) and webhooks
+retention       per-environment retention and pruning of what nobody can see any more
 ==============  ======================================================================
 
 Every method raises :class:`~orchestrator.exceptions.StoreError` for a failure of the store,
@@ -295,3 +296,51 @@ class AccessRepository(Protocol):
     def list_webhooks(self, environment: str | None = None) -> list[WebhookRecord]: ...
 
     def delete_webhook(self, webhook_id: str) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expired:
+    """A terminal execution past its environment's retention."""
+
+    execution_id: str
+    run_batch_id: str | None
+
+
+class RetentionRepository(Protocol):
+    def set_retention(self, environment: str, retention: timedelta | None,
+                      now: datetime) -> None:
+        """Override ``environment``'s retention (None: back to the default)."""
+        ...
+
+    def retentions(self) -> dict[str, timedelta]:
+        """Every override, by environment."""
+        ...
+
+    def expired(self, now: datetime, default: timedelta, limit: int) -> list[Expired]:
+        """Up to ``limit`` terminal executions finished more than their environment's retention
+        before ``now``, oldest-finished first; nothing else, whatever its age."""
+        ...
+
+    def count_expired(self, now: datetime, default: timedelta) -> int: ...
+
+    def emptied_batches(self, execution_ids: Sequence[str]) -> list[str]:
+        """The batches of ``execution_ids`` that no other execution belongs to."""
+        ...
+
+    def delete_executions(self, execution_ids: Sequence[str]) -> dict[str, int]:
+        """Remove the executions with their block entries, queue rows, idempotency keys,
+        alerts (an incident's alert once no execution of it is left) and emptied batches, in
+        one transaction; returns the rows removed per kind (added to the totals)."""
+        ...
+
+    def prune_housekeeping(self, now: datetime, limit: int, *,
+                           dry_run: bool = False) -> dict[str, int]:
+        """Remove up to ``limit`` rows of each kind nothing can read any more: idempotency keys
+        past their TTL, debounce windows whose execution left the queue, queue rows of
+        terminal executions, burst-buffer rows already materialized. ``dry_run``: count all of
+        them, remove nothing."""
+        ...
+
+    def prune_totals(self) -> dict[str, int]:
+        """Rows removed so far, per kind."""
+        ...

@@ -11,6 +11,7 @@ from orchestrator.store.batches import RunBatches
 from orchestrator.store.executions import SqlExecutions
 from orchestrator.store.fairness import FairQueue
 from orchestrator.store.ingest import IngestStore
+from orchestrator.store.retention import SqlRetention
 from orchestrator.store.schedules import SqlSchedules
 from orchestrator.store.uow import Database
 from orchestrator.store.workflows import SqlWorkflows
@@ -30,4 +31,5 @@ def open_sql(store: Store, url: str) -> Database:
     store.admission = IngestStore(db, store.executions)
     store.alerts = SqlAlerts(db)
     store.access = AccessStore(db, store.workflows)
+    store.retention = SqlRetention(db)
     return db

@@ -25,6 +25,7 @@ from orchestrator.store.interfaces import (
     BatchRepository,
     ExecutionRepository,
     QueueRepository,
+    RetentionRepository,
     ScheduleRepository,
     WorkflowRepository,
 )
@@ -60,6 +61,7 @@ class Store:
     admission: AdmissionRepository
     alerts: AlertRepository
     access: AccessRepository
+    retention: RetentionRepository
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -284,3 +284,23 @@ alert_executions = sa.Table(
     sa.Column("execution_id", sa.String(36), primary_key=True),
     sa.Index("orch_ix_alert_executions_execution", "execution_id"),
 )
+
+# ------------------------------------------------------------------ retention (migration 0005)
+
+environments = sa.Table(
+    "orch_environments", metadata,
+    # Settings of one environment; a row only for an environment with an override.
+    sa.Column("environment", sa.String(64), primary_key=True),
+    # How long its terminal executions are kept (NULL: ORCHESTRATOR_RETENTION_DAYS).
+    sa.Column("retention_seconds", sa.BigInteger, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+prune_totals = sa.Table(
+    "orch_prune_totals", metadata,
+    # Rows removed by pruning since the store was created, per kind (the metrics' counters).
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+# The pruner reads terminal executions oldest-finished first.
+sa.Index("orch_ix_executions_finished", executions.c.finished_at)

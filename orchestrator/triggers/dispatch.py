@@ -3,6 +3,8 @@ execution, or a batch run of many) and how waiting executions are packed into ru
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,17 +75,48 @@ class Waiting(Generic[T]):
     batchable: bool
 
 
-def pack(waiting: Sequence[Waiting[T]], *, max_size: int, max_runs: int) -> list[list[T]]:
+@dataclass(frozen=True, kw_only=True)
+class RunSlots:
+    """Dagster's run slots as the dispatchers see them: ``capacity`` runs at once (the run
+    coordinator's ``max_concurrent_runs``) of which ``in_use`` are queued or in flight."""
+
+    capacity: int
+    in_use: int
+
+    @property
+    def free(self) -> int:
+        return max(0, self.capacity - self.in_use)
+
+
+def spread_size(waiting: int, *, free: int, floor: int, max_size: int) -> int:
+    """How many of an environment's ``waiting`` executions one batch run takes when they are
+    spread over the ``free`` run slots: an even share, so the slots finish together rather than
+    one run carrying a long tail while another slot idles; never below ``floor`` (a run smaller
+    than the members it runs at once leaves its own threads idle while paying another run's
+    start) nor above ``max_size``. The share is of the slots free now, not of all of them: a
+    slot that frees later is seen a tick later (about a second), by which time the run given
+    everything is most of the way through it."""
+    share = math.ceil(waiting / max(1, free))
+    return max(1, min(max_size, max(floor, share)))
+
+
+def pack(waiting: Sequence[Waiting[T]], *, max_size: int, max_runs: int,
+         spread: Callable[[int], int] | None = None) -> list[list[T]]:
     """Group ``waiting`` (fair order: round robin across environments, oldest first) into at
     most ``max_runs`` runs: an environment's batchable executions share runs of up to
-    ``max_size``, the others get one run each. A group of one is a lone run. Executions that
-    would need a run beyond ``max_runs`` are left for the next tick."""
+    ``max_size`` (or ``spread(n)`` for an environment with ``n`` batchable ones waiting), the
+    others get one run each. A group of one is a lone run. Executions that would need a run
+    beyond ``max_runs`` are left for the next tick."""
+    sizes: dict[str, int] = {}
+    if spread is not None:
+        counts = Counter(w.environment for w in waiting if w.batchable)
+        sizes = {env: min(max_size, spread(n)) for env, n in counts.items()}
     groups: list[list[T]] = []
     open_group: dict[str, list[T]] = {}
     for w in waiting:
         if w.batchable and max_size > 1:
             group = open_group.get(w.environment)
-            if group is not None and len(group) < max_size:
+            if group is not None and len(group) < sizes.get(w.environment, max_size):
                 group.append(w.item)
                 continue
         if len(groups) >= max_runs:

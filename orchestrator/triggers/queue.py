@@ -16,6 +16,13 @@
    ``limit`` runs: a lone trigger gets a run of its own (run key ``trigger:<execution_id>``),
    several waiting in one environment share batch runs of up to ``max_batch_size`` (claimed in
    the store first, so each belongs to one batch).
+
+With ``slots`` (Dagster's run slots), no more runs are requested than there are free slots,
+and an environment's backlog is spread evenly over them
+(:func:`~orchestrator.triggers.dispatch.spread_size`): members are claimed when a slot can run
+them, not queued in Dagster behind a run that took them all, so several workers finish a burst
+together. Without (no limit set, or spreading turned off), every waiting trigger is handed to
+Dagster at once in runs of ``max_batch_size``.
 """
 
 from __future__ import annotations
@@ -32,11 +39,13 @@ from orchestrator.triggers.dispatch import (
     BatchDispatch,
     Dispatch,
     RunLookup,
+    RunSlots,
     RunState,
     Waiting,
     batch_dispatch,
     pack,
     redispatch_batches,
+    spread_size,
 )
 
 DEFAULT_STUCK_AFTER = timedelta(minutes=10)
@@ -57,7 +66,8 @@ class QueueTick:
 
 def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: RunLookup,
                              alerter: Alerter, max_batch_size: int = 1,
-                             stuck_after: timedelta = DEFAULT_STUCK_AFTER) -> QueueTick:
+                             stuck_after: timedelta = DEFAULT_STUCK_AFTER,
+                             slots: RunSlots | None = None, min_spread: int = 1) -> QueueTick:
     tick = QueueTick()
     fair = store.queue
     for entry in fair.stuck(now, stuck_after):
@@ -78,9 +88,13 @@ def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: R
             break
     pending = [q for q in queued if states.get(keys[q.execution_id]) is not RunState.SUBMITTED]
     batchable = batches.batchable([(q.environment, q.workflow) for q in pending])
+    runs_left = limit if slots is None else min(limit, slots.free)
     groups = pack([Waiting(item=q, environment=q.environment,
                            batchable=batchable[(q.environment, q.workflow)]) for q in pending],
-                  max_size=max_batch_size, max_runs=max(0, limit - tick.runs))
+                  max_size=max_batch_size, max_runs=max(0, runs_left - tick.runs),
+                  spread=None if slots is None else (
+                      lambda n: spread_size(n, free=slots.free, floor=min_spread,
+                                            max_size=max_batch_size)))
     lone = [g[0].execution_id for g in groups if len(g) == 1]
     records = store.executions_by_id(lone)
     for group in groups:

@@ -12,11 +12,18 @@ differences that a long-lived worker needs:
 - terminating a run (Dagster UI, ``dagster run terminate``) revokes its task with SIGTERM; the
   run process turns it into the interrupt Dagster's own run workers get, so the run ends
   ``CANCELED`` through Dagster's cancellation path and the pool process lives on for the next
-  run.
+  run;
+- a task is acknowledged when its run ends, not when it starts (``acks_late``; workers run
+  with prefetch 1), so a worker holds no run beyond those it executes: a run sent while one
+  worker is busy goes to an idle one instead of waiting behind the busy one's run. A worker
+  that dies has its unacknowledged tasks delivered again to another; a run that already started
+  is not executed a second time (its execution's heartbeat lease settles it), one that had not
+  is executed there.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -37,9 +44,12 @@ from orchestrator.dagster.compat import (
 from orchestrator.dagster.storage import POOL_MAX_OVERFLOW, POOL_RECYCLE
 from orchestrator.exceptions import InvalidInput, Problem
 
+log = logging.getLogger(__name__)
 LAUNCHER_CLASS = "dagster_celery.launcher.CeleryRunLauncher"
 TASK_EXECUTE_JOB = "execute_job"  # the names CeleryRunLauncher sends (dagster_celery.config)
 TASK_RESUME_JOB = "resume_job"
+# What a run task may execute (Dagster refuses the others): anything else was started already.
+NOT_YET_EXECUTED = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING)
 
 _instance: dg.DagsterInstance | None = None
 _instance_lock = threading.Lock()
@@ -65,12 +75,18 @@ def build_app(instance: dg.DagsterInstance) -> Celery:
 def register_tasks(app: Celery) -> None:
     # No results: nothing reads them (a run's outcome is in Dagster's run storage and in the
     # store), and a result nobody consumes stays in the broker.
-    app.task(name=TASK_EXECUTE_JOB, ignore_result=True)(execute_job)
-    app.task(name=TASK_RESUME_JOB, ignore_result=True)(resume_job)
+    app.task(name=TASK_EXECUTE_JOB, ignore_result=True, acks_late=True)(execute_job)
+    app.task(name=TASK_RESUME_JOB, ignore_result=True, acks_late=True)(resume_job)
 
 
 def execute_job(execute_job_args_packed: Any) -> int:
     args = unpack_value(execute_job_args_packed, as_type=ExecuteRunArgs)
+    run = _process_instance().get_run_by_id(args.run_id)
+    if run is not None and run.status not in NOT_YET_EXECUTED:
+        # Delivered again after the worker that took it died: that worker started the run, so
+        # it is not executed twice (the reconciler fails it once its lease expires).
+        log.warning("run %s is %s: not executed again", args.run_id, run.status.value)
+        return 0
     return _run(execute_run_command_body, args)
 
 

@@ -12,6 +12,7 @@ execution is settled once with one alert.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -210,6 +211,11 @@ def test_a_killed_worker_is_settled_by_its_lease_and_the_survivor_drains(profile
         assert "no heartbeat" in _messages(instance, run.run_id)
     assert survived.outcome is Outcome.SUCCESS
     assert [store.get_execution(e).outcome for e in later] == [Outcome.SUCCESS] * 3
+    # The killed worker's task was delivered again (acknowledged only when a run ends): the
+    # survivor took it and did not execute the started run a second time (by then the
+    # reconciler may have failed it).
+    assert re.search(f"run {killed.dagster_run_id} is (STARTED|FAILURE): not executed again",
+                     survivor.log.read_text())
     [alert] = store.list_alerts()
     assert alert.execution_id == naps[0]
     assert [p.json()["execution_id"] for p in sink.hits("/alerts")] == [naps[0]]

@@ -17,10 +17,16 @@ from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.domain.correlation import DAGSTER_RUN_KEY_TAG
 from orchestrator.settings import Settings
 
+# Dagster's queued run coordinator with no limit on runs at once, so the queue sensor hands out
+# every waiting trigger (the run slots have tests of their own: test_run_slots.py).
+UNLIMITED_RUNS = {"run_coordinator": {
+    "module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
+    "config": {"max_concurrent_runs": -1}}}
+
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(overrides=UNLIMITED_RUNS) as instance:
         yield instance
 
 

@@ -27,6 +27,7 @@ from orchestrator.store.memory.admission import MemoryAdmission
 from orchestrator.store.memory.catalog import MemoryAccess, MemorySchedules, MemoryWorkflows
 from orchestrator.store.memory.executions import MemoryAlerts, MemoryExecutions
 from orchestrator.store.memory.queue import MemoryBatches, MemoryQueue
+from orchestrator.store.memory.retention import MemoryRetention
 from orchestrator.store.memory.state import MemoryState
 
 if TYPE_CHECKING:
@@ -64,3 +65,4 @@ def open_memory(store: Store, state: MemoryState) -> None:
     store.admission = MemoryAdmission(state, executions)
     store.alerts = MemoryAlerts(state)
     store.access = MemoryAccess(state, workflows)
+    store.retention = MemoryRetention(state)

@@ -1,0 +1,1 @@
+"""The data lifecycle: retention and pruning (:mod:`orchestrator.lifecycle.prune`)."""

@@ -1,0 +1,69 @@
+"""``orchestrator environments`` and ``orchestrator db prune`` as a user runs them, on SQLite
+and PostgreSQL: retention overrides listed and validated (exit 2 naming the argument, nothing
+written), a dry run that counts and removes nothing, a prune that prints what it removed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestrator.domain.correlation import Correlation, Source
+from orchestrator.domain.records import ExecutionStatus, Outcome
+from orchestrator.store import Store
+from tests.acceptance.test_cli import (  # noqa: F401 (fixtures)
+    CLI,
+    apply_digest,
+    bad_input,
+    base_env,
+    cli,
+    cli_env,
+    ok,
+    ok_json,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _finished(store: Store, execution_id: str, environment: str, ago: timedelta) -> None:
+    at = datetime.now(UTC) - ago
+    store.create_execution(Correlation(execution_id=execution_id, request_id="r",
+                                       source=Source.API, workflow="digest",
+                                       environment=environment), at, enqueue=True)
+    store.finish_execution(execution_id, status=ExecutionStatus.SUCCESS, outcome=Outcome.SUCCESS,
+                           finalized_by="core", now=at)
+
+
+def test_set_retention_lists_it_and_refuses_bad_input(cli: CLI,  # noqa: F811
+                                                      tmp_path: Path) -> None:
+    apply_digest(cli, tmp_path)
+    assert ok_json(cli("environments", "set-retention", "acme", "7d", "--json")) == {
+        "environment": "acme", "retention": "7d", "source": "override"}
+    assert ok_json(cli("environments", "list", "--json")) == [
+        {"environment": "acme", "retention": "7d", "source": "override"},
+        {"environment": "default", "retention": "30d", "source": "default"}]
+    assert "RETENTION" in bad_input(cli("environments", "set-retention", "acme", "10m"))
+    assert "ENVIRONMENT" in bad_input(cli("environments", "set-retention", "Bad Env", "7d"))
+    assert "7d" in ok(cli("environments", "list")).stdout  # the refusals changed nothing
+    ok(cli("environments", "set-retention", "acme", "default"))
+    assert ok_json(cli("environments", "list", "--json"))[0]["source"] == "default"
+
+
+def test_prune_dry_run_counts_then_prune_removes(cli: CLI,  # noqa: F811
+                                                 cli_env: dict[str, str],  # noqa: F811
+                                                 tmp_path: Path) -> None:
+    apply_digest(cli, tmp_path)
+    store = Store(cli_env["ORCHESTRATOR_DATABASE_URL"])
+    _finished(store, "old", "default", timedelta(days=31))
+    _finished(store, "acme-old", "acme", timedelta(days=8))
+    _finished(store, "recent", "default", timedelta(days=8))
+    ok(cli("environments", "set-retention", "acme", "7d"))
+
+    dry = ok(cli("db", "prune", "--dry-run")).stdout
+    assert dry.startswith("would remove 2 executions")
+    assert len(store.list_executions(limit=10)) == 3
+    done = ok_json(cli("db", "prune", "--json"))
+    assert done["removed"]["executions"] == 2 and not done["dry_run"]
+    assert [e.execution_id for e in store.list_executions(limit=10)] == ["recent"]
+    assert ok(cli("db", "prune")).stdout.startswith("removed nothing")
