@@ -25,6 +25,7 @@ from bench import (
     drain,
     exec_overhead,
     ingestion,
+    retention,
     scale_out,
     schedule_precision,
     tick_cost,
@@ -45,6 +46,8 @@ BENCHMARKS: dict[str, Callable[[str], list[Row]]] = {
     "ingestion": ingestion.measure,
     # PostgreSQL + Celery (RabbitMQ) beside the embedded default (BENCH_SCALE_ONLY=latency,...).
     "scale_out": scale_out.measure,
+    # PostgreSQL only: 5 million executions beside a fresh store, and pruning under load.
+    "retention": retention.measure,
 }
 
 

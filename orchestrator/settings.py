@@ -31,7 +31,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 from orchestrator.exceptions import InvalidInput, Problem
 
 __all__ = ["DATABASE_URL_VAR", "DEFAULT_DB_FILENAME", "EnvSettings", "Settings", "at_least",
-           "default_database_url", "env_var", "flag", "http_url", "names", "seconds"]
+           "default_database_url", "env_var", "flag", "http_url", "names", "seconds", "whsec"]
 
 PREFIX = "ORCHESTRATOR_"
 DATABASE_URL_VAR = "ORCHESTRATOR_DATABASE_URL"
@@ -99,6 +99,22 @@ def flag() -> BeforeValidator:
         if _blank(raw):
             raise PydanticUseDefault()
         return raw if isinstance(raw, bool) else str(raw).lower() in _TRUE
+
+    return BeforeValidator(check)
+
+
+def whsec() -> BeforeValidator:
+    """A Standard Webhooks secret: ``whsec_`` followed by base64 of at least 24 bytes."""
+
+    def check(raw: Any) -> str:
+        if _blank(raw):
+            raise PydanticUseDefault()
+        from orchestrator.domain.signatures import standard_secret_problem
+
+        problem = standard_secret_problem(str(raw))
+        if problem:
+            raise _problem(problem)
+        return str(raw)
 
     return BeforeValidator(check)
 
@@ -192,6 +208,8 @@ class Settings(EnvSettings):
     catchup_window: Annotated[timedelta, seconds(0),
                               env_var("ORCHESTRATOR_CATCHUP_WINDOW_SECONDS")] = timedelta(hours=1)
     alert_webhook_url: Annotated[str | None, http_url()] = None
+    # Signs each alert POST as Standard Webhooks do (whsec_ + base64; README "Alerts").
+    alert_webhook_secret: Annotated[str | None, whsec()] = None
     dagster_ui_url: Annotated[str, http_url(trailing_slash=False)] = "http://127.0.0.1:3000"
     heartbeat_interval_seconds: Annotated[int, at_least(1)] = 10
     # More than heartbeat_interval_seconds (checked below).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from orchestrator.domain.correlation import CORRELATION_FIELD_NAMES, iso_utc
 from orchestrator.domain.failures import retryable_status
 from orchestrator.domain.records import AlertRecord, DeliveryStatus, ExecutionRecord
 from orchestrator.domain.retry import ALERT_DELIVERY_DELAYS
+from orchestrator.domain.signatures import standard_headers
 from orchestrator.store import Store
 from orchestrator.store.interfaces import BUFFER_STUCK_KIND, BufferedTrigger
 
@@ -36,6 +38,8 @@ class Alerter:
     webhook_url: str | None
     ui_url: str
     clock: Callable[[], datetime]
+    # Signs each POST as Standard Webhooks do (webhook-id: alert_<id>, the same on every retry).
+    webhook_secret: str | None = None
 
     def run_url(self, run_id: str | None) -> str | None:
         return f"{self.ui_url}/runs/{run_id}" if run_id else None
@@ -147,9 +151,14 @@ class Alerter:
         body = {"text": text, "kind": alert.kind, "alert_id": alert.id,
                 "message": alert.message, "created_at": iso_utc(alert.created_at),
                 **alert.details}
+        payload = json.dumps(body, separators=(",", ":"), default=str).encode()
+        headers = {"content-type": "application/json"}
+        if self.webhook_secret:
+            headers.update(standard_headers(self.webhook_secret, f"alert_{alert.id}",
+                                            self.clock(), payload))
         try:
             with httpx.Client(timeout=DELIVERY_TIMEOUT_SECONDS) as client:
-                response = client.post(self.webhook_url, json=body)
+                response = client.post(self.webhook_url, content=payload, headers=headers)
         except httpx.HTTPError as exc:
             return f"could not reach the alert webhook ({type(exc).__name__})", True
         if response.is_success:

@@ -11,6 +11,7 @@ import click
 from orchestrator.cli.output import emit, json_option
 from orchestrator.domain.workflow import validate_name
 from orchestrator.exceptions import InvalidInput
+from orchestrator.lifecycle.prune import DEFAULT_BATCH
 from orchestrator.settings import Settings
 
 if TYPE_CHECKING:
@@ -70,8 +71,11 @@ def environments_set_retention(environment: str, retention: str, as_json: bool) 
 
 @click.command("prune")
 @click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_BATCH,
+              show_default=True, help="Executions (and rows of each other kind) per "
+              "transaction.")
 @json_option
-def db_prune(dry_run: bool, as_json: bool) -> None:
+def db_prune(dry_run: bool, batch_size: int, as_json: bool) -> None:
     """Remove terminal executions past their environment's retention (with their block entries,
     alerts and Dagster runs) and expired housekeeping rows, in small batches, as the
     retention_pruner sensor does; print the counts."""
@@ -85,7 +89,7 @@ def db_prune(dry_run: bool, as_json: bool) -> None:
     try:
         report = prune(Store(settings.database_url), now=datetime.now(UTC),
                        default_retention=timedelta(days=settings.retention_days), runs=runs,
-                       dry_run=dry_run)
+                       batch_size=batch_size, dry_run=dry_run)
     finally:
         if runs is not None:
             runs.instance.dispose()

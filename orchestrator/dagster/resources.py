@@ -51,4 +51,5 @@ class OrchestratorStore(dg.ConfigurableResource):  # type: ignore[type-arg]
     def alerter(self) -> Alerter:
         settings = self.settings()
         return Alerter(store=self.get(), webhook_url=settings.alert_webhook_url,
-                       ui_url=settings.dagster_ui_url, clock=utc_now)
+                       ui_url=settings.dagster_ui_url, clock=utc_now,
+                       webhook_secret=settings.alert_webhook_secret)

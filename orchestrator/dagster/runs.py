@@ -100,6 +100,15 @@ class DagsterRuns:
     def tag_outcome(self, run_id: str, outcome: str) -> None:
         self.instance.add_run_tags(run_id, {TAG_OUTCOME: outcome})
 
+    def terminate(self, run_id: str) -> bool:
+        run = self.instance.get_run_by_id(run_id)
+        if run is None or run.is_finished or run.status == dg.DagsterRunStatus.CANCELING:
+            return False
+        if run.status in (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED):
+            self.instance.report_run_canceled(run, "cancelled on request before it started")
+            return True
+        return self.instance.run_launcher.terminate(run_id)
+
     def delete_runs(self, execution_ids: Sequence[str], batch_ids: Sequence[str]) -> int:
         """The pruner's :class:`~orchestrator.lifecycle.prune.RunPruner`: delete the finished
         runs tagged with these executions (their own runs, retries included) or batches,

@@ -132,7 +132,8 @@ def build_reconciler_sensor(settings: Settings) -> dg.SensorDefinition:
             context.log.info(f"settled {len(tick.settled)} execution(s): {shown}{more}")
         return dg.SensorResult(cursor=tick.cursor.isoformat(), skip_reason=dg.SkipReason(
             f"settled {len(tick.finalized)} execution(s), {tick.expired_leases} expired "
-            f"lease(s), {tick.silent_runs} silent run(s) failed, delivered {tick.delivered} "
+            f"lease(s), {tick.silent_runs} silent run(s) failed, {tick.cancelled} cancel "
+            f"request(s) carried out, delivered {tick.delivered} "
             "alert(s)"))
 
     return execution_reconciler

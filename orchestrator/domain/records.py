@@ -29,6 +29,21 @@ class Outcome(str, Enum):
     CANCELLED = "cancelled"
 
 
+class CancelOutcome(str, Enum):
+    """What a cancel request did: ``cancelled`` (it had not started: it ends ``cancelled``, no
+    run), ``requested`` (it is running: the reconciler stops it, it ends ``cancelled``),
+    ``finished`` (it had ended: nothing changed)."""
+
+    CANCELLED = "cancelled"
+    REQUESTED = "requested"
+    FINISHED = "finished"
+
+
+# Who finalized an execution cancelled on request, and what it says.
+FINALIZED_BY_CANCEL = "cancel"
+CANCELLED_ERROR = {"message": "cancelled on request"}
+
+
 class DeliveryStatus(str, Enum):
     """An alert's webhook delivery: ``none`` when no webhook is configured."""
 
@@ -111,6 +126,8 @@ class ExecutionRecord(Correlation, _Record):
     heartbeat_at: datetime | None = None
     batch_id: str | None = None  # the trigger-batch request (POST .../trigger-batch) it came in
     run_batch_id: str | None = None  # the batch run that carried it (many executions, one run)
+    # A cancel asked for while it ran: the reconciler stops its run (or it alone, in a batch).
+    cancel_requested_at: datetime | None = None
     blocks: tuple[BlockEntry, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:

@@ -27,6 +27,11 @@ KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$")
 DEFAULT_CATCHUP_WINDOW = timedelta(hours=1)
 _COUNT_CAP = 10_000
 
+# Pausing a schedule cancels its executions that have not started (DESIGN §6): who finalized
+# them, and what they say.
+FINALIZED_BY_PAUSE = "pause"
+PAUSED_ERROR = {"message": "cancelled: its schedule was paused before it started"}
+
 
 @dataclass(frozen=True, kw_only=True)
 class ScheduleSpec:

@@ -1,12 +1,22 @@
-"""Webhook signatures: HMAC-SHA256 over ``"<timestamp>.<body>"`` with the webhook's secret, sent
-as ``X-Orchestrator-Signature: sha256=<hex>`` with ``X-Orchestrator-Timestamp: <unix seconds>``.
-Checked in constant time; a timestamp outside the window is refused (replays of an accepted
-signature are refused by the store)."""
+"""Webhook signatures.
+
+- Legacy (the scheme of webhooks made before Standard Webhooks): HMAC-SHA256 over
+  ``"<timestamp>.<body>"`` with the webhook's secret, sent as ``X-Orchestrator-Signature:
+  sha256=<hex>`` with ``X-Orchestrator-Timestamp: <unix seconds>``; a timestamp outside the
+  window is refused (replays of an accepted signature are refused by the store).
+- Standard Webhooks (standardwebhooks.com): ``webhook-id``, ``webhook-timestamp``,
+  ``webhook-signature: v1,<base64>``, the secret ``whsec_`` + base64; signed and checked with
+  the reference library (``standardwebhooks``), the clock injected. Alerts are sent this way.
+
+Signatures are compared in constant time."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import secrets
 from datetime import UTC, datetime, timedelta
 
 SIGNATURE_HEADER = "X-Orchestrator-Signature"
@@ -36,3 +46,77 @@ def verify(secret: str, timestamp: str | None, signature: str | None, body: byte
     if not hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode()):
         return "signature does not match; sign \"<timestamp>.<body>\" with the webhook secret"
     return None
+
+
+# ------------------------------------------------------------------- Standard Webhooks
+
+STANDARD_PREFIX = "whsec_"
+_MIN_SECRET_BYTES = 24
+
+
+def new_standard_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` + base64 of 32 random bytes."""
+    return STANDARD_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def standard_secret_problem(secret: str) -> str | None:
+    """None for a usable Standard Webhooks secret, else what is wrong with it."""
+    if not secret.startswith(STANDARD_PREFIX):
+        return "must start with whsec_ (a Standard Webhooks secret)"
+    try:
+        key = base64.b64decode(secret[len(STANDARD_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        return "must be whsec_ followed by base64 (A-Z, a-z, 0-9, +, /, =)"
+    if len(key) < _MIN_SECRET_BYTES:
+        return f"must hold at least {_MIN_SECRET_BYTES} bytes of key after whsec_"
+    return None
+
+
+def standard_headers(secret: str, message_id: str, sent_at: datetime,
+                     body: bytes) -> dict[str, str]:
+    """The three headers of a Standard Webhooks delivery of ``body`` (signed with the
+    reference library)."""
+    from standardwebhooks.webhooks import Webhook
+
+    signature = Webhook(secret).sign(message_id, sent_at, body.decode())
+    return {"webhook-id": message_id, "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": signature}
+
+
+STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+STANDARD_TOLERANCE = timedelta(minutes=5)
+
+
+def verify_standard(webhook_secrets: list[str], headers: dict[str, str], body: bytes,
+                    now: datetime) -> tuple[str | None, str | None]:
+    """A Standard Webhooks delivery checked against any of ``webhook_secrets`` (several during a
+    rotation), with the clock injected: ``(message id, None)`` when valid, else ``(None, why
+    not)`` (safe to show the sender). The header may carry several space-separated ``v1,``
+    signatures; one matching any secret is enough; other versions are ignored."""
+    from standardwebhooks.webhooks import Webhook
+
+    lowered = {k.lower(): v for k, v in headers.items()}
+    message_id, timestamp, signatures = (lowered.get(h) for h in STANDARD_HEADERS)
+    if not (message_id and timestamp and signatures):
+        return None, "webhook-id, webhook-timestamp and webhook-signature headers are required"
+    try:
+        sent = datetime.fromtimestamp(int(timestamp), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None, "webhook-timestamp must be unix seconds"
+    if abs(now - sent) > STANDARD_TOLERANCE:
+        return None, (f"webhook-timestamp is outside the "
+                      f"{int(STANDARD_TOLERANCE.total_seconds() // 60)}-minute tolerance; sign "
+                      "with the current time")
+    mismatch = ("no signature matches; sign \"<webhook-id>.<webhook-timestamp>.<body>\" with "
+                "the webhook's secret (HMAC-SHA256, v1)")
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        return None, mismatch
+    passed = [s.split(",", 1)[1].encode() for s in signatures.split(" ")
+              if s.startswith("v1,")]
+    for secret in webhook_secrets:
+        expected = Webhook(secret).sign(message_id, sent, text).split(",", 1)[1].encode()
+        if any(hmac.compare_digest(expected, p) for p in passed):
+            return message_id, None
+    return None, mismatch

@@ -13,7 +13,11 @@ its worker process is killed. Every tick, the reconciler
    holds one: their worker died before the op took its first heartbeat, or after the executions
    were finalized and before the run reported its end (a killed Celery worker: no code server
    watches that process). The run is failed; step 1 settles what it left open;
-4. retries alert webhooks that are due.
+4. stops executions with a cancel request (``orchestrator executions cancel`` while they ran):
+   a member of a batch run is finalized ``cancelled`` alone (the run goes on with the others);
+   an execution with a run of its own has that run terminated, and step 1 settles it
+   ``cancelled`` (no alert) once the run has ended;
+5. retries alert webhooks that are due.
 
 Everything it does is idempotent, so a tick that fails halfway (the store down) is simply done
 again by the next one; the cursor only moves past runs that are settled.
@@ -29,7 +33,13 @@ from enum import Enum
 from typing import Protocol
 
 from orchestrator.alerts import Alerter
-from orchestrator.domain.records import ExecutionRecord, Outcome
+from orchestrator.domain.records import (
+    CANCELLED_ERROR,
+    FINALIZED_BY_CANCEL,
+    ExecutionRecord,
+    ExecutionStatus,
+    Outcome,
+)
 from orchestrator.execution.settle import RunEnd, Settlement, settle, settle_batch
 from orchestrator.store import Store
 
@@ -72,6 +82,10 @@ class RunSource(Protocol):
 
     def tag_outcome(self, run_id: str, outcome: str) -> None: ...
 
+    def terminate(self, run_id: str) -> bool:
+        """Ask Dagster to stop the run; False when it is not running or was asked already."""
+        ...
+
 
 @dataclass(kw_only=True)
 class ReconcileTick:
@@ -79,6 +93,7 @@ class ReconcileTick:
     settled: list[Settlement] = field(default_factory=list)
     expired_leases: int = 0
     silent_runs: int = 0
+    cancelled: int = 0  # batch members finalized, or runs asked to stop, on a cancel request
     delivered: int = 0
 
     @property
@@ -93,6 +108,7 @@ def reconcile(store: Store, runs: RunSource, alerter: Alerter, *, now: datetime,
     _fail_silent_runs(store, runs, tick, now=now, lease_timeout=lease_timeout)
     _settle_ended_runs(store, runs, alerter, tick)
     _expire_leases(store, runs, alerter, tick, now=now, lease_timeout=lease_timeout)
+    _stop_cancelled(store, runs, tick, now=now)
     tick.delivered = alerter.deliver_due()
     return tick
 
@@ -241,3 +257,23 @@ def _fail_silent_runs(store: Store, runs: RunSource, tick: ReconcileTick, *, now
                                      f"heartbeat for over {seconds}s); the process was "
                                      "probably killed")
         tick.silent_runs += 1
+
+
+def _stop_cancelled(store: Store, runs: RunSource, tick: ReconcileTick, *,
+                    now: datetime) -> None:
+    """Executions with a cancel request (see the module's step 4)."""
+    requested = store.cancellation.cancel_requested(PAGE)
+    own = runs.by_id([e.dagster_run_id for e in requested
+                      if e.run_batch_id is None and e.dagster_run_id])
+    for execution in requested:
+        run = own.get(execution.dagster_run_id or "") if execution.run_batch_id is None else None
+        if run is not None:
+            if run.phase is RunPhase.ACTIVE and runs.terminate(run.run_id):
+                tick.cancelled += 1
+            continue  # once the run has ended, step 1 settles the execution
+        _, won = store.finish_execution(execution.execution_id,
+                                        status=ExecutionStatus.CANCELLED,
+                                        outcome=Outcome.CANCELLED,
+                                        finalized_by=FINALIZED_BY_CANCEL, now=now,
+                                        error=dict(CANCELLED_ERROR))
+        tick.cancelled += int(won)

@@ -23,9 +23,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from orchestrator.store import Store
+if TYPE_CHECKING:
+    from orchestrator.store import Store
 
 DEFAULT_BATCH = 1000
 

@@ -17,6 +17,7 @@ admission       trigger admission (idempotency, debounce, buffer) and reads with
 alerts          alerts and their outbound delivery
 access          API keys (hashed) and webhooks
 retention       per-environment retention and pruning of what nobody can see any more
+cancellation    cancelling an execution, whatever its state
 ==============  ======================================================================
 
 Every method raises :class:`~orchestrator.exceptions.StoreError` for a failure of the store,
@@ -36,6 +37,7 @@ from orchestrator.domain.ingest import Admission, AdmissionJob, TriggerRequest
 from orchestrator.domain.records import (
     AlertRecord,
     BlockEntry,
+    CancelOutcome,
     ExecutionRecord,
     ExecutionStatus,
     Outcome,
@@ -138,7 +140,11 @@ class ScheduleRepository(Protocol):
     def list_schedules(self, environment: str | None = None,
                        workflow: str | None = None) -> list[ScheduleRecord]: ...
 
-    def pause_schedule(self, schedule_id: str, now: datetime) -> ScheduleRecord: ...
+    def pause_schedule(self, schedule_id: str, now: datetime) -> ScheduleRecord:
+        """Disable, and in the same transaction cancel the schedule's executions that have not
+        started (``queued``: they end ``cancelled``, finalized by ``pause``, with no alert; a
+        run already requested for one finds it finalized and runs nothing)."""
+        ...
 
     def resume_schedule(self, schedule_id: str, next_run_at: datetime,
                         now: datetime) -> ScheduleRecord: ...
@@ -343,4 +349,16 @@ class RetentionRepository(Protocol):
 
     def prune_totals(self) -> dict[str, int]:
         """Rows removed so far, per kind."""
+        ...
+
+
+class CancellationRepository(Protocol):
+    def cancel(self, execution_id: str, now: datetime) -> tuple[ExecutionRecord, CancelOutcome]:
+        """Cancel it in one transaction: a buffered or queued one ends ``cancelled`` at once; a
+        running one gets ``cancel_requested_at`` (the reconciler stops it); a finished one is
+        left as it is. :class:`NotFound` for an unknown id."""
+        ...
+
+    def cancel_requested(self, limit: int = 100) -> list[ExecutionRecord]:
+        """Running executions with a cancel request, oldest request first."""
         ...

@@ -102,8 +102,12 @@ class SqlRetention:
                         ~sa.exists().where(links.c.alert_id == a.c.id))))).rowcount
             counts["blocks"] = conn.execute(b.delete().where(b.c.execution_id.in_(ids))).rowcount
             counts["queue"] = conn.execute(q.delete().where(q.c.execution_id.in_(ids))).rowcount
-            counts["idempotency_keys"] = conn.execute(
-                k.delete().where(k.c.execution_id.in_(ids))).rowcount
+            # By the key's primary key (the execution's key), still only the execution's own.
+            keys = sa.select(e.c.environment, e.c.workflow, e.c.idempotency_key).where(
+                e.c.execution_id.in_(ids), e.c.idempotency_key.is_not(None))
+            counts["idempotency_keys"] = conn.execute(k.delete().where(
+                sa.tuple_(k.c.environment, k.c.workflow, k.c.key).in_(keys),
+                k.c.execution_id.in_(ids))).rowcount
             counts["executions"] = conn.execute(
                 e.delete().where(e.c.execution_id.in_(ids))).rowcount
             if emptied:

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.domain.correlation import new_id
-from orchestrator.domain.records import ScheduleRecord
-from orchestrator.domain.schedules import ScheduleSpec
+from orchestrator.domain.records import ExecutionStatus, Outcome, ScheduleRecord
+from orchestrator.domain.schedules import FINALIZED_BY_PAUSE, PAUSED_ERROR, ScheduleSpec
 from orchestrator.exceptions import NotFound
 from orchestrator.store import tables as t
 from orchestrator.store.interfaces import Advance, WorkflowRepository
@@ -84,10 +84,21 @@ class SqlSchedules:
 
     @translated("pause the schedule")
     def pause_schedule(self, schedule_id: str, now: datetime) -> ScheduleRecord:
+        e, q = t.executions, t.queued_triggers
         with self.db.write() as conn:
             self._schedule(conn, schedule_id)
             conn.execute(t.schedules.update().where(t.schedules.c.id == schedule_id)
                          .values(enabled=False, next_run_at=None, updated_at=now))
+            waiting = sa.select(e.c.execution_id).where(
+                e.c.status == ExecutionStatus.QUEUED.value, e.c.trigger_id == schedule_id)
+            ids = list(conn.execute(waiting).scalars())
+            if ids:
+                conn.execute(q.delete().where(q.c.execution_id.in_(ids)))
+                conn.execute(e.update().where(
+                    e.c.execution_id.in_(ids), e.c.status == ExecutionStatus.QUEUED.value)
+                    .values(status=ExecutionStatus.CANCELLED.value,
+                            outcome=Outcome.CANCELLED.value, finalized_by=FINALIZED_BY_PAUSE,
+                            finished_at=now, error=PAUSED_ERROR))
             return self._schedule(conn, schedule_id)
 
     @translated("resume the schedule")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from orchestrator.store.access import AccessStore
 from orchestrator.store.alerts import SqlAlerts
 from orchestrator.store.batches import RunBatches
+from orchestrator.store.cancellation import SqlCancellation
 from orchestrator.store.executions import SqlExecutions
 from orchestrator.store.fairness import FairQueue
 from orchestrator.store.ingest import IngestStore
@@ -32,4 +33,5 @@ def open_sql(store: Store, url: str) -> Database:
     store.alerts = SqlAlerts(db)
     store.access = AccessStore(db, store.workflows)
     store.retention = SqlRetention(db)
+    store.cancellation = SqlCancellation(db)
     return db

@@ -23,6 +23,7 @@ from orchestrator.store.interfaces import (
     AdmissionRepository,
     AlertRepository,
     BatchRepository,
+    CancellationRepository,
     ExecutionRepository,
     QueueRepository,
     RetentionRepository,
@@ -62,6 +63,7 @@ class Store:
     alerts: AlertRepository
     access: AccessRepository
     retention: RetentionRepository
+    cancellation: CancellationRepository
 
     def __init__(self, url: str) -> None:
         self.url = url

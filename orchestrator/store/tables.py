@@ -302,5 +302,12 @@ prune_totals = sa.Table(
     sa.Column("kind", sa.String(32), primary_key=True),
     sa.Column("count", sa.BigInteger, nullable=False),
 )
-# The pruner reads terminal executions oldest-finished first.
+# The pruner reads terminal executions oldest-finished first; an environment's listing reads
+# its newest first, whatever the other environments hold.
 sa.Index("orch_ix_executions_finished", executions.c.finished_at)
+sa.Index("orch_ix_executions_environment_created", executions.c.environment,
+         executions.c.created_at)
+
+# ------------------------------------------------------------------ cancellation (migration 0006)
+
+executions.append_column(sa.Column("cancel_requested_at", UTCDateTime, nullable=True))

@@ -206,3 +206,44 @@ def test_retention_is_written_as_users_write_it() -> None:
     assert parse_retention("7d", "x") == timedelta(days=7)
     assert parse_retention("36h", "x") == timedelta(hours=36)
     assert parse_retention("Default", "x") is None
+
+
+@pytest.mark.backends("sqlite", "postgres")
+def test_pruning_beside_admission_and_dispatch_loses_nothing(store: Store,
+                                                             make_workflow) -> None:
+    """A pruner working through a backlog while triggers are admitted, dispatched and
+    finished: every new execution survives, every expired one goes, nothing errs."""
+    import threading
+
+    make_workflow()
+    old = [_done(store, f"old{i}", finished=KEEP * 2) for i in range(60)]
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def pruner() -> None:
+        try:
+            while not stop.is_set():
+                prune(store, now=NOW, default_retention=KEEP, batch_size=5, max_batches=2)
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=pruner)
+    thread.start()
+    new = []
+    try:
+        for i in range(40):
+            c = Correlation(execution_id=f"new{i}", request_id="r", source=Source.API,
+                            workflow="digest", environment="default",
+                            idempotency_key=f"k{i}")
+            store.admission.admit([TriggerRequest(correlation=c)], NOW)
+            store.mark_dispatched([c.execution_id], NOW)
+            if i % 2:
+                store.finish_execution(c.execution_id, status=ExecutionStatus.SUCCESS,
+                                       outcome=Outcome.SUCCESS, finalized_by="core", now=NOW)
+            new.append(c.execution_id)
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == []
+    prune(store, now=NOW, default_retention=KEEP)
+    assert _kept(store, old) == [] and _kept(store, new) == new

@@ -64,6 +64,29 @@ class TestWorkflows:
 
 
 class TestSchedules:
+    def test_pausing_cancels_what_has_not_started(self, store: Store, make_schedule) -> None:
+        schedule = make_schedule()
+        other = make_schedule(key="other")
+        mine = [_correlation(f"e-{i}", trigger_id=schedule.id) for i in range(3)]
+        for c in mine:
+            store.create_execution(c, NOW, enqueue=True)
+        store.start_execution("e-0", dagster_run_id="run-0", workflow_version=1, now=NOW)
+        store.create_execution(_correlation("theirs", trigger_id=other.id), NOW, enqueue=True)
+        paused = store.pause_schedule(schedule.id, NOW + timedelta(seconds=1))
+        assert (paused.enabled, paused.next_run_at) == (False, None)
+        states = {e: (r.status, r.outcome, r.finalized_by) for e in
+                  ("e-0", "e-1", "e-2", "theirs") for r in [store.get_execution(e)]}
+        assert states == {
+            "e-0": (ExecutionStatus.RUNNING, None, None),  # started: it finishes as it will
+            "e-1": (ExecutionStatus.CANCELLED, Outcome.CANCELLED, "pause"),
+            "e-2": (ExecutionStatus.CANCELLED, Outcome.CANCELLED, "pause"),
+            "theirs": (ExecutionStatus.QUEUED, None, None)}
+        assert store.get_execution("e-1").error == {
+            "message": "cancelled: its schedule was paused before it started"}
+        assert [q.execution_id for q in store.queued_triggers(10)
+                if q.status is TriggerStatus.QUEUED] == ["e-0", "theirs"]
+        assert store.list_alerts() == []
+
     def test_every_created_schedule_has_next_run_at(self, store: Store, make_schedule) -> None:
         cron = make_schedule(cron="*/5 * * * *")
         once = make_schedule(run_at="2030-02-01T09:00:00+01:00")

@@ -24,6 +24,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from orchestrator.store.memory.admission import MemoryAdmission
+from orchestrator.store.memory.cancellation import MemoryCancellation
 from orchestrator.store.memory.catalog import MemoryAccess, MemorySchedules, MemoryWorkflows
 from orchestrator.store.memory.executions import MemoryAlerts, MemoryExecutions
 from orchestrator.store.memory.queue import MemoryBatches, MemoryQueue
@@ -66,3 +67,4 @@ def open_memory(store: Store, state: MemoryState) -> None:
     store.alerts = MemoryAlerts(state)
     store.access = MemoryAccess(state, workflows)
     store.retention = MemoryRetention(state)
+    store.cancellation = MemoryCancellation(state)

@@ -15,8 +15,8 @@ from orchestrator.domain.access import (
     new_webhook_secret,
 )
 from orchestrator.domain.correlation import new_id
-from orchestrator.domain.records import ScheduleRecord, WorkflowRecord
-from orchestrator.domain.schedules import ScheduleSpec
+from orchestrator.domain.records import ExecutionStatus, Outcome, ScheduleRecord, WorkflowRecord
+from orchestrator.domain.schedules import FINALIZED_BY_PAUSE, PAUSED_ERROR, ScheduleSpec
 from orchestrator.domain.workflow import WorkflowSpec
 from orchestrator.exceptions import NotFound
 from orchestrator.store.interfaces import Advance, WorkflowRepository
@@ -147,6 +147,14 @@ class MemorySchedules:
     def pause_schedule(self, schedule_id: str, now: datetime) -> ScheduleRecord:
         with self.state.transaction() as s:
             self.get_schedule(schedule_id)
+            for row in list(s.table("executions").values()):
+                if row["status"] == ExecutionStatus.QUEUED.value and \
+                        row["trigger_id"] == schedule_id:
+                    s.table("queued").pop(row["execution_id"], None)
+                    s.update("executions", row["execution_id"],
+                             status=ExecutionStatus.CANCELLED.value,
+                             outcome=Outcome.CANCELLED.value, finalized_by=FINALIZED_BY_PAUSE,
+                             finished_at=now, error=dict(PAUSED_ERROR))
             return _schedule(s.update("schedules", schedule_id, enabled=False, next_run_at=None,
                                       updated_at=now))
 

@@ -37,7 +37,7 @@ def execution_row(correlation: Correlation, now: datetime, *, workflow_version: 
         parent_execution_id=c.parent_execution_id, payload=c.payload, dagster_run_id=None,
         attempts=0, error=None, output=None, finalized_by=None, created_at=now,
         started_at=None, finished_at=None, heartbeat_at=None, batch_id=batch_id,
-        run_batch_id=run_batch_id)
+        run_batch_id=run_batch_id, cancel_requested_at=None)
 
 
 def insert_execution(state: MemoryState, correlation: Correlation, now: datetime, *,

@@ -57,6 +57,16 @@ def _startable(row: Row, now: datetime) -> bool:
         row["available_at"] is None or row["available_at"] <= now)
 
 
+def buffered_correlation(row: Row) -> Correlation:
+    """The correlation a burst-buffer row carries (assigned at ingestion)."""
+    return Correlation(
+        execution_id=row["execution_id"], request_id=row["request_id"],
+        source=Source(row["source"]), workflow=row["workflow"],
+        environment=row["environment"], trigger_id=row["trigger_id"],
+        idempotency_key=row["idempotency_key"],
+        parent_execution_id=row["parent_execution_id"], payload=row["payload"])
+
+
 class MemoryQueue:
     def __init__(self, state: MemoryState) -> None:
         self.state = state
@@ -90,15 +100,10 @@ class MemoryQueue:
         with self.state.transaction() as s:
             rows = round_robin(list(s.table("buffer").values()), limit)
             for row in rows:
-                correlation = Correlation(
-                    execution_id=row["execution_id"], request_id=row["request_id"],
-                    source=Source(row["source"]), workflow=row["workflow"],
-                    environment=row["environment"], trigger_id=row["trigger_id"],
-                    idempotency_key=row["idempotency_key"],
-                    parent_execution_id=row["parent_execution_id"], payload=row["payload"])
                 try:
                     with s.transaction():
-                        insert_execution(s, correlation, row["created_at"], enqueue=True,
+                        insert_execution(s, buffered_correlation(row), row["created_at"],
+                                         enqueue=True,
                                          batch_id=row["batch_id"])
                 except Duplicate:
                     pass  # already materialized by an overlapping evaluation

@@ -1,5 +1,6 @@
 """Retention: ``orch_environments`` (a retention override per environment),
-``orch_prune_totals`` (rows pruned, per kind) and an index on executions' ``finished_at``.
+``orch_prune_totals`` (rows pruned, per kind), and indexes on executions' ``finished_at`` (the
+pruner) and ``(environment, created_at)`` (an environment's listing in a store of millions).
 
 Revision ID: 0005
 Revises: 0004
@@ -32,9 +33,12 @@ def upgrade() -> None:
         sa.Column("count", sa.BigInteger, nullable=False),
     )
     op.create_index("orch_ix_executions_finished", "orch_executions", ["finished_at"])
+    op.create_index("orch_ix_executions_environment_created", "orch_executions",
+                    ["environment", "created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("orch_ix_executions_environment_created", "orch_executions")
     op.drop_index("orch_ix_executions_finished", "orch_executions")
     op.drop_table("orch_prune_totals")
     op.drop_table("orch_environments")
