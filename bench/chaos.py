@@ -93,9 +93,10 @@ def fuzz_case(knobs: dict[str, Any], log_dir: Path) -> tuple[list[str], bool]:
             f"signed webhook deliveries){_no_input(r.nothing_to_negate)} | {r.requests} "
             f"requests in {r.seconds:.0f} s ({codes}); "
             f"5xx {len(r.server_errors)}, leaked internals {len(r.leaks)}, unstructured 4xx "
-            f"{len(r.unstructured)}, 422 without the field named {len(r.unnamed)}; replayed "
-            f"deliveries accepted {len(r.replays_accepted)} | no 5xx, no "
-            f"leaked internals, every rejection names the field | {met(r.ok())} |")
+            f"{len(r.unstructured)}, 422 without the field named {len(r.unnamed)}, responses "
+            f"not as documented {len(r.nonconforming)}; replayed deliveries accepted "
+            f"{len(r.replays_accepted)} | no 5xx, no leaked internals, every rejection names "
+            f"the field, every response as documented | {met(r.ok())} |")
         ok &= r.ok()
     return rows, ok
 

@@ -15,7 +15,10 @@ Every response is checked:
 - every 4xx is the structured JSON error ``{"error": {"code", "message"}}``
   (``orchestrator/api/errors.py``), and a 422 names its field: ``error.field`` is a non-empty
   string whose first segment is a field of the request (a parameter, a key sent, or a property
-  of a documented body).
+  of a documented body);
+- every response conforms to the document: its body validates against the schema documented
+  for its status (schemathesis's ``response_schema_conformance``), so the response models of
+  ``orchestrator/api/responses.py`` describe what the handlers really answer.
 
 ``make chaos`` runs it long (``CHAOS_FUZZ_EXAMPLES``); ``tests/api/test_fuzz.py`` runs it short.
 Usage: .venv/bin/python -m bench.chaos_fuzz [examples] [backend...]
@@ -41,6 +44,8 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from orchestrator.domain.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from orchestrator.domain.workflow import parse_workflow
@@ -102,6 +107,7 @@ class FuzzResult:
     leaks: list[str] = field(default_factory=list)
     unstructured: list[str] = field(default_factory=list)
     unnamed: list[str] = field(default_factory=list)
+    nonconforming: list[str] = field(default_factory=list)  # bodies the document does not match
     replays_accepted: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -110,14 +116,15 @@ class FuzzResult:
 
     def failures(self) -> list[str]:
         return (self.server_errors + self.leaks + self.unstructured + self.unnamed
-                + self.replays_accepted)
+                + self.nonconforming + self.replays_accepted)
 
     def summary(self) -> str:
         codes = ", ".join(f"{s}: {n}" for s, n in sorted(self.statuses.items()))
         return (f"{self.operations} operations, {self.requests} requests ({codes}); "
                 f"5xx {len(self.server_errors)}, leaks {len(self.leaks)}, unstructured "
                 f"rejections {len(self.unstructured)}, 422 without a named field "
-                f"{len(self.unnamed)}, replayed deliveries accepted {len(self.replays_accepted)}")
+                f"{len(self.unnamed)}, responses not as documented {len(self.nonconforming)}, "
+                f"replayed deliveries accepted {len(self.replays_accepted)}")
 
 
 class Fuzzer:
@@ -221,16 +228,17 @@ class Fuzzer:
                 UnicodeError):
             self.result.unsendable += 1
             return
-        self._check(operation, kwargs, response)
+        self._check(operation, case, kwargs, response)
         if replay:  # the same delivery again: refused, never a second execution
             again = self.session.request(timeout=30, **kwargs)
-            self._check(operation, kwargs, again)
+            self._check(operation, case, kwargs, again)
             if response.ok and again.ok:
                 self.result.replays_accepted.append(f"{_brief(kwargs)} -> {again.text[:200]}")
 
     # ------------------------------------------------------------------------------ checks
 
-    def _check(self, operation: Any, sent: dict[str, Any], response: requests.Response) -> None:
+    def _check(self, operation: Any, case: Any, sent: dict[str, Any],
+               response: requests.Response) -> None:
         result = self.result
         result.requests += 1
         status = response.status_code
@@ -246,6 +254,10 @@ class Fuzzer:
                                 f"{what}")
         if status >= 500:
             result.server_errors.append(what)
+        try:
+            case.validate_response(response, checks=[response_schema_conformance])
+        except FailureGroup as failures:
+            result.nonconforming.append(f"{what}: {[str(f.title) for f in failures.exceptions]}")
         if status < 400:
             if status == 202 and operation.path.endswith("/trigger"):
                 self.executions.append(response.json()["execution_id"])
@@ -282,10 +294,31 @@ class Fuzzer:
 
 
 def _documented_fields(document: dict[str, Any]) -> set[str]:
-    """Every property name of the document's body schemas."""
+    """Every property name of the document's request-body schemas (and the schemas they
+    reference), not of its responses."""
+    schemas = document.get("components", {}).get("schemas", {})
     names: set[str] = set()
-    for schema in document.get("components", {}).get("schemas", {}).values():
-        names |= set(schema.get("properties", {}))
+    seen: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+                name = ref.rsplit("/", 1)[-1]
+                if name not in seen:
+                    seen.add(name)
+                    walk(schemas.get(name, {}))
+            names.update(node.get("properties", {}) if isinstance(node.get("properties"),
+                                                                  dict) else ())
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            walk(operation.get("requestBody", {}))
     return names
 
 

@@ -8,8 +8,10 @@ Layout (one folder per part):
 - ``execution/``  the execution core (runs a workflow's blocks) and the logging session.
 - ``dagster/``    thin Dagster adapters: resources, the ``execute_workflow`` job, sensors.
 - ``cli/``        the ``orchestrator`` command line.
-- ``api/``        the HTTP API (Starlette, served by uvicorn): thin handlers over
-                  ``triggers/ingest.py``.
+- ``services/``   what the CLI and the API share: trigger admission, schedules, executions.
+- ``triggers/``   the dispatchers the sensors run (due schedules, queued triggers).
+- ``api/``        the HTTP API (Starlette, served by uvicorn): a route table, thin handlers
+                  over ``services/``.
 - ``worker/``     warm Celery run workers (``orchestrator worker``) and their run launcher.
 
 Public entry points: ``orchestrator_definitions()`` (the Dagster definitions, to merge into a

@@ -1,12 +1,22 @@
-"""Request bodies (Pydantic, at the HTTP edge only) and their conversion to domain inputs."""
+"""Request bodies and query parameters (Pydantic, at the HTTP edge only) and their conversion
+to domain inputs."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 
+from orchestrator.api.operations import Query
 from orchestrator.domain.ingest import (
     DURATION_PATTERN,
     MAX_BATCH_ITEMS,
@@ -15,9 +25,11 @@ from orchestrator.domain.ingest import (
     parse_duration,
     parse_idempotency_ttl,
 )
+from orchestrator.domain.records import ExecutionStatus
 from orchestrator.domain.schedules import KEY_PATTERN
 from orchestrator.exceptions import InvalidInput, Problem
-from orchestrator.triggers.ingest import TriggerInput
+from orchestrator.services.executions import DEFAULT_LIMIT, MAX_LIMIT, STATUSES
+from orchestrator.services.triggers import TriggerInput
 
 # What parse_duration accepts (not ISO 8601, which Pydantic would document for a timedelta).
 Duration = Annotated[timedelta, WithJsonSchema({
@@ -95,7 +107,7 @@ class ScheduleBody(_Body):
     key: str | None = None
 
 
-def parse(model: type[_Body], data: Any) -> Any:
+def parse(model: type[BaseModel], data: Any) -> Any:
     """Validate ``data``; every problem becomes an :class:`InvalidInput` naming its field."""
     try:
         return model.model_validate(data)
@@ -110,4 +122,28 @@ def parse(model: type[_Body], data: Any) -> Any:
         raise InvalidInput(problems, subject="request body") from None
 
 
-SCHEMA_MODELS: list[type[BaseModel]] = [TriggerBody, BatchBody, DebounceBody, ScheduleBody]
+def _whole_number(value: Any) -> Any:
+    """Only ASCII digits (``int()`` also takes "¹", " 5", "+5", "1_000")."""
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()):
+            raise ValueError("not a whole number")
+        return int(value)
+    return value
+
+
+class ExecutionQuery(Query):
+    """``GET /v1/executions``."""
+
+    workflow: str | None = Field(default=None, description="only this workflow's")
+    status: ExecutionStatus | None = Field(default=None, description="only in this status")
+    limit: Annotated[int, BeforeValidator(_whole_number)] = Field(
+        default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="at most this many")
+
+    invalid = {"status": f"use one of {', '.join(STATUSES)}",
+               "limit": f"use a whole number from 1 to {MAX_LIMIT}"}
+
+
+class ScheduleQuery(Query):
+    """``GET /v1/schedules``."""
+
+    workflow: str | None = Field(default=None, description="only this workflow's")

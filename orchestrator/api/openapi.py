@@ -1,22 +1,22 @@
-"""The OpenAPI 3.1 document served at ``/openapi.json``.
-
-Operations come from the handlers' docstrings (YAML, read by Starlette's ``SchemaGenerator``);
-request bodies from the Pydantic models. This module adds what every operation shares, so a new
-route is documented completely without repeating it: its path parameters (from the route's
-path template), the bearer security scheme, and the structured error body on every rejection.
+"""The OpenAPI 3.1 document served at ``/openapi.json``, generated from the route table
+(:data:`~orchestrator.api.routes.OPERATIONS`): each operation's request body, query and
+response models become its schemas (pydantic's JSON Schema), its path parameters are read from
+its path template. Every operation also gets the bearer security scheme (unless public) and
+the structured error body on every rejection; nothing is written by hand per route.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
-from pydantic.json_schema import models_json_schema
-from starlette.routing import BaseRoute
-from starlette.schemas import SchemaGenerator
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from orchestrator.api import responses
 from orchestrator.api.http import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
-from orchestrator.api.models import SCHEMA_MODELS
+from orchestrator.api.operations import Operation, Query
 from orchestrator.domain.workflow import NAME_PATTERN
 
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
@@ -32,36 +32,23 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
 }
 """How each path parameter is spelled; one not listed here is documented as a plain string."""
 
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {"error": {
-        "type": "object",
-        "required": ["code", "message"],
-        "properties": {
-            "code": {"type": "string", "description": "stable, machine-readable"},
-            "message": {"type": "string", "description": "what was wrong and what to do"},
-            "field": {"type": "string", "minLength": 1,
-                      "description": "422 only: the first invalid field (dotted path, or a "
-                                     "header or query parameter's name)"},
-            "problems": {"type": "array", "description": "422 on a body: every invalid field",
-                         "items": {"type": "object", "required": ["field", "message"],
-                                   "properties": {"field": {"type": "string"},
-                                                  "message": {"type": "string"}}}},
-        },
-    }},
-}
-
-_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+_REF = "#/components/schemas/{model}"
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}}
 _PATH_PARAMETER = re.compile(r"{(\w+)(?::\w+)?}")
 
 
-def openapi_document(routes: list[BaseRoute]) -> dict[str, Any]:
-    """The document for ``routes`` (those with ``include_in_schema``)."""
-    generator = SchemaGenerator({
+def openapi_document(operations: Sequence[Operation]) -> dict[str, Any]:
+    """The document of ``operations``."""
+    refs, schemas = _schemas(operations)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, refs, schemas)
+    return {
         "openapi": "3.1.0",
         "info": {"title": "orchestrator API", "version": "1"},
+        "paths": paths,
         "components": {
+            "schemas": schemas,
             "securitySchemes": {"bearer": {
                 "type": "http", "scheme": "bearer",
                 "description": "an API key of one environment (`orchestrator keys create`)"}},
@@ -72,30 +59,88 @@ def openapi_document(routes: list[BaseRoute]) -> dict[str, Any]:
             }},
         },
         "security": [{"bearer": []}],
-    })
-    document = generator.get_schema(routes)
-    _, schemas = models_json_schema([(m, "validation") for m in SCHEMA_MODELS],
-                                    ref_template="#/components/schemas/{model}")
-    document["components"]["schemas"] = {**schemas.get("$defs", {}), "Error": ERROR_SCHEMA}
-    for path, operations in document.get("paths", {}).items():
-        for operation in operations.values():
-            _complete(path, operation)
+    }
+
+
+Refs = dict[tuple[Any, JsonSchemaMode], dict[str, Any]]
+
+
+def _schemas(operations: Sequence[Operation]) -> tuple[Refs, dict[str, Any]]:
+    """Every model's schema (bodies as validated, responses as serialized) under
+    ``components/schemas``, and the reference to each."""
+    wanted: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {(responses.Error,
+                                                                   "serialization"): None}
+    for op in operations:
+        if op.body is not None:
+            wanted[(op.body, "validation")] = None
+        if op.query is not None:
+            wanted[(op.query, "validation")] = None
+        for reply in op.replies.values():
+            if reply.model is not None:
+                wanted[(reply.model, "serialization")] = None
+    refs, document = models_json_schema(list(wanted), ref_template=_REF)
+    schemas = document.get("$defs", {})
+    for op in operations:  # a query is documented as parameters, not as a schema
+        if op.query is not None:
+            schemas.pop(op.query.__name__, None)
+    return refs, schemas
+
+
+def _operation(op: Operation, refs: Refs, schemas: dict[str, Any]) -> dict[str, Any]:
+    parameters = [{"name": name, "in": "path", "required": True,
+                   **PATH_PARAMETERS.get(name, {"schema": {"type": "string"}})}
+                  for name in _PATH_PARAMETER.findall(op.path)]
+    if op.query is not None:
+        parameters += _query_parameters(op.query)
+    parameters += list(op.headers)
+    if op.request_id:
+        parameters.append({"$ref": "#/components/parameters/RequestId"})
+    document: dict[str, Any] = {"operationId": op.name, "summary": op.summary}
+    if op.description:
+        document["description"] = op.description
+    if op.public:
+        document["security"] = []
+    if parameters:
+        document["parameters"] = parameters
+    if op.body is not None or op.any_body:
+        schema = refs[(op.body, "validation")] if op.body is not None else {}
+        document["requestBody"] = {"content": {"application/json": {"schema": schema}}}
+    replies: dict[str, Any] = {}
+    for status, reply in op.replies.items():
+        replies[str(status)] = {"description": reply.description}
+        if reply.model is not None:
+            replies[str(status)]["content"] = {"application/json": {
+                "schema": refs[(reply.model, "serialization")]}}
+    rejections = dict(op.rejections)
+    if not op.public:
+        rejections.setdefault(401, "no API key, or not a valid one")
+    for status, description in rejections.items():
+        replies[str(status)] = {"description": description, "content": _ERROR_CONTENT}
+    replies["4XX"] = {"description": "any other rejection", "content": _ERROR_CONTENT}
+    document["responses"] = replies
     return document
 
 
-def _complete(path: str, operation: dict[str, Any]) -> None:
-    declared = {p.get("name") for p in operation.get("parameters", [])}
-    operation["parameters"] = [
-        {"name": name, "in": "path", "required": True,
-         **PATH_PARAMETERS.get(name, {"schema": {"type": "string"}})}
-        for name in _PATH_PARAMETER.findall(path) if name not in declared
-    ] + operation.get("parameters", [])
-    if not operation["parameters"]:
-        del operation["parameters"]
-    responses = operation.setdefault("responses", {})
-    if operation.get("security", [{"bearer": []}]):
-        responses.setdefault(401, {"description": "no API key, or not a valid one"})
-    responses.setdefault("4XX", {"description": "any other rejection"})
-    for status, response in responses.items():
-        if str(status)[0] in "45":
-            response.setdefault("content", _ERROR_CONTENT)
+def _query_parameters(model: type[Query]) -> list[dict[str, Any]]:
+    """Each field of ``model`` as a query parameter; an optional one is simply not
+    ``required`` (its schema does not admit null: a parameter is absent, never null)."""
+    schema = model.model_json_schema(ref_template=_REF)
+    required = set(schema.get("required", []))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        description = prop.pop("description", None)
+        prop.pop("title", None)
+        branches = [b for b in prop.pop("anyOf", []) if b.get("type") != "null"]
+        if len(branches) == 1:
+            prop.update(branches[0])
+        elif branches:
+            prop["anyOf"] = branches
+        if prop.get("default", ...) is None:
+            del prop["default"]
+        parameter = {"name": name, "in": "query", "required": name in required,
+                     "schema": prop}
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    return parameters

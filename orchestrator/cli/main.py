@@ -27,7 +27,7 @@ from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id
 from orchestrator.domain.failures import classify
 from orchestrator.domain.ingest import DEFAULT_IDEMPOTENCY_TTL, parse_idempotency_ttl
 from orchestrator.domain.payloads import load_json, unstorable
-from orchestrator.domain.records import Outcome
+from orchestrator.domain.records import ExecutionStatus, Outcome
 from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT
 from orchestrator.exceptions import (
     DagsterStorageError,
@@ -35,10 +35,11 @@ from orchestrator.exceptions import (
     OrchestratorError,
     Problem,
 )
+from orchestrator.services.executions import DEFAULT_LIMIT, MAX_LIMIT, STATUSES, ExecutionService
 from orchestrator.settings import Settings
 
 if TYPE_CHECKING:
-    from orchestrator.domain.records import ScheduleRecord
+    from orchestrator.services.schedules import ScheduleService
     from orchestrator.store import Store
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_BAD_INPUT, EXIT_FAULT = 0, 1, 2, 3
@@ -208,12 +209,11 @@ def schedules() -> None:
     """Cron (with an IANA timezone) and one-time schedules."""
 
 
-def _schedule_view(schedule: ScheduleRecord, now: datetime) -> dict[str, Any]:
-    from orchestrator.domain.schedules import upcoming
+def _schedules() -> ScheduleService:
+    from orchestrator.services.schedules import ScheduleService
 
-    data = schedule.to_dict()
-    data["upcoming"] = [iso_utc(u) for u in upcoming(schedule, now)]
-    return data
+    store = _store()
+    return ScheduleService(store.workflows, store.schedules, store.executions)
 
 
 SCHEDULE_COLUMNS = ["id", "environment", "workflow", "cron", "timezone", "run_at", "enabled",
@@ -251,9 +251,7 @@ def schedules_create(workflow: str, cron: str | None, timezone: str, run_at: str
         problems += exc.problems
     if problems:
         raise InvalidInput(problems, subject="schedule")
-    record, created = _store().create_schedule(spec, now)
-    data = _schedule_view(record, now) | {"created": created}
-    emit(data, as_json=as_json)
+    emit(_schedules().create(spec, now).to_dict(), as_json=as_json)
 
 
 @schedules.command("list")
@@ -262,7 +260,7 @@ def schedules_create(workflow: str, cron: str | None, timezone: str, run_at: str
 @json_option
 def schedules_list(environment: str | None, workflow: str | None, as_json: bool) -> None:
     """List schedules."""
-    rows = [s.to_dict() for s in _store().list_schedules(environment, workflow)]
+    rows = [s.to_dict() for s in _schedules().records(environment, workflow)]
     emit(rows, as_json=as_json, columns=SCHEDULE_COLUMNS)
 
 
@@ -271,7 +269,7 @@ def schedules_list(environment: str | None, workflow: str | None, as_json: bool)
 @json_option
 def schedules_show(schedule_id: str, as_json: bool) -> None:
     """Show a schedule with its next five fire times (``upcoming``)."""
-    emit(_schedule_view(_store().get_schedule(schedule_id), _now()), as_json=as_json)
+    emit(_schedules().show(schedule_id, _now()).to_dict(), as_json=as_json)
 
 
 @schedules.command("pause")
@@ -279,8 +277,7 @@ def schedules_show(schedule_id: str, as_json: bool) -> None:
 @json_option
 def schedules_pause(schedule_id: str, as_json: bool) -> None:
     """Stop a schedule from firing."""
-    now = _now()
-    emit(_schedule_view(_store().pause_schedule(schedule_id, now), now), as_json=as_json)
+    emit(_schedules().pause(schedule_id, _now()).to_dict(), as_json=as_json)
 
 
 @schedules.command("resume")
@@ -288,25 +285,14 @@ def schedules_pause(schedule_id: str, as_json: bool) -> None:
 @json_option
 def schedules_resume(schedule_id: str, as_json: bool) -> None:
     """Resume a paused schedule from now on (missed occurrences are not replayed)."""
-    from orchestrator.domain.cron import CronSchedule
-
-    store, now = _store(), _now()
-    schedule = store.get_schedule(schedule_id)
-    store.get_workflow(schedule.environment, schedule.workflow)  # deleted: NotFound, exit 2
-    if schedule.cron is None and schedule.run_at is not None and schedule.run_at <= now:
-        raise InvalidInput(Problem(field="run_at", message="this one-time schedule's instant "
-                                   "has passed; create a new schedule or use `schedules trigger`"))
-    nxt = (CronSchedule(expression=schedule.cron, timezone=schedule.timezone).next_after(now)
-           if schedule.cron else schedule.run_at)
-    assert nxt is not None
-    emit(_schedule_view(store.resume_schedule(schedule_id, nxt, now), now), as_json=as_json)
+    emit(_schedules().resume(schedule_id, _now()).to_dict(), as_json=as_json)
 
 
 @schedules.command("delete")
 @click.argument("schedule_id")
 def schedules_delete(schedule_id: str) -> None:
     """Delete a schedule (its executions stay in the log)."""
-    _store().delete_schedule(schedule_id)
+    _schedules().delete(schedule_id)
     click.echo(f"deleted schedule {schedule_id}")
 
 
@@ -315,21 +301,12 @@ def schedules_delete(schedule_id: str) -> None:
 @json_option
 def schedules_trigger(schedule_id: str, as_json: bool) -> None:
     """Queue one execution of the schedule's workflow now, with its payload."""
-    store = _store()
-    schedule = store.get_schedule(schedule_id)
-    store.get_workflow(schedule.environment, schedule.workflow)
-    _enqueue(store, Correlation(execution_id=new_id(), request_id=new_id(), source=Source.MANUAL,
-                                workflow=schedule.workflow, environment=schedule.environment,
-                                trigger_id=schedule.id, payload=schedule.payload), as_json)
-
-
-# ------------------------------------------------------------------------ triggers and runs
-
-def _enqueue(store: Store, correlation: Correlation, as_json: bool) -> None:
-    record, _ = store.create_execution(correlation, _now(), enqueue=True)
+    record = _schedules().trigger(schedule_id, _now())
     emit({"execution_id": record.execution_id, "request_id": record.request_id,
           "status": record.status.value}, as_json=as_json)
 
+
+# ------------------------------------------------------------------------ triggers and runs
 
 @cli.command("trigger")
 @click.argument("workflow")
@@ -368,9 +345,9 @@ def trigger(workflow: str, payload: str | None, idempotency_key: str | None,
                                     "--idempotency-key"))
     if problems:
         raise InvalidInput(problems, subject="trigger")
-    from orchestrator.triggers.ingest import IngestService, TriggerInput  # the store, SQLAlchemy
+    from orchestrator.services.triggers import IngestService, TriggerInput  # the store, SQLAlchemy
 
-    [admission] = IngestService(_store()).trigger(
+    [admission] = IngestService(_store().admission).trigger(
         environment=environment, workflow=workflow, request_id=None, source=Source.MANUAL,
         now=_now(), items=[TriggerInput(payload=body, idempotency_key=idempotency_key,
                                         idempotency_ttl=ttl)])
@@ -410,18 +387,24 @@ EXECUTION_COLUMNS = ["execution_id", "workflow", "source", "status", "outcome", 
                      "created_at", "dagster_run_id"]
 
 
+def _executions() -> ExecutionService:
+    store = _store()
+    return ExecutionService(store.executions, store.admission)
+
+
 @executions.command("list")
 @click.option("--workflow", "-w", default=None)
-@click.option("--status", "-s", default=None,
-              type=click.Choice(["queued", "running", "success", "error", "cancelled"]))
+@click.option("--status", "-s", default=None, type=click.Choice(STATUSES))
 @click.option("--environment", "-e", default=None)
-@click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--limit", "-n", default=DEFAULT_LIMIT, show_default=True,
+              type=click.IntRange(1, MAX_LIMIT))
 @json_option
 def executions_list(workflow: str | None, status: str | None, environment: str | None,
                     limit: int, as_json: bool) -> None:
     """Most recent executions first."""
-    rows = [e.to_dict() for e in _store().list_executions(
-        workflow=workflow, status=status, environment=environment, limit=limit)]
+    rows = [e.to_dict() for e in _executions().log(
+        workflow=workflow, status=ExecutionStatus(status) if status else None,
+        environment=environment, limit=limit)]
     for row in rows:
         row.pop("blocks", None)
     emit(rows, as_json=as_json, columns=EXECUTION_COLUMNS)
@@ -435,14 +418,11 @@ def executions_show(execution_id: str, as_json: bool) -> None:
     execution shows its batch run and ``run_batch_id``), each block's entry and the idempotency
     key's expiry."""
     from orchestrator.api.views import execution_view
-    from orchestrator.store import Store
 
-    settings = Settings.from_env()
-    store = Store(settings.database_url)
-    record = store.get_execution(execution_id)
-    view = execution_view(store.admission.find(execution_id, record.environment))
-    view["dagster_run_url"] = (f"{settings.dagster_ui_url}/runs/{record.dagster_run_id}"
-                               if record.dagster_run_id else None)
+    view = execution_view(_executions().find(execution_id))
+    run_id = view["dagster_run_id"]
+    view["dagster_run_url"] = (f"{Settings.from_env().dagster_ui_url}/runs/{run_id}"
+                               if run_id else None)
     emit(view, as_json=as_json)
 
 

@@ -1,7 +1,7 @@
 """Child executions started by a running one (the ``trigger`` block, or any block through
 :meth:`BlockContext.spawn_child`), admitted over the execution's store.
 
-The child is admitted like any trigger (:class:`~orchestrator.triggers.ingest.IngestService`):
+The child is admitted like any trigger (:class:`~orchestrator.services.triggers.IngestService`):
 ``parent_execution_id`` is the running execution, ``source`` is ``child``, ``request_id`` is the
 parent's (one request id follows the whole tree), and it bypasses the burst gate.
 """
@@ -14,8 +14,8 @@ from typing import Any
 
 from orchestrator.domain.correlation import Source
 from orchestrator.execution.blocks import BlockContext, ChildTrigger
+from orchestrator.services.triggers import IngestService, TriggerInput
 from orchestrator.store import Store
-from orchestrator.triggers.ingest import IngestService, TriggerInput
 
 
 class StoreChildren:
@@ -29,7 +29,7 @@ class StoreChildren:
         item = TriggerInput(payload=dict(child.payload), idempotency_key=child.idempotency_key,
                             idempotency_ttl=child.idempotency_ttl,
                             parent_execution_id=parent.execution_id)
-        [admission] = IngestService(self._store).trigger(
+        [admission] = IngestService(self._store.admission).trigger(
             environment=parent.environment, workflow=child.workflow, items=[item],
             request_id=parent.request_id, source=Source.CHILD, now=now)
         return admission.body()

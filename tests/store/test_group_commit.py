@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from orchestrator.domain.correlation import Source
 from orchestrator.domain.ingest import AdmissionJob
 from orchestrator.exceptions import Conflict, InvalidInput, NotFound, StoreError
+from orchestrator.services.triggers import IngestService, JobResult, TriggerInput
 from orchestrator.store import Store
 from orchestrator.store import tables as t
 from orchestrator.triggers.group_commit import GroupCommit
-from orchestrator.triggers.ingest import IngestService, JobResult, TriggerInput
 from tests.conftest import ALL_BACKENDS, NOW, row_count
 
 pytestmark = pytest.mark.backends(*ALL_BACKENDS)
@@ -39,7 +39,7 @@ def _job(service: IngestService, *items: TriggerInput, workflow: str = "digest",
 def test_one_transaction_admits_each_job_or_refuses_it_alone(store: Store,
                                                              make_workflow) -> None:
     make_workflow()
-    service = IngestService(store)
+    service = IngestService(store.admission)
     [parent] = service.trigger(environment="default", workflow="digest", items=[
         TriggerInput(payload={})], request_id=None, source=Source.API, now=NOW)
     jobs = [
@@ -82,7 +82,7 @@ def test_one_transaction_admits_each_job_or_refuses_it_alone(store: Store,
 
 def test_a_replayed_delivery_in_a_group_is_refused_alone(store: Store, make_workflow) -> None:
     make_workflow()
-    service = IngestService(store)
+    service = IngestService(store.admission)
     first = _job(service, TriggerInput(payload={"a": 1}), receipt=("wh_1", "sha256=abc"))
     replay = _job(service, TriggerInput(payload={"a": 1}), receipt=("wh_1", "sha256=abc"))
     other = _job(service, TriggerInput(payload={"b": 2}))
@@ -97,7 +97,7 @@ def test_a_job_the_database_refuses_fails_alone(store: Store, make_workflow) -> 
     reaches the store): the shared transaction fails, and each job is admitted again alone, so
     only that job is refused."""
     make_workflow()
-    service = IngestService(store)
+    service = IngestService(store.admission)
     jobs = [_job(service, TriggerInput(payload={"n": 1})),
             _job(service, TriggerInput(payload={"bad": "a\x00b"})),
             _job(service, TriggerInput(payload={"n": 2}, idempotency_key="k"))]
@@ -113,7 +113,7 @@ def test_a_job_the_database_refuses_fails_alone(store: Store, make_workflow) -> 
 def test_buffered_and_queued_plain_jobs_are_inserted_in_bulk(store: Store,
                                                             make_workflow) -> None:
     make_workflow()
-    service = IngestService(store)
+    service = IngestService(store.admission)
     jobs = [_job(service, TriggerInput(payload={"i": i})) for i in range(6)]
     jobs = [AdmissionJob(environment=j.environment, workflow=j.workflow, requests=j.requests,
                          now=j.now + timedelta(seconds=i), buffer=(i % 2 == 0,))
@@ -132,7 +132,7 @@ def test_waiting_jobs_share_the_next_transaction(store: Store, make_workflow) ->
     """While the writer commits one group, 40 callers arrive: they are written together, and
     each caller gets its own job's admission (or error)."""
     make_workflow()
-    service = IngestService(store)
+    service = IngestService(store.admission)
     groups: list[int] = []
     release = threading.Event()
 

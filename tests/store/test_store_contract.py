@@ -301,9 +301,8 @@ def test_schedule_view_upcoming_starts_at_the_occurrence_waiting_for_dispatch(
         store, make_schedule) -> None:
     """Around an occurrence, `schedules show` agrees with itself: while the due occurrence
     waits for dispatch, ``upcoming[0]`` is that occurrence (``next_run_at``), not the next."""
-    from orchestrator.api.schedules import schedule_view
-    from orchestrator.cli.main import _schedule_view
     from orchestrator.domain.correlation import iso_utc
+    from orchestrator.services.schedules import schedule_view
 
     created = datetime(2030, 1, 15, 12, 3, 10, tzinfo=UTC)
     schedule = make_schedule(now=created, cron="*/5 * * * *")
@@ -311,9 +310,9 @@ def test_schedule_view_upcoming_starts_at_the_occurrence_waiting_for_dispatch(
     assert schedule.next_run_at == due
     stored = store.get_schedule(schedule.id)
     for now in (created, due + timedelta(seconds=20)):  # before, and due but not dispatched
-        for view in (schedule_view(stored, now), _schedule_view(stored, now)):
-            assert view["next_run_at"] == iso_utc(due)
-            assert view["upcoming"][:2] == [iso_utc(due), iso_utc(due + timedelta(minutes=5))]
-            assert len(view["upcoming"]) == 5
+        view = schedule_view(stored, now).to_dict()  # the CLI's and the API's
+        assert view["next_run_at"] == iso_utc(due)
+        assert view["upcoming"][:2] == [iso_utc(due), iso_utc(due + timedelta(minutes=5))]
+        assert len(view["upcoming"]) == 5
     store.pause_schedule(schedule.id, created)
-    assert schedule_view(store.get_schedule(schedule.id), created)["upcoming"] == []
+    assert schedule_view(store.get_schedule(schedule.id), created).upcoming == []

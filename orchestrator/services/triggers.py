@@ -28,8 +28,7 @@ from orchestrator.domain.ingest import (
     TriggerRequest,
 )
 from orchestrator.exceptions import OrchestratorError
-from orchestrator.store import Store
-from orchestrator.store.interfaces import JobResult
+from orchestrator.store.interfaces import AdmissionRepository, JobResult
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +45,11 @@ class TriggerInput:
 
 
 class IngestService:
-    """Admits triggers for one store, with an optional burst gate (None: gate off, and the hot
-    path never consults it)."""
+    """Admits triggers through a store's admission repository, with an optional burst gate
+    (None: gate off, and the hot path never consults it)."""
 
-    def __init__(self, store: Store, gate: BurstGate | None = None) -> None:
-        self.store = store
-        self.ingest = store.admission
+    def __init__(self, admission: AdmissionRepository, gate: BurstGate | None = None) -> None:
+        self.admission = admission
         self.gate = gate
 
     def trigger(self, *, environment: str, workflow: str, items: Sequence[TriggerInput],
@@ -100,7 +98,7 @@ class IngestService:
     def admit(self, jobs: Sequence[AdmissionJob]) -> list[JobResult]:
         """Admit prepared jobs in one transaction (the API's group commit hands it every job
         that is waiting); each result is the job's admissions or the error that refused it."""
-        results = self.ingest.admit_jobs(jobs)
+        results = self.admission.admit_jobs(jobs)
         for job, result in zip(jobs, results, strict=True):
             if isinstance(result, OrchestratorError):
                 continue

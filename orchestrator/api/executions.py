@@ -1,0 +1,26 @@
+"""Execution handlers: ``GET /v1/executions`` and ``GET /v1/executions/{execution_id}``, of the
+key's environment, buffered executions included (as ``queued``)."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+
+from orchestrator.api.context import Api
+from orchestrator.api.models import ExecutionQuery
+from orchestrator.api.operations import Call
+from orchestrator.api.views import execution_view, list_views
+
+
+async def get_execution(api: Api, call: Call) -> Response:
+    found = await run_in_threadpool(api.executions.find, call.path["execution_id"],
+                                    call.environment)
+    return JSONResponse(execution_view(found))
+
+
+async def list_executions(api: Api, call: Call) -> Response:
+    query: ExecutionQuery = call.query
+    found = await run_in_threadpool(
+        lambda: api.executions.visible(call.environment, workflow=query.workflow,
+                                       status=query.status, limit=query.limit))
+    return JSONResponse({"executions": list_views(found)})
