@@ -29,7 +29,8 @@ def client() -> Iterator[TestClient]:
 
 
 @pytest.mark.parametrize(("query", "field", "message"), [
-    ("status=done", "status", "status: use one of queued, running, success, error, cancelled"),
+    ("status=done", "status",
+     "status: use one of queued, running, success, error, cancelled, expired"),
     ("limit=0", "limit", "limit: use a whole number from 1 to 1000"),
     ("limit=1001", "limit", "limit: use a whole number from 1 to 1000"),
     ("limit=%C2%B9", "limit", "limit: use a whole number from 1 to 1000"),  # "¹"

@@ -32,7 +32,7 @@ def _queued(store: Store, environment: str, at_seconds: int) -> str:
 
 
 def test_statuses_are_the_enum() -> None:
-    assert STATUSES == ("queued", "running", "success", "error", "cancelled")
+    assert STATUSES == ("queued", "running", "success", "error", "cancelled", "expired")
 
 
 def test_log_lists_every_environment_newest_first_with_filters(service: ExecutionService,
