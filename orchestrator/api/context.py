@@ -40,7 +40,8 @@ class Api:
         self.metrics = ApiMetrics(self.store.queue, clock, self.store.retention)
         self.schedules = ScheduleService(self.store.workflows, self.store.schedules,
                                          self.store.executions)
-        self.executions = ExecutionService(self.store.executions, self.store.admission)
+        self.executions = ExecutionService(self.store.executions, self.store.admission,
+                                           self.store.cancellation)
 
     async def admit(self, job: AdmissionJob) -> list[Admission]:
         """Admit ``job`` with whatever other requests are waiting (one shared transaction)."""

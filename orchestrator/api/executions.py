@@ -1,5 +1,5 @@
-"""Execution handlers: ``GET /v1/executions`` and ``GET /v1/executions/{execution_id}``, of the
-key's environment, buffered executions included (as ``queued``)."""
+"""Execution handlers: ``GET /v1/executions``, ``GET /v1/executions/{execution_id}`` (the key's
+environment, buffered executions included, as ``queued``) and ``POST …/cancel``."""
 
 from __future__ import annotations
 
@@ -24,3 +24,10 @@ async def list_executions(api: Api, call: Call) -> Response:
         lambda: api.executions.visible(call.environment, workflow=query.workflow,
                                        status=query.status, limit=query.limit))
     return JSONResponse({"executions": list_views(found)})
+
+
+async def cancel_execution(api: Api, call: Call) -> Response:
+    execution_id = call.path["execution_id"]
+    await run_in_threadpool(api.executions.cancel, execution_id, api.clock(), call.environment)
+    found = await run_in_threadpool(api.executions.find, execution_id, call.environment)
+    return JSONResponse(execution_view(found))

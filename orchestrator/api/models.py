@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -20,6 +21,7 @@ from orchestrator.api.operations import Query
 from orchestrator.domain.ingest import (
     DURATION_PATTERN,
     MAX_BATCH_ITEMS,
+    PRIORITY_RANGE,
     Debounce,
     DebounceMode,
     parse_duration,
@@ -69,11 +71,23 @@ class TriggerBody(_Body):
     idempotency_key_ttl: Duration | None = None
     debounce: DebounceBody | None = None
     parent_execution_id: str | None = Field(default=None, min_length=1, max_length=36)
+    delay: Duration | None = Field(default=None, description="start no earlier than this "
+                                   "after the trigger (at most a year)")
+    run_at: AwareDatetime | None = Field(default=None, description="start no earlier than "
+                                         "this instant (ISO-8601 with an offset; not with "
+                                         "delay)")
+    ttl: Duration | None = Field(default=None, description="not started this long after it "
+                                 "may start, the execution ends `expired` (at most a year)")
+    priority: int = Field(default=0, ge=PRIORITY_RANGE.start, le=PRIORITY_RANGE.stop - 1,
+                          description="higher starts first within the environment")
 
     @field_validator("idempotency_key_ttl", mode="before")
     @classmethod
     def _ttl(cls, v: Any) -> timedelta | None:
         return None if v is None else parse_idempotency_ttl(v)
+
+    _timing = field_validator("delay", "ttl", mode="before")(
+        lambda cls, v: None if v is None else parse_duration(v))
 
     def to_input(self) -> TriggerInput:
         debounce = None
@@ -85,7 +99,8 @@ class TriggerBody(_Body):
             else {}
         return TriggerInput(payload=self.payload, idempotency_key=self.idempotency_key,
                             debounce=debounce, parent_execution_id=self.parent_execution_id,
-                            **extra)
+                            delay=self.delay, run_at=self.run_at, ttl=self.ttl,
+                            priority=self.priority, **extra)
 
 
 class BatchBody(_Body):

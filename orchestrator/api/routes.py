@@ -82,6 +82,15 @@ OPERATIONS: list[Operation] = [
               replies={200: Reply(description="the execution with its correlation, status, "
                                               "outcome and blocks", model=r.Execution)},
               rejections={404: "no such execution in the key's environment"}),
+    Operation(method="POST", path="/v1/executions/{execution_id}/cancel",
+              name="execution_cancel", handler=executions.cancel_execution,
+              summary="Cancel an execution (no alert)",
+              replies={200: Reply(description="the execution now: `cancelled` when it had not "
+                                              "started (no run), or `running` with "
+                                              "`cancel_requested_at` while its run is stopped",
+                                  model=r.Execution)},
+              rejections={404: "no such execution in the key's environment",
+                          409: "the execution has already ended"}),
     Operation(method="GET", path="/v1/schedules", name="schedules",
               handler=schedules.list_schedules, query=ScheduleQuery,
               summary="Schedules of the key's environment",

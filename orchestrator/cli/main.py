@@ -23,9 +23,15 @@ import click
 # what it uses.
 from orchestrator.cli import lifecycle, processes
 from orchestrator.cli.output import emit, json_option
-from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id
+from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id, parse_iso
 from orchestrator.domain.failures import classify
-from orchestrator.domain.ingest import DEFAULT_IDEMPOTENCY_TTL, parse_idempotency_ttl
+from orchestrator.domain.ingest import (
+    DEFAULT_IDEMPOTENCY_TTL,
+    parse_duration,
+    parse_expiry,
+    parse_idempotency_ttl,
+    parse_start,
+)
 from orchestrator.domain.payloads import load_json, unstorable
 from orchestrator.domain.records import ExecutionStatus, Outcome
 from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT
@@ -316,10 +322,17 @@ def schedules_trigger(schedule_id: str, as_json: bool) -> None:
                    "same execution, with deduplicated true.")
 @click.option("--idempotency-ttl", default=None,
               help="How long the key holds, e.g. 30s, 15m, 1h, 2d (default 24h, at most 30d).")
+@click.option("--delay", default=None, help="Start no earlier than this from now (10m, 2h).")
+@click.option("--run-at", default=None, help="Start no earlier than this ISO-8601 instant.")
+@click.option("--ttl", default=None,
+              help="Not started this long after it may start, it ends expired (e.g. 1h).")
+@click.option("--priority", type=click.IntRange(-10, 10), default=0, show_default=True,
+              help="Higher starts first within the environment.")
 @env_option
 @json_option
 def trigger(workflow: str, payload: str | None, idempotency_key: str | None,
-            idempotency_ttl: str | None, environment: str, as_json: bool) -> None:
+            idempotency_ttl: str | None, delay: str | None, run_at: str | None,
+            ttl: str | None, priority: int, environment: str, as_json: bool) -> None:
     """Queue an execution; queued_trigger_sensor launches its run. Claims the idempotency key
     like the HTTP API does."""
     from orchestrator.domain.schedules import KEY_PATTERN
@@ -334,23 +347,32 @@ def trigger(workflow: str, payload: str | None, idempotency_key: str | None,
         problems.append(Problem(field="--idempotency-key", message="must be 1-200 characters: "
                                 "letters, digits and _ . : / - (starting with a letter or "
                                 "digit)"))
-    ttl = DEFAULT_IDEMPOTENCY_TTL
+    key_ttl = DEFAULT_IDEMPOTENCY_TTL
     if idempotency_ttl is not None:
         try:
-            ttl = parse_idempotency_ttl(idempotency_ttl)
+            key_ttl = parse_idempotency_ttl(idempotency_ttl)
         except ValueError as exc:
             problems.append(Problem(field="--idempotency-ttl", message=str(exc)))
         if idempotency_key is None:
             problems.append(Problem(field="--idempotency-ttl", message="needs "
                                     "--idempotency-key"))
+    now = _now()
+    try:
+        parse_expiry(ttl, parse_start(delay, run_at, now) or now)
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        problems.append(Problem(field="--" + field.replace("_", "-"), message=message))
     if problems:
         raise InvalidInput(problems, subject="trigger")
     from orchestrator.services.triggers import IngestService, TriggerInput  # the store, SQLAlchemy
 
     [admission] = IngestService(_store().admission).trigger(
         environment=environment, workflow=workflow, request_id=None, source=Source.MANUAL,
-        now=_now(), items=[TriggerInput(payload=body, idempotency_key=idempotency_key,
-                                        idempotency_ttl=ttl)])
+        now=now, items=[TriggerInput(
+            payload=body, idempotency_key=idempotency_key, idempotency_ttl=key_ttl,
+            delay=None if delay is None else parse_duration(delay),
+            run_at=None if run_at is None else parse_iso(run_at),
+            ttl=None if ttl is None else parse_duration(ttl), priority=priority)])
     emit(admission.body(), as_json=as_json)
 
 
@@ -389,7 +411,7 @@ EXECUTION_COLUMNS = ["execution_id", "workflow", "source", "status", "outcome", 
 
 def _executions() -> ExecutionService:
     store = _store()
-    return ExecutionService(store.executions, store.admission)
+    return ExecutionService(store.executions, store.admission, store.cancellation)
 
 
 @executions.command("list")
@@ -408,6 +430,24 @@ def executions_list(workflow: str | None, status: str | None, environment: str |
     for row in rows:
         row.pop("blocks", None)
     emit(rows, as_json=as_json, columns=EXECUTION_COLUMNS)
+
+
+@executions.command("cancel")
+@click.argument("execution_id")
+@json_option
+def executions_cancel(execution_id: str, as_json: bool) -> None:
+    """Cancel an execution, without an alert: one that has not started ends cancelled now (no
+    run); a running one has its run stopped by execution_reconciler (in a batch run, it alone)
+    and then ends cancelled. One that has ended: exit 2."""
+    from orchestrator.domain.records import CancelOutcome
+
+    record, outcome = _executions().cancel(execution_id, _now())
+    if as_json:
+        emit({**record.to_dict(), "cancel": outcome.value}, as_json=True)
+        return
+    click.echo(f"execution {execution_id} cancelled" if outcome is CancelOutcome.CANCELLED
+               else f"execution {execution_id} is running: its run is being stopped "
+                    "(executions show it to see it end cancelled)")
 
 
 @executions.command("show")

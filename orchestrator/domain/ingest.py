@@ -24,7 +24,9 @@ def parse_duration(value: Any) -> timedelta:
     ``ValueError`` with a message fit for the user."""
     if isinstance(value, bool):
         raise ValueError("must be seconds (a number) or a duration such as '30s', '5m', '1h'")
-    if isinstance(value, int | float):
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
         seconds = value
     else:
         match = DURATION_PATTERN.match(str(value).strip())

@@ -26,8 +26,10 @@ from orchestrator.domain.ingest import (
     AdmissionJob,
     Debounce,
     TriggerRequest,
+    parse_expiry,
+    parse_start,
 )
-from orchestrator.exceptions import OrchestratorError
+from orchestrator.exceptions import InvalidInput, OrchestratorError, Problem
 from orchestrator.store.interfaces import AdmissionRepository, JobResult
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,10 @@ class TriggerInput:
     idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL
     debounce: Debounce | None = None
     parent_execution_id: str | None = None
+    delay: timedelta | None = None  # start no earlier than this after the trigger
+    run_at: datetime | None = None  # ... or than this instant
+    ttl: timedelta | None = None  # not started this long after it may start: `expired`
+    priority: int = 0  # -10..10, higher first within the environment
 
 
 class IngestService:
@@ -88,9 +94,12 @@ class IngestService:
                 workflow=workflow, environment=environment, trigger_id=trigger_id,
                 idempotency_key=key, parent_execution_id=item.parent_execution_id,
                 payload=item.payload)
+            not_before, expires_at = _timing(item, now, f"items.{index}." if batched else "")
             requests.append(TriggerRequest(correlation=correlation,
                                            idempotency_ttl=item.idempotency_ttl,
-                                           debounce=item.debounce, batch_id=batch_id))
+                                           debounce=item.debounce, batch_id=batch_id,
+                                           not_before=not_before, expires_at=expires_at,
+                                           priority=item.priority))
         return AdmissionJob(environment=environment, workflow=workflow,
                             requests=tuple(requests), now=now, receipt=receipt,
                             batched=batched, buffer=tuple(self._gated(r, now) for r in requests))
@@ -115,3 +124,19 @@ class IngestService:
         if self.gate is None or request.bypasses_gate or not self.gate.covers(environment):
             return False
         return self.gate.should_buffer(environment, now)
+
+
+def _timing(item: TriggerInput, now: datetime, prefix: str) -> tuple[datetime | None,
+                                                                     datetime | None]:
+    """(not_before, expires_at) of ``item``: :class:`InvalidInput` naming the field when its
+    delay, run_at or ttl is not allowed (``prefix``: a batch item's ``items.<i>.``)."""
+    try:
+        if item.debounce is not None and (item.delay is not None or item.run_at is not None):
+            raise ValueError("delay: cannot be combined with debounce (a debounce sets the "
+                             "start itself)")
+        start = parse_start(item.delay, item.run_at, now)
+        return start, parse_expiry(item.ttl, start or now)
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        raise InvalidInput(Problem(field=prefix + field, message=message),
+                           subject="trigger") from None

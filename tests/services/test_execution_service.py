@@ -9,8 +9,8 @@ import pytest
 
 from orchestrator.domain.burst import BurstGate, BurstPolicy
 from orchestrator.domain.correlation import Correlation, Source, new_id
-from orchestrator.domain.records import ExecutionStatus
-from orchestrator.exceptions import NotFound
+from orchestrator.domain.records import CancelOutcome, ExecutionStatus, Outcome
+from orchestrator.exceptions import Conflict, NotFound
 from orchestrator.services.executions import STATUSES, ExecutionService
 from orchestrator.services.triggers import IngestService, TriggerInput
 from orchestrator.store import Store
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.backends("memory")
 
 @pytest.fixture
 def service(store: Store) -> ExecutionService:
-    return ExecutionService(store.executions, store.admission)
+    return ExecutionService(store.executions, store.admission, store.cancellation)
 
 
 def _queued(store: Store, environment: str, at_seconds: int) -> str:
@@ -64,3 +64,22 @@ def test_visible_and_find_include_the_burst_buffer(service: ExecutionService, st
         service.find(buffered.execution_id, "b")
     logged = next(a for a in admitted if not a.buffered)
     assert service.find(logged.execution_id).execution.execution_id == logged.execution_id
+
+
+def test_cancel_is_scoped_to_the_environment_and_refuses_what_has_ended(store: Store) -> None:
+    now = NOW
+    service = ExecutionService(store.executions, store.admission, store.cancellation)
+    for execution_id in ("a", "b"):
+        store.create_execution(Correlation(execution_id=execution_id, request_id="r",
+                                           source=Source.API, workflow="digest",
+                                           environment="acme"), now, enqueue=True)
+    with pytest.raises(NotFound):
+        service.cancel("a", now, environment="other")
+    record, outcome = service.cancel("a", now, environment="acme")
+    assert (record.status, outcome) == (ExecutionStatus.CANCELLED, CancelOutcome.CANCELLED)
+    with pytest.raises(Conflict, match="already ended"):
+        service.cancel("a", now)
+    store.finish_execution("b", status=ExecutionStatus.SUCCESS, outcome=Outcome.SUCCESS,
+                           finalized_by="core", now=now)
+    with pytest.raises(Conflict):
+        service.cancel("b", now)
