@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from harness.dagster_home import environment, write_dagster_yaml
-from harness.processes import Daemon, free_port, wait_for
+from harness.processes import OrchestratorDaemon, free_port, wait_for
 from orchestrator.domain.correlation import (
     DAGSTER_RUN_KEY_TAG,
     TAG_BATCH_ID,
@@ -75,7 +75,7 @@ def test_http_and_webhook_correlation_reach_run_tags(backend, tmp_path: Path) ->
                                    "--workers", "2"], env=env, stdout=out,
                                   stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    daemon = Daemon(env, tmp_path / "daemon.log")
+    daemon = OrchestratorDaemon(env, tmp_path / "daemon.log")
     try:
         wait_for(lambda: _up(base), 60, "orchestrator serve to answer /healthz", log)
         auth = {"Authorization": f"Bearer {key}"}
@@ -152,7 +152,7 @@ def test_a_pile_of_api_triggers_shares_batch_runs_and_each_stays_findable(backen
     with log.open("wb") as out:
         server = subprocess.Popen([str(ORCHESTRATOR), "serve", "--port", str(port)], env=env,
                                   stdout=out, stderr=subprocess.STDOUT)
-    daemon = Daemon(env, tmp_path / "daemon.log")
+    daemon = OrchestratorDaemon(env, tmp_path / "daemon.log")
     auth = {"Authorization": f"Bearer {key}"}
     try:
         wait_for(lambda: _up(base), 60, "orchestrator serve to answer /healthz", log)

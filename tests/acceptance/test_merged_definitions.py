@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from harness.dagster_home import environment, write_dagster_yaml
-from harness.processes import BIN, REPO, Daemon, wait_for
+from harness.processes import BIN, REPO, OrchestratorDaemon, wait_for
 from orchestrator.dagster.resources import STORE_RESOURCE
 from orchestrator.domain.records import Outcome
 from orchestrator.store import Store
@@ -64,7 +64,7 @@ def test_merged_into_another_code_location_a_trigger_runs_their_block(tmp_path, 
     execution_id = json.loads(triggered.stdout)["execution_id"]
 
     store = Store(url)
-    daemon = Daemon(env, tmp_path / "daemon.log", MERGED / "workspace.yaml")
+    daemon = OrchestratorDaemon(env, tmp_path / "daemon.log", MERGED / "workspace.yaml")
     daemon.start()
     try:
         wait_for(lambda: store.get_execution(execution_id).status.terminal, 120,
