@@ -77,6 +77,7 @@ def test_http_and_webhook_correlation_reach_run_tags(backend, tmp_path: Path) ->
     base = f"http://127.0.0.1:{port}"
     daemon = OrchestratorDaemon(env, tmp_path / "daemon.log")
     try:
+        daemon.start()  # starting up beside the server: the triggers wait in the store for it
         wait_for(lambda: _up(base), 60, "orchestrator serve to answer /healthz", log)
         auth = {"Authorization": f"Bearer {key}"}
         api = requests.post(f"{base}/v1/workflows/digest/trigger",
@@ -94,7 +95,6 @@ def test_http_and_webhook_correlation_reach_run_tags(backend, tmp_path: Path) ->
         ids = [api.json()["execution_id"], delivered.json()["execution_id"]]
         assert requests.get(f"{base}/v1/executions/{ids[0]}", headers=auth,
                             timeout=30).json()["status"] in {"queued", "running", "success"}
-        daemon.start()
         for execution_id in ids:
             wait_for(lambda e=execution_id: requests.get(
                 f"{base}/v1/executions/{e}", headers=auth, timeout=30).json()["status"]
