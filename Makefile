@@ -15,8 +15,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# uv installs what pip would (the same packages and versions, from PyPI) in about 10 s instead of
+# 25-35 s; it is a wheel from PyPI itself. Where it cannot be had, pip installs everything.
+# --compile-bytecode, as pip does: with PYTHONDONTWRITEBYTECODE set (as on the CI machine) no
+# process would write them, and each would compile every module it imports (twice the CPU of a
+# Dagster process's start).
+PIP_INSTALL = { $(BIN)/python -m pip install --quiet uv && \
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python $(1); } || \
+	$(BIN)/python -m pip install --quiet $(1)
+
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(call PIP_INSTALL,-e ".[dev]")
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,7 +34,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 # wrk (Debian's package) is the ingestion benchmark's load generator: C, so it leaves the cores
 # to the server it measures.
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(call PIP_INSTALL,-e ".[dev,bench]")
 	command -v wrk >/dev/null 2>&1 || apt-get install -y -q wrk >/dev/null || \
 		{ echo "install wrk (Debian/Ubuntu: apt-get install wrk)"; exit 1; }
 	touch $(BENCH_STAMP)

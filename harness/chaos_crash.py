@@ -32,7 +32,7 @@ from typing import Any
 import dagster as dg
 
 from harness.dagster_home import backend, environment
-from harness.processes import REPO, CodeServer, Daemon, wait_for
+from harness.processes import REPO, CodeServer, Daemon, OrchestratorDaemon, wait_for
 from orchestrator.domain.correlation import (
     DAGSTER_RUN_KEY_TAG,
     Correlation,
@@ -73,7 +73,9 @@ def run_crash(*, target: str = "daemon", cycles: int = 50, spacing: float = 2.0,
               trigger_every: float = 1.0, kill_every: tuple[float, float] = (3.0, 12.0),
               down_for: tuple[float, float] = (0.5, 3.0), warmup: float = 25.0,
               seed: int | None = None, backend_name: str = "sqlite", crons: int = 3,
-              log_dir: Path | None = None) -> CrashResult:
+              log_dir: Path | None = None, orchestrator_daemon: bool = False) -> CrashResult:
+    """``orchestrator_daemon``: ``orchestrator daemon`` (the half-second sensor loop, as
+    production runs it) instead of ``dagster-daemon run`` (Dagster's 5 s loop)."""
     rng = random.Random(seed)
     started = time.time()
     with backend(backend_name, max_concurrent_runs=0, threads=True) as b:
@@ -90,7 +92,8 @@ def run_crash(*, target: str = "daemon", cycles: int = 50, spacing: float = 2.0,
             code_server.start()
         elif target != "daemon":
             raise ValueError("target is daemon or code_server")
-        daemon = Daemon(env, b.home / "daemon.log", workspace)
+        daemon = (OrchestratorDaemon if orchestrator_daemon else Daemon)(
+            env, b.home / "daemon.log", workspace)
         victim: Any = code_server or daemon
         first = (now + timedelta(seconds=warmup)).replace(microsecond=0)
         one_time: list[str] = []

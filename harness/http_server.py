@@ -99,7 +99,10 @@ def loopback_server() -> Iterator[LoopbackServer]:
     httpd.daemon_threads = True
     server = LoopbackServer(url=f"http://127.0.0.1:{httpd.server_address[1]}")
     state["server"] = server
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # shutdown() waits for the loop to see it: at 0.5 s (the default) every test ending with a
+    # loopback server waited about that long.
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
     thread.start()
     try:
         yield server

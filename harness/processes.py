@@ -5,6 +5,10 @@ code-server start`` and ``orchestrator serve``.
 Stopping or killing a :class:`ProcessGroup` signals the whole group, then checks that nothing it
 started survives (a member of the group, or a descendant that left it): a ``dagster api grpc``
 left behind by a SIGKILL test keeps its port and its files open for the rest of the suite.
+
+Stopping a daemon or a webserver kills its code server (``dagster api grpc``) first: a sensor
+evaluation in flight there (the dispatch sensors wait inside theirs, up to the look-ahead) would
+hold the daemon's exit for seconds, while the daemon itself still stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -98,15 +102,22 @@ class OrphanedProcesses(RuntimeError):
     """Processes started by a harness process survived its stop."""
 
 
+# How a code server started by a daemon or a webserver shows in its command line.
+CODE_SERVER = "dagster api grpc"
+
+
 class ProcessGroup:
-    """``command`` in a session (process group) of its own, its output appended to ``log``."""
+    """``command`` in a session (process group) of its own, its output appended to ``log``.
+    ``abrupt``: members whose command line contains one of these are killed (SIGKILL) when the
+    group is stopped, before the rest of it gets SIGTERM."""
 
     def __init__(self, command: list[str], env: dict[str, str], log: Path,
-                 cwd: Path = REPO) -> None:
+                 cwd: Path = REPO, abrupt: tuple[str, ...] = ()) -> None:
         self.command = command
         self.env = env
         self.log = log
         self.cwd = cwd
+        self.abrupt = abrupt
         self.process: subprocess.Popen[bytes] | None = None
         self._seen: dict[int, ProcessInfo] = {}
 
@@ -137,12 +148,17 @@ class ProcessGroup:
         self._finish()
 
     def stop(self, timeout: float = 30) -> None:
-        """SIGTERM to the group; SIGKILL to whatever is left of it after the leader exits (or
-        after ``timeout``); then check that nothing survived."""
+        """SIGKILL to the ``abrupt`` members, SIGTERM to the rest of the group; SIGKILL to
+        whatever is left of it after the leader exits (or after ``timeout``); then check that
+        nothing survived."""
         if self.process is None:
             return
-        self.children()
+        children = self.children()
         if self.process.poll() is None:
+            for child in children:
+                if any(part in child.command for part in self.abrupt):
+                    with suppress(ProcessLookupError):
+                        os.kill(child.pid, signal.SIGKILL)
             self._signal_group(signal.SIGTERM)
             with suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=timeout)
@@ -191,20 +207,24 @@ class ProcessGroup:
 
 
 class Daemon(ProcessGroup):
-    """``dagster-daemon run`` (with its code server and run workers) in its own process group."""
+    """``dagster-daemon run`` (with its code server and run workers) in its own process group:
+    Dagster's own sensor loop (an iteration every 5 s)."""
 
     def __init__(self, env: dict[str, str], log: Path,
                  workspace: Path = REPO / "workspace.yaml") -> None:
-        super().__init__([str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env, log)
+        super().__init__([str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env, log,
+                         abrupt=(CODE_SERVER,))
         self.workspace = workspace
 
 
 class OrchestratorDaemon(ProcessGroup):
-    """``orchestrator daemon`` (the Dagster daemon with the half-second sensor loop)."""
+    """``orchestrator daemon`` (the Dagster daemon with the half-second sensor loop), as
+    production runs it."""
 
     def __init__(self, env: dict[str, str], log: Path,
                  workspace: Path = REPO / "workspace.yaml") -> None:
-        super().__init__([str(BIN / "orchestrator"), "daemon", "-w", str(workspace)], env, log)
+        super().__init__([str(BIN / "orchestrator"), "daemon", "-w", str(workspace)], env, log,
+                         abrupt=(CODE_SERVER,))
         self.workspace = workspace
 
 

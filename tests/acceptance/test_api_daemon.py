@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from harness.dagster_home import environment, write_dagster_yaml
-from harness.processes import Daemon, free_port, wait_for
+from harness.processes import OrchestratorDaemon, free_port, wait_for
 from orchestrator.domain.correlation import (
     DAGSTER_RUN_KEY_TAG,
     TAG_BATCH_ID,
@@ -75,8 +75,9 @@ def test_http_and_webhook_correlation_reach_run_tags(backend, tmp_path: Path) ->
                                    "--workers", "2"], env=env, stdout=out,
                                   stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    daemon = Daemon(env, tmp_path / "daemon.log")
+    daemon = OrchestratorDaemon(env, tmp_path / "daemon.log")
     try:
+        daemon.start()  # starting up beside the server: the triggers wait in the store for it
         wait_for(lambda: _up(base), 60, "orchestrator serve to answer /healthz", log)
         auth = {"Authorization": f"Bearer {key}"}
         api = requests.post(f"{base}/v1/workflows/digest/trigger",
@@ -94,7 +95,6 @@ def test_http_and_webhook_correlation_reach_run_tags(backend, tmp_path: Path) ->
         ids = [api.json()["execution_id"], delivered.json()["execution_id"]]
         assert requests.get(f"{base}/v1/executions/{ids[0]}", headers=auth,
                             timeout=30).json()["status"] in {"queued", "running", "success"}
-        daemon.start()
         for execution_id in ids:
             wait_for(lambda e=execution_id: requests.get(
                 f"{base}/v1/executions/{e}", headers=auth, timeout=30).json()["status"]
@@ -152,7 +152,7 @@ def test_a_pile_of_api_triggers_shares_batch_runs_and_each_stays_findable(backen
     with log.open("wb") as out:
         server = subprocess.Popen([str(ORCHESTRATOR), "serve", "--port", str(port)], env=env,
                                   stdout=out, stderr=subprocess.STDOUT)
-    daemon = Daemon(env, tmp_path / "daemon.log")
+    daemon = OrchestratorDaemon(env, tmp_path / "daemon.log")
     auth = {"Authorization": f"Bearer {key}"}
     try:
         wait_for(lambda: _up(base), 60, "orchestrator serve to answer /healthz", log)

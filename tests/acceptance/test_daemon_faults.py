@@ -1,4 +1,4 @@
-"""What no hook sees, with the real daemon, on SQLite and PostgreSQL: a run terminated through the
+"""What no hook sees, with the real daemon (``orchestrator daemon``), on SQLite and PostgreSQL: a run terminated through the
 Dagster instance ends ``cancelled``; a run worker killed with SIGKILL ends ``pipeline_fault`` with
 one alert, within a reconciler tick of its lease expiring; a run that Dagster retries re-runs the
 same execution id and finalizes it once."""
@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 
 from harness.dagster_home import environment, write_dagster_yaml
-from harness.processes import Daemon, wait_for
+from harness.processes import OrchestratorDaemon, wait_for
 from orchestrator.domain.correlation import TAG_EXECUTION_ID, TAG_OUTCOME, Correlation, Source
 from orchestrator.domain.correlation import new_id as make_id
 from orchestrator.domain.records import ExecutionStatus, Outcome
@@ -80,12 +80,12 @@ def test_terminated_and_killed_runs_are_settled_by_the_reconciler(backend, tmp_p
     state = tmp_path / "state"
     store = _setup(url, state)
     terminated, killed = _enqueue(store, "nap"), _enqueue(store, "nap")
-    daemon = Daemon(environment(home, url, ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS="1",
-                                ORCHESTRATOR_LEASE_TIMEOUT_SECONDS="4",
-                                ORCHESTRATOR_MAX_BATCH_SIZE="1",  # one run each, to kill one
-                                ORCHESTRATOR_ALERT_WEBHOOK_URL=f"{sink.url}/alerts",
-                                ORCHESTRATOR_TEST_STATE_DIR=str(state)),
-                    tmp_path / "daemon.log", WORKSPACE)
+    env = environment(home, url, ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS="1",
+                      ORCHESTRATOR_LEASE_TIMEOUT_SECONDS="4",
+                      ORCHESTRATOR_MAX_BATCH_SIZE="1",  # one run each, to kill one
+                      ORCHESTRATOR_ALERT_WEBHOOK_URL=f"{sink.url}/alerts",
+                      ORCHESTRATOR_TEST_STATE_DIR=str(state))
+    daemon = OrchestratorDaemon(env, tmp_path / "daemon.log", WORKSPACE)
     daemon.start()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         try:
@@ -139,9 +139,9 @@ def test_run_retried_by_dagster_reruns_the_same_execution_once(backend, tmp_path
     store = _setup(url, state)
     execution_id = _enqueue(store, "flaky")
     (state / f"fail-{execution_id}").write_text("")  # the first block write fails
-    daemon = Daemon(environment(home, url, ORCHESTRATOR_ALERT_WEBHOOK_URL=f"{sink.url}/alerts",
-                                ORCHESTRATOR_TEST_STATE_DIR=str(state)),
-                    tmp_path / "daemon.log", WORKSPACE)
+    env = environment(home, url, ORCHESTRATOR_ALERT_WEBHOOK_URL=f"{sink.url}/alerts",
+                      ORCHESTRATOR_TEST_STATE_DIR=str(state))
+    daemon = OrchestratorDaemon(env, tmp_path / "daemon.log", WORKSPACE)
     daemon.start()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         try:
@@ -175,11 +175,11 @@ def test_killed_batch_run_worker_settles_the_whole_batch_with_one_alert(backend,
     state = tmp_path / "state"
     store = _setup(url, state)
     members = [_enqueue(store, "nap") for _ in range(50)]
-    daemon = Daemon(environment(home, url, ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS="1",
-                                ORCHESTRATOR_LEASE_TIMEOUT_SECONDS="4",
-                                ORCHESTRATOR_ALERT_WEBHOOK_URL=f"{sink.url}/alerts",
-                                ORCHESTRATOR_TEST_STATE_DIR=str(state)),
-                    tmp_path / "daemon.log", WORKSPACE)
+    env = environment(home, url, ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS="1",
+                      ORCHESTRATOR_LEASE_TIMEOUT_SECONDS="4",
+                      ORCHESTRATOR_ALERT_WEBHOOK_URL=f"{sink.url}/alerts",
+                      ORCHESTRATOR_TEST_STATE_DIR=str(state))
+    daemon = OrchestratorDaemon(env, tmp_path / "daemon.log", WORKSPACE)
     daemon.start()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         try:

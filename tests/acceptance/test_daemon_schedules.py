@@ -1,5 +1,5 @@
-"""The real daemon launches scheduled runs; killed with SIGKILL mid-dispatch and restarted, every
-occurrence still gets exactly one run."""
+"""The real daemon (``orchestrator daemon``, as production runs it) launches scheduled runs;
+killed with SIGKILL mid-dispatch and restarted, every occurrence still gets exactly one run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from harness.dagster_home import environment, write_dagster_yaml
-from harness.processes import Daemon, wait_for
+from harness.processes import OrchestratorDaemon, wait_for
 from orchestrator.domain.correlation import (
     DAGSTER_RUN_KEY_TAG,
     TAG_BATCH_ID,
@@ -75,7 +75,7 @@ def test_daemon_launches_due_schedule_with_correlation(backend, tmp_path: Path) 
     due = (now + timedelta(seconds=3)).replace(microsecond=0)
     schedule, _ = store.create_schedule(validate_schedule(
         workflow="digest", run_at=iso_utc(due), payload={"user": "ada"}, now=now), now)
-    daemon = Daemon(environment(home, url), tmp_path / "daemon.log")
+    daemon = OrchestratorDaemon(environment(home, url), tmp_path / "daemon.log")
     daemon.start()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         try:
@@ -124,10 +124,9 @@ def test_sigkill_mid_dispatch_loses_nothing_and_duplicates_nothing(tmp_path: Pat
         for i in range(40)]
     expected_keys = {f"schedule:{s.id}:{iso_utc(due)}" for s in schedules}
     expected_runs = 40 // batch_size
-    daemon = Daemon(environment(home, url,
-                                ORCHESTRATOR_MAX_RUNS_PER_TICK="4" if batch_size == 1 else "2",
-                                ORCHESTRATOR_MAX_BATCH_SIZE=str(batch_size)),
-                    tmp_path / "daemon.log")
+    env = environment(home, url, ORCHESTRATOR_MAX_RUNS_PER_TICK="4" if batch_size == 1 else "2",
+                      ORCHESTRATOR_MAX_BATCH_SIZE=str(batch_size))
+    daemon = OrchestratorDaemon(env, tmp_path / "daemon.log")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         try:
             for kill_after in ((5, 17) if batch_size == 1 else (1, 4)):

@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from harness.dagster_home import environment, write_dagster_yaml
-from harness.processes import BIN, REPO, ProcessGroup, free_port
+from harness.processes import BIN, CODE_SERVER, REPO, ProcessGroup, free_port
 from orchestrator.dagster.batch_job import (
     batch_run_config,
     batch_run_tags,
@@ -91,10 +91,11 @@ def _ok(env: dict[str, str], *args: str) -> str:
 @contextmanager
 def _webserver(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``dagster-webserver`` on a free loopback port, in its own process group (it starts a
-    code server); the whole group is stopped afterwards, and nothing of it may survive."""
+    code server); the whole group is stopped afterwards (the code server killed first), and
+    nothing of it may survive."""
     port = free_port()
     server = ProcessGroup([str(BIN / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"),
-                           "-h", "127.0.0.1", "-p", str(port)], env, log)
+                           "-h", "127.0.0.1", "-p", str(port)], env, log, abrupt=(CODE_SERVER,))
     server.start()
     assert server.process is not None
     try:

@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from harness.dagster_home import environment, write_dagster_yaml
-from harness.processes import BIN, REPO, Daemon, wait_for
+from harness.processes import BIN, REPO, OrchestratorDaemon, wait_for
 from orchestrator.dagster.resources import STORE_RESOURCE
 from orchestrator.domain.records import Outcome
 from orchestrator.store import Store
@@ -52,21 +52,20 @@ def test_merged_into_another_code_location_a_trigger_runs_their_block(tmp_path, 
     document = tmp_path / "shouty.json"
     document.write_text(json.dumps(WORKFLOW))
 
-    unknown = _cli({**env, "ORCHESTRATOR_BLOCK_MODULES": "their_project.nowhere"},
-                   "workflows", "apply", str(document))
-    assert unknown.returncode == 2
-    assert "ORCHESTRATOR_BLOCK_MODULES" in unknown.stderr and "their_project.nowhere" in \
-        unknown.stderr and "Traceback" not in unknown.stderr
-    applied = _cli(env, "workflows", "apply", str(document))
-    assert applied.returncode == 0, applied.stderr
-    triggered = _cli(env, "trigger", "shouty", "--payload", '{"user": "ada"}', "--json")
-    assert triggered.returncode == 0, triggered.stderr
-    execution_id = json.loads(triggered.stdout)["execution_id"]
-
     store = Store(url)
-    daemon = Daemon(env, tmp_path / "daemon.log", MERGED / "workspace.yaml")
-    daemon.start()
+    daemon = OrchestratorDaemon(env, tmp_path / "daemon.log", MERGED / "workspace.yaml")
+    daemon.start()  # it loads their code location while the CLI applies and triggers
     try:
+        unknown = _cli({**env, "ORCHESTRATOR_BLOCK_MODULES": "their_project.nowhere"},
+                       "workflows", "apply", str(document))
+        assert unknown.returncode == 2
+        assert "ORCHESTRATOR_BLOCK_MODULES" in unknown.stderr and "their_project.nowhere" in \
+            unknown.stderr and "Traceback" not in unknown.stderr
+        applied = _cli(env, "workflows", "apply", str(document))
+        assert applied.returncode == 0, applied.stderr
+        triggered = _cli(env, "trigger", "shouty", "--payload", '{"user": "ada"}', "--json")
+        assert triggered.returncode == 0, triggered.stderr
+        execution_id = json.loads(triggered.stdout)["execution_id"]
         wait_for(lambda: store.get_execution(execution_id).status.terminal, 120,
                  "the execution to end", daemon.log)
     finally:
