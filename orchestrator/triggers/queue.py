@@ -81,6 +81,8 @@ def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: R
     batches = store.batches
     tick.batches.extend(redispatch_batches(batches, KIND_QUEUE, now=now, limit=limit,
                                            runs=runs)[1])
+    if slots is not None and slots.free <= tick.runs:
+        return tick  # no slot to fill: the page (and its run lookups) waits for one
     # Triggers already running are marked first so they stop occupying the page.
     for _ in range(2):
         queued = fair.queued(now, limit * max_batch_size, block=max_batch_size)
