@@ -10,8 +10,8 @@ past the default retention; a quarter of them in the environment the requests us
   **POST /v1/workflows/digest/trigger** p99 (300), **GET /v1/executions** (a page of 50) p99
   (100): real ``orchestrator serve``;
 - **prune throughput** while a steady trigger load (``RATE`` requests/s) runs: rows removed per
-  second by ``orchestrator.lifecycle.prune`` for ``PRUNE_SECONDS``, and the load's p99 beside
-  the same load without pruning.
+  second by ``orchestrator.lifecycle.prune`` for ``PRUNE_SECONDS``, paced as the sensor paces it
+  (``SENSOR_DUTY``), and the load's p99 beside the same load without pruning.
 
 Each ratio is the grown store's figure over the fresh one's (target ≤ 1.5); the plans of the
 queries that matter are printed (each must use its index, not scan the table).
@@ -39,7 +39,7 @@ from orchestrator.dagster.sensors import build_queue_sensor
 from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
-from orchestrator.lifecycle.prune import prune
+from orchestrator.lifecycle.prune import SENSOR_DUTY, prune
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.store import tables as t
@@ -193,7 +193,7 @@ def measure(name: str) -> list[Row]:
             def pruner() -> None:
                 t1 = time.perf_counter()
                 report = prune(store, now=datetime.now(UTC), default_retention=KEEP,
-                               budget=PRUNE_SECONDS)
+                               budget=PRUNE_SECONDS, duty=SENSOR_DUTY)  # as the sensor does
                 pruned.update(rows=sum(report.removed.values()),
                               executions=report.removed["executions"],
                               seconds=time.perf_counter() - t1)

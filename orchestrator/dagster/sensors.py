@@ -18,7 +18,7 @@ from orchestrator.dagster.jobs import JOB_NAME, execute_workflow, run_config_for
 from orchestrator.dagster.resources import OrchestratorStore
 from orchestrator.dagster.runs import DagsterRuns, run_lookup
 from orchestrator.execution.reconcile import reconcile
-from orchestrator.lifecycle.prune import prune
+from orchestrator.lifecycle.prune import SENSOR_DUTY, prune
 from orchestrator.settings import Settings
 from orchestrator.triggers.dispatch import BatchDispatch, Dispatch, RunSlots
 from orchestrator.triggers.queue import dispatch_queued_triggers
@@ -151,7 +151,7 @@ def build_pruner_sensor(settings: Settings) -> dg.SensorDefinition:
         report = prune(orchestrator_store.get(), now=datetime.now(UTC),
                        default_retention=timedelta(days=settings.retention_days),
                        runs=DagsterRuns(context.instance) if settings.prune_dagster_runs
-                       else None, budget=PRUNE_BUDGET)
+                       else None, budget=PRUNE_BUDGET, duty=SENSOR_DUTY)
         removed = ", ".join(f"{n} {kind}" for kind, n in sorted(report.removed.items()))
         if report.removed:
             context.log.info(f"pruned {removed}; deleted {report.dagster_runs} Dagster run(s)")

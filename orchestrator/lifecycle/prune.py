@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from orchestrator.store import Store
 
 DEFAULT_BATCH = 1000
+# The sensor prunes half of the time at most (a pause as long as each batch took after it), so
+# writes beside it keep their latency; `orchestrator db prune` by hand does not pause.
+SENSOR_DUTY = 0.5
 
 
 class RunPruner(Protocol):
@@ -52,8 +55,10 @@ class PruneReport:
 def prune(store: Store, *, now: datetime, default_retention: timedelta,
           runs: RunPruner | None = None, batch_size: int = DEFAULT_BATCH,
           max_batches: int = 1_000_000, budget: float | None = None, dry_run: bool = False,
-          monotonic: Callable[[], float] = time.monotonic) -> PruneReport:
-    """Prune what retention lets go as of ``now`` (``dry_run``: count it, remove nothing)."""
+          duty: float = 1.0, monotonic: Callable[[], float] = time.monotonic,
+          sleep: Callable[[float], None] = time.sleep) -> PruneReport:
+    """Prune what retention lets go as of ``now`` (``dry_run``: count it, remove nothing).
+    ``duty`` < 1 pauses after each batch so pruning takes at most that share of the time."""
     retention = store.retention
     report = PruneReport(dry_run=dry_run)
     if dry_run:
@@ -74,10 +79,13 @@ def prune(store: Store, *, now: datetime, default_retention: timedelta,
         if not expired:
             break
         ids = [e.execution_id for e in expired]
+        started = monotonic()
         if runs is not None:
             report.dagster_runs += runs.delete_runs(ids, retention.emptied_batches(ids))
         report.removed.update(retention.delete_executions(ids))
         batches += 1
+        if duty < 1:
+            sleep((monotonic() - started) * (1 / duty - 1))
     while True:
         if bounded(batches):
             report.more = True

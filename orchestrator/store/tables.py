@@ -306,7 +306,7 @@ prune_totals = sa.Table(
 # its newest first, whatever the other environments hold.
 sa.Index("orch_ix_executions_finished", executions.c.finished_at)
 sa.Index("orch_ix_executions_environment_created", executions.c.environment,
-         executions.c.created_at)
+         executions.c.created_at.desc(), executions.c.execution_id)
 
 # ------------------------------------------------------------------ cancellation (migration 0006)
 

@@ -247,3 +247,14 @@ def test_pruning_beside_admission_and_dispatch_loses_nothing(store: Store,
     assert failures == []
     prune(store, now=NOW, default_retention=KEEP)
     assert _kept(store, old) == [] and _kept(store, new) == new
+
+
+def test_a_paced_prune_pauses_as_long_as_each_batch_took(store: Store, make_workflow) -> None:
+    make_workflow()
+    for i in range(4):
+        _done(store, f"e{i}", finished=KEEP * 2)
+    ticks = iter(range(1000))
+    slept: list[float] = []
+    prune(store, now=NOW, default_retention=KEEP, batch_size=2, duty=0.5,
+          monotonic=lambda: float(next(ticks)), sleep=slept.append)
+    assert slept == [1.0, 1.0]  # one pause per batch of executions, as long as the batch

@@ -1,6 +1,7 @@
 """Retention: ``orch_environments`` (a retention override per environment),
 ``orch_prune_totals`` (rows pruned, per kind), and indexes on executions' ``finished_at`` (the
-pruner) and ``(environment, created_at)`` (an environment's listing in a store of millions).
+pruner) and ``(environment, created_at DESC, execution_id)`` (an environment's listing, in
+its order, in a store of millions).
 
 Revision ID: 0005
 Revises: 0004
@@ -34,7 +35,7 @@ def upgrade() -> None:
     )
     op.create_index("orch_ix_executions_finished", "orch_executions", ["finished_at"])
     op.create_index("orch_ix_executions_environment_created", "orch_executions",
-                    ["environment", "created_at"])
+                    ["environment", sa.text("created_at DESC"), "execution_id"])
 
 
 def downgrade() -> None:
