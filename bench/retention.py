@@ -151,8 +151,8 @@ def _plans(store: Store, ids: list[str], now: datetime) -> dict[str, str]:
             e.c.status.in_(["success", "error", "cancelled"]),
             e.c.finished_at < now - KEEP).order_by(e.c.finished_at).limit(1000),
         "get": sa.select(e).where(e.c.execution_id == ids[0]),
-        "list": sa.select(e).where(e.c.environment == "default")
-        .order_by(e.c.created_at.desc()).limit(50),
+        "list": sa.select(e).where(e.c.environment == "default")  # as the store lists
+        .order_by(e.c.created_at.desc(), e.c.execution_id).limit(50),
     }
     plans = {}
     with store.engine.connect() as conn:
