@@ -107,12 +107,15 @@ class FairQueue:
         """Queued triggers whose TTL passed before they started end ``expired`` (up to
         ``limit``, oldest first); returns their ids."""
         e = t.executions
-        with self.db.write() as conn:
-            overdue = sa.select(e.c.execution_id).where(
-                e.c.status == ExecutionStatus.QUEUED.value, e.c.expires_at < now
-            ).order_by(e.c.expires_at).limit(limit)
-            return expire_overdue(conn, e.c.execution_id.in_(list(conn.execute(overdue)
-                                                                  .scalars())), now)
+        overdue = sa.select(e.c.execution_id).where(
+            e.c.status == ExecutionStatus.QUEUED.value, e.c.expires_at < now
+        ).order_by(e.c.expires_at).limit(limit)
+        with self.db.read() as conn:  # every tick: no write transaction unless one is due
+            ids = list(conn.execute(overdue).scalars())
+        if not ids:
+            return []
+        with self.db.write() as conn:  # expire_overdue re-checks each one is still queued
+            return expire_overdue(conn, e.c.execution_id.in_(ids), now)
 
     @translated("check the burst buffer")
     def stuck(self, now: datetime, older_than: timedelta,
