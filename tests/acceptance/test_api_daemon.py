@@ -1,9 +1,10 @@
-"""Correlation end to end: an HTTP trigger and a signed webhook delivery, through
-``orchestrator serve`` and the real daemon, into Dagster runs whose tags carry the
-``execution_id`` and ``request_id`` assigned at ingestion (the caller's ``X-Request-Id``), and
-back into the execution row, on SQLite and on PostgreSQL; and a pile of HTTP triggers sharing
-batch runs, each execution keeping its own correlation, outcome and block entries, findable from
-``executions show`` to the batch run and back."""
+"""Correlation end to end, through ``orchestrator serve`` and the real daemon, on SQLite and on
+PostgreSQL: a pile of HTTP triggers sharing batch runs, each execution keeping its own
+correlation, outcome and block entries, findable from ``executions show`` to the batch run and
+back; then an HTTP trigger and a signed webhook delivery, each into a Dagster run whose tags
+carry the ``execution_id`` and ``request_id`` assigned at ingestion (the caller's
+``X-Request-Id``), and back into the execution row. (One server and one daemon for both: each
+daemon a test starts costs the suite several seconds of CPU.)"""
 
 from __future__ import annotations
 
@@ -57,7 +58,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path):
     drop_pg_database(url)
 
 
-def test_http_and_webhook_correlation_reach_run_tags(backend, tmp_path: Path) -> None:
+def test_http_and_webhook_triggers_reach_runs_with_their_correlation(backend, tmp_path: Path):
+    """One server (two processes) and one daemon: first a pile of HTTP triggers queued before
+    the daemon starts shares batch runs; then a lone HTTP trigger and a lone signed webhook
+    delivery each get a run of their own, whose tags carry their correlation."""
     home, url = backend
     upgrade(url)
     store = Store(url)
@@ -65,45 +69,35 @@ def test_http_and_webhook_correlation_reach_run_tags(backend, tmp_path: Path) ->
     store.apply_workflow(parse_workflow(workflow_doc(), block_types()), now)
     key = store.access.create_api_key("default", now)[1]
     hook = store.access.create_webhook("default", "digest", now)
-    # A run per trigger, to read each one's run tags (batch runs: test_batch_daemon.py).
-    env = environment(home, url, ORCHESTRATOR_MAX_BATCH_SIZE="1")
+    env = environment(home, url, ORCHESTRATOR_MAX_BATCH_SIZE="10",
+                      ORCHESTRATOR_DAGSTER_UI_URL="http://127.0.0.1:3999")
     port = free_port()
+    base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         # Two server processes: the key's second call may reach the other one.
         server = subprocess.Popen([str(ORCHESTRATOR), "serve", "--port", str(port),
                                    "--workers", "2"], env=env, stdout=out,
                                   stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
     daemon = OrchestratorDaemon(env, tmp_path / "daemon.log")
+    auth = {"Authorization": f"Bearer {key}"}
     try:
-        daemon.start()  # starting up beside the server: the triggers wait in the store for it
         wait_for(lambda: _up(base), 60, "orchestrator serve to answer /healthz", log)
-        auth = {"Authorization": f"Bearer {key}"}
-        api = requests.post(f"{base}/v1/workflows/digest/trigger",
-                            json={"payload": {"user": "ada"}, "idempotency_key": "order-42"},
-                            headers={**auth, "X-Request-Id": "caller-req-42"}, timeout=30)
-        assert api.status_code == 202, api.text
-        body = b'{"user": "webhook"}'
-        ts = str(int(time.time()))
-        delivered = requests.post(f"{base}/v1/webhooks/{hook.id}", data=body, timeout=30,
-                                  headers={"X-Orchestrator-Timestamp": ts,
-                                           "X-Orchestrator-Signature": sign(hook.secret, ts,
-                                                                            body),
-                                           "X-Request-Id": "hook-req-7"})
-        assert delivered.status_code == 202, delivered.text
-        ids = [api.json()["execution_id"], delivered.json()["execution_id"]]
-        assert requests.get(f"{base}/v1/executions/{ids[0]}", headers=auth,
-                            timeout=30).json()["status"] in {"queued", "running", "success"}
-        for execution_id in ids:
-            wait_for(lambda e=execution_id: requests.get(
-                f"{base}/v1/executions/{e}", headers=auth, timeout=30).json()["status"]
-                == "success", 180, f"execution {execution_id} to succeed", daemon.log)
+        pile = _queue_a_pile(base, auth)
+        daemon.start()
+        wait_for(lambda: all(store.get_execution(e).status.terminal for e in pile), 180,
+                 "every execution of the pile to end", daemon.log)
+        answer, ids = _trigger_alone(store, base, auth, hook, daemon)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            # An execution is final once its core wrote it; its run ends (a batch run: with
+            # its outcomes tag, once its last member has ended) a moment later.
+            wait_for(lambda: all(_run_ended(instance, store.get_execution(e).dagster_run_id)
+                                 for e in pile + ids), 60, "every run to end", daemon.log)
         for _ in range(4):  # new connections: both processes answer with the key's execution
             again = requests.post(f"{base}/v1/workflows/digest/trigger",
                                   json={"idempotency_key": "order-42"}, headers=auth,
                                   timeout=30)
-            assert again.json() == {**api.json(), "deduplicated": True}
+            assert again.json() == {**answer, "deduplicated": True}
     finally:
         daemon.stop()
         server.terminate()
@@ -111,69 +105,50 @@ def test_http_and_webhook_correlation_reach_run_tags(backend, tmp_path: Path) ->
     served = log.read_text()
     assert served.count("Started server process") == 2, served  # 2 workers (and a parent)
     assert "Traceback" not in served, served
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        for execution_id, request_id, source in ((ids[0], "caller-req-42", "api"),
-                                                 (ids[1], "hook-req-7", "webhook")):
-            record = store.get_execution(execution_id)
-            run = instance.get_run_by_id(record.dagster_run_id)
-            assert run is not None
-            assert run.tags[DAGSTER_RUN_KEY_TAG] == f"trigger:{execution_id}"
-            assert run.tags[TAG_EXECUTION_ID] == execution_id
-            assert run.tags[TAG_REQUEST_ID] == request_id == record.request_id
-            assert run.tags[TAG_SOURCE] == source == record.source.value
-            assert run.tags["orchestrator/outcome"] == "success"
-        assert instance.get_run_by_id(
-            store.get_execution(ids[0]).dagster_run_id).tags[TAG_IDEMPOTENCY_KEY] == "order-42"
-        assert instance.get_run_by_id(
-            store.get_execution(ids[1]).dagster_run_id).tags[TAG_TRIGGER_ID] == hook.id
-    assert store.get_execution(ids[0]).output == {"count": 3, "who": "ada"}
-    assert store.get_execution(ids[1]).output == {"count": 3, "who": "webhook"}
+    _check_pile(store, home, env, pile)
+    _check_correlation(store, home, hook, ids)
 
 
-def _up(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False
+def _queue_a_pile(base: str, auth: dict[str, str]) -> list[str]:
+    ids = []
+    for i in range(25):  # queued before the daemon starts: they pile up
+        payload = {} if i == 7 else {"user": f"u{i}"}  # #7 lacks the field: a user error
+        r = requests.post(f"{base}/v1/workflows/digest/trigger", json={"payload": payload},
+                          headers={**auth, "X-Request-Id": f"caller-{i}"}, timeout=30)
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["execution_id"])
+    return ids
 
 
-def test_a_pile_of_api_triggers_shares_batch_runs_and_each_stays_findable(backend, tmp_path):
-    home, url = backend
-    upgrade(url)
-    store = Store(url)
-    now = datetime.now(UTC)
-    store.apply_workflow(parse_workflow(workflow_doc(), block_types()), now)
-    key = store.access.create_api_key("default", now)[1]
-    env = environment(home, url, ORCHESTRATOR_MAX_BATCH_SIZE="10",
-                      ORCHESTRATOR_DAGSTER_UI_URL="http://127.0.0.1:3999")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen([str(ORCHESTRATOR), "serve", "--port", str(port)], env=env,
-                                  stdout=out, stderr=subprocess.STDOUT)
-    daemon = OrchestratorDaemon(env, tmp_path / "daemon.log")
-    auth = {"Authorization": f"Bearer {key}"}
-    try:
-        wait_for(lambda: _up(base), 60, "orchestrator serve to answer /healthz", log)
-        ids = []
-        for i in range(25):  # queued before the daemon starts: they pile up
-            payload = {} if i == 7 else {"user": f"u{i}"}  # #7 lacks the field: a user error
-            r = requests.post(f"{base}/v1/workflows/digest/trigger", json={"payload": payload},
-                              headers={**auth, "X-Request-Id": f"caller-{i}"}, timeout=30)
-            assert r.status_code == 202, r.text
-            ids.append(r.json()["execution_id"])
-        daemon.start()
-        wait_for(lambda: all(store.get_execution(e).status.terminal for e in ids), 180,
-                 "every execution to end", daemon.log)
-        # A batch run tags its outcomes once its last member has ended, a moment later.
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            wait_for(lambda: all(_run_ended(instance, store.get_execution(e).dagster_run_id)
-                                 for e in ids), 60, "every run to end", daemon.log)
-    finally:
-        daemon.stop()
-        server.terminate()
-        server.wait(timeout=30)
+def _trigger_alone(store: Store, base: str, auth: dict[str, str], hook,
+                   daemon: OrchestratorDaemon) -> tuple[dict, list[str]]:
+    """An HTTP trigger, then (once the first has its run) a signed webhook delivery: each is
+    alone in the queue, so each gets a run of its own."""
+    api = requests.post(f"{base}/v1/workflows/digest/trigger",
+                        json={"payload": {"user": "ada"}, "idempotency_key": "order-42"},
+                        headers={**auth, "X-Request-Id": "caller-req-42"}, timeout=30)
+    assert api.status_code == 202, api.text
+    first = api.json()["execution_id"]
+    assert requests.get(f"{base}/v1/executions/{first}", headers=auth,
+                        timeout=30).json()["status"] in {"queued", "running", "success"}
+    wait_for(lambda: store.get_execution(first).dagster_run_id is not None, 60,
+             f"execution {first} to get its run", daemon.log)
+    body = b'{"user": "webhook"}'
+    ts = str(int(time.time()))
+    delivered = requests.post(f"{base}/v1/webhooks/{hook.id}", data=body, timeout=30,
+                              headers={"X-Orchestrator-Timestamp": ts,
+                                       "X-Orchestrator-Signature": sign(hook.secret, ts, body),
+                                       "X-Request-Id": "hook-req-7"})
+    assert delivered.status_code == 202, delivered.text
+    ids = [first, delivered.json()["execution_id"]]
+    for execution_id in ids:
+        wait_for(lambda e=execution_id: requests.get(
+            f"{base}/v1/executions/{e}", headers=auth, timeout=30).json()["status"]
+            == "success", 180, f"execution {execution_id} to succeed", daemon.log)
+    return api.json(), ids
+
+
+def _check_pile(store: Store, home: Path, env: dict[str, str], ids: list[str]) -> None:
     records = [store.get_execution(e) for e in ids]
     assert [r.outcome for r in records].count(Outcome.SUCCESS) == 24
     assert records[7].outcome is Outcome.USER_ERROR and store.list_alerts() == []
@@ -198,6 +173,33 @@ def test_a_pile_of_api_triggers_shares_batch_runs_and_each_stays_findable(backen
     view = json.loads(shown.stdout)
     assert view["run_batch_id"] == batched[0].run_batch_id
     assert view["dagster_run_url"] == f"http://127.0.0.1:3999/runs/{batched[0].dagster_run_id}"
+
+
+def _check_correlation(store: Store, home: Path, hook, ids: list[str]) -> None:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for execution_id, request_id, source in ((ids[0], "caller-req-42", "api"),
+                                                 (ids[1], "hook-req-7", "webhook")):
+            record = store.get_execution(execution_id)
+            run = instance.get_run_by_id(record.dagster_run_id)
+            assert run is not None and run.job_name == "execute_workflow"
+            assert run.tags[DAGSTER_RUN_KEY_TAG] == f"trigger:{execution_id}"
+            assert run.tags[TAG_EXECUTION_ID] == execution_id
+            assert run.tags[TAG_REQUEST_ID] == request_id == record.request_id
+            assert run.tags[TAG_SOURCE] == source == record.source.value
+            assert run.tags["orchestrator/outcome"] == "success"
+        assert instance.get_run_by_id(
+            store.get_execution(ids[0]).dagster_run_id).tags[TAG_IDEMPOTENCY_KEY] == "order-42"
+        assert instance.get_run_by_id(
+            store.get_execution(ids[1]).dagster_run_id).tags[TAG_TRIGGER_ID] == hook.id
+    assert store.get_execution(ids[0]).output == {"count": 3, "who": "ada"}
+    assert store.get_execution(ids[1]).output == {"count": 3, "who": "webhook"}
+
+
+def _up(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
 
 
 def _run_ended(instance: dg.DagsterInstance, run_id: str | None) -> bool:
