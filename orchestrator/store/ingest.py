@@ -165,9 +165,13 @@ class IngestStore:
                     executions.append(execution_row(c, job.now, batch_id=request.batch_id,
                                                     not_before=request.not_before,
                                                     expires_at=request.expires_at,
-                                                    priority=request.priority))
+                                                    priority=request.priority,
+                                                    concurrency_key=request.concurrency_key,
+                                                    pinned_version=request.pinned_version))
                     queued.append(queued_row(c, job.now, available_at=request.not_before,
-                                             priority=request.priority))
+                                             priority=request.priority,
+                                             concurrency_key=request.concurrency_key,
+                                             pinned_version=request.pinned_version))
                 admissions.append(Admission(execution_id=c.execution_id,
                                             request_id=c.request_id, buffered=to_buffer))
             results.append(admissions)
@@ -210,7 +214,8 @@ class IngestStore:
                              buffered=True)
         insert_execution(conn, c, now, enqueue=True, batch_id=request.batch_id,
                          not_before=request.not_before, expires_at=request.expires_at,
-                         priority=request.priority)
+                         priority=request.priority, concurrency_key=request.concurrency_key,
+                         pinned_version=request.pinned_version)
         return Admission(execution_id=c.execution_id, request_id=c.request_id)
 
     def _claim(self, conn: sa.Connection, c: Correlation, now: datetime,
@@ -291,7 +296,8 @@ class IngestStore:
         try:
             with conn.begin_nested():
                 insert_execution(conn, c, now, enqueue=True, available_at=start,
-                                 batch_id=request.batch_id)
+                                 batch_id=request.batch_id, priority=request.priority,
+                                 concurrency_key=request.concurrency_key)
                 if row is None:
                     conn.execute(d.insert().values(environment=c.environment,
                                                    workflow=c.workflow, key=debounce.key,
@@ -361,7 +367,8 @@ def _buffer_row(request: TriggerRequest, now: datetime) -> dict[str, Any]:
         c.to_row(buffered=True),
         idempotency_expires_at=now + request.idempotency_ttl if c.idempotency_key else None,
         batch_id=request.batch_id, created_at=now, not_before=request.not_before,
-        expires_at=request.expires_at, priority=request.priority)
+        expires_at=request.expires_at, priority=request.priority,
+        concurrency_key=request.concurrency_key)
 
 
 def _exists(conn: sa.Connection, execution_id: str, environment: str) -> bool:
@@ -381,5 +388,7 @@ def _key_of(c: Correlation) -> tuple[Any, ...]:
 def _buffered(row: Any) -> Visible:
     return Visible(execution=BufferedTrigger(
         **Correlation.row_values(row), batch_id=row.batch_id, created_at=row.created_at,
-        payload=row.payload, idempotency_expires_at=row.idempotency_expires_at),
+        payload=row.payload, idempotency_expires_at=row.idempotency_expires_at,
+        not_before=row.not_before, expires_at=row.expires_at, priority=row.priority,
+        concurrency_key=row.concurrency_key),
         key_expires_at=row.idempotency_expires_at)
