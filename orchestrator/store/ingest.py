@@ -314,21 +314,24 @@ class IngestStore:
     # --------------------------------------------------------------------------------- reads
 
     @translated("read the execution")
-    def find(self, execution_id: str, environment: str) -> Visible:
+    def find(self, execution_id: str, environment: str | None) -> Visible:
         """The execution, in the log or still in the buffer (shown as ``queued``, every field).
-        Another environment's execution is :class:`NotFound`, like a missing one."""
+        Another environment's execution is :class:`NotFound`, like a missing one (None: any
+        environment, the operator's view)."""
         try:
             record = self.executions.get_execution(execution_id)
         except NotFound:
             record = None
         with self.db.read() as conn:
-            if record is not None and record.environment == environment:
+            if record is not None and environment in (None, record.environment):
                 expires = conn.execute(sa.select(t.idempotency_keys.c.expires_at).where(
                     t.idempotency_keys.c.execution_id == execution_id)).scalar()
                 return Visible(execution=record, key_expires_at=expires)
             b = t.burst_buffer
-            row = conn.execute(sa.select(b).where(b.c.execution_id == execution_id,
-                                                  b.c.environment == environment)).first()
+            query = sa.select(b).where(b.c.execution_id == execution_id)
+            if environment is not None:
+                query = query.where(b.c.environment == environment)
+            row = conn.execute(query).first()
         if row is None:
             raise NotFound("execution", execution_id)
         return _buffered(row)

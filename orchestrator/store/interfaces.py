@@ -271,8 +271,9 @@ class AdmissionRepository(Protocol):
     def admit_jobs(self, jobs: Sequence[AdmissionJob]) -> list[JobResult]:
         """Several calls' jobs in one transaction, each all or none."""
 
-    def find(self, execution_id: str, environment: str) -> Visible:
-        """The execution of ``environment``, in the log or the buffer (else NotFound)."""
+    def find(self, execution_id: str, environment: str | None) -> Visible:
+        """The execution of ``environment`` (None: of any), in the log or the buffer (else
+        NotFound)."""
 
     def visible(self, environment: str, *, workflow: str | None = None,
                 status: str | None = None, limit: int = 50) -> list[Visible]:

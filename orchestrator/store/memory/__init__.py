@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 from orchestrator.store.memory.admission import MemoryAdmission
 from orchestrator.store.memory.cancellation import MemoryCancellation
-from orchestrator.store.memory.concurrency import MemoryConcurrency
 from orchestrator.store.memory.catalog import MemoryAccess, MemorySchedules, MemoryWorkflows
+from orchestrator.store.memory.concurrency import MemoryConcurrency
 from orchestrator.store.memory.executions import MemoryAlerts, MemoryExecutions
 from orchestrator.store.memory.queue import MemoryBatches, MemoryQueue
 from orchestrator.store.memory.retention import MemoryRetention

@@ -218,14 +218,14 @@ class MemoryAdmission:
         return next((r["expires_at"] for r in self.state.table("idempotency").values()
                      if r["execution_id"] == execution_id), None)
 
-    def find(self, execution_id: str, environment: str) -> Visible:
+    def find(self, execution_id: str, environment: str | None) -> Visible:
         with self.state.lock:
             row = self.state.table("executions").get(execution_id)
-            if row is not None and row["environment"] == environment:
+            if row is not None and environment in (None, row["environment"]):
                 return Visible(execution=self.executions.get_execution(execution_id),
                                key_expires_at=self._expiry(execution_id))
             entry = self.state.table("buffer").get(execution_id)
-            if entry is None or entry["environment"] != environment:
+            if entry is None or environment not in (None, entry["environment"]):
                 raise NotFound("execution", execution_id)
             return _buffered(entry)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from datetime import datetime
 
 from orchestrator.domain.concurrency import Candidate, KeyScope, grantable, key_limit
@@ -71,10 +72,9 @@ class MemoryConcurrency:
             pairs = {(c.environment, c.workflow) for c in waiting if c.concurrency_key}
             key_limits = {}
             for env, name in pairs:
-                try:
+                # a missing workflow: its executions fail alone when they start
+                with suppress(NotFound):
                     key_limits[(env, name)] = key_limit(read_workflow(s, env, name).document)
-                except NotFound:
-                    pass  # a missing workflow: its executions fail alone when they start
             granted = grantable(waiting, env_limits=env_limits,
                                 key_limits=key_limits,
                                 env_in_flight=Counter(r["environment"] for r in flying),
