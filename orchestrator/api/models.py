@@ -19,6 +19,7 @@ from pydantic import (
 
 from orchestrator.api.operations import Query
 from orchestrator.domain.ingest import (
+    DEFAULT_IDEMPOTENCY_TTL,
     DURATION_PATTERN,
     MAX_BATCH_ITEMS,
     PRIORITY_RANGE,
@@ -99,13 +100,11 @@ class TriggerBody(_Body):
             debounce = Debounce(key=self.debounce.key, delay=self.debounce.delay,
                                 mode=DebounceMode(self.debounce.mode),
                                 max_delay=self.debounce.max_delay)
-        extra = {"idempotency_ttl": self.idempotency_key_ttl} if self.idempotency_key_ttl \
-            else {}
         return TriggerInput(payload=self.payload, idempotency_key=self.idempotency_key,
+                            idempotency_ttl=self.idempotency_key_ttl or DEFAULT_IDEMPOTENCY_TTL,
                             debounce=debounce, parent_execution_id=self.parent_execution_id,
                             delay=self.delay, run_at=self.run_at, ttl=self.ttl,
-                            priority=self.priority, concurrency_key=self.concurrency_key,
-                            **extra)
+                            priority=self.priority, concurrency_key=self.concurrency_key)
 
 
 class BatchBody(_Body):
