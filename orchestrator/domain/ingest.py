@@ -72,9 +72,12 @@ def parse_start(delay: Any, run_at: Any, now: datetime) -> datetime | None:
         raise ValueError("delay: give delay or run_at, not both")
     if delay is not None:
         try:
-            start = now + parse_duration(delay)
+            duration = parse_duration(delay)
         except ValueError as exc:
             raise ValueError(f"delay: {exc}") from None
+        if duration > MAX_DELAY:  # before the sum: far enough, it leaves datetime's range
+            raise ValueError("delay: is more than a year ahead")
+        start = now + duration
     elif run_at is not None:
         parsed: datetime | None
         try:
