@@ -1,5 +1,6 @@
 """Execution handlers: ``GET /v1/executions``, ``GET /v1/executions/{execution_id}`` (the key's
-environment, buffered executions included, as ``queued``) and ``POST …/cancel``."""
+environment, buffered executions included, as ``queued``), ``POST …/cancel`` and
+``POST …/replay`` (a new execution through the trigger path, 202)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from orchestrator.api.context import Api
-from orchestrator.api.models import ExecutionQuery
+from orchestrator.api.models import ExecutionQuery, ReplayBody
 from orchestrator.api.operations import Call
 from orchestrator.api.views import execution_view, list_views
+from orchestrator.domain.correlation import Source
 
 
 async def get_execution(api: Api, call: Call) -> Response:
@@ -31,3 +33,16 @@ async def cancel_execution(api: Api, call: Call) -> Response:
     await run_in_threadpool(api.executions.cancel, execution_id, api.clock(), call.environment)
     found = await run_in_threadpool(api.executions.find, execution_id, call.environment)
     return JSONResponse(execution_view(found))
+
+
+async def replay_execution(api: Api, call: Call) -> Response:
+    body: ReplayBody = call.body
+    replay = await run_in_threadpool(api.executions.replay, call.path["execution_id"],
+                                     environment=call.environment, payload=body.payload,
+                                     same_version=body.same_version)
+    [admission] = await api.admit(api.triggers.prepare(
+        environment=replay.environment, workflow=replay.workflow, items=[replay.item],
+        request_id=call.request_id, source=Source.REPLAY, now=api.clock()))
+    api.count(call.environment, Source.REPLAY, [admission])
+    return JSONResponse({**admission.body(), "replayed_from": call.path["execution_id"]},
+                        status_code=202, headers={"X-Request-Id": admission.request_id})

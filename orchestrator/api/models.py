@@ -19,6 +19,7 @@ from pydantic import (
 
 from orchestrator.api.operations import Query
 from orchestrator.domain.ingest import (
+    DEFAULT_IDEMPOTENCY_TTL,
     DURATION_PATTERN,
     MAX_BATCH_ITEMS,
     PRIORITY_RANGE,
@@ -80,6 +81,10 @@ class TriggerBody(_Body):
                                  "may start, the execution ends `expired` (at most a year)")
     priority: int = Field(default=0, ge=PRIORITY_RANGE.start, le=PRIORITY_RANGE.stop - 1,
                           description="higher starts first within the environment")
+    concurrency_key: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=KEY_PATTERN.pattern,
+        description="executions of this workflow sharing the key run at most the workflow's "
+                    "concurrency.key_limit (default 1) at once")
 
     @field_validator("idempotency_key_ttl", mode="before")
     @classmethod
@@ -95,12 +100,11 @@ class TriggerBody(_Body):
             debounce = Debounce(key=self.debounce.key, delay=self.debounce.delay,
                                 mode=DebounceMode(self.debounce.mode),
                                 max_delay=self.debounce.max_delay)
-        extra = {"idempotency_ttl": self.idempotency_key_ttl} if self.idempotency_key_ttl \
-            else {}
         return TriggerInput(payload=self.payload, idempotency_key=self.idempotency_key,
+                            idempotency_ttl=self.idempotency_key_ttl or DEFAULT_IDEMPOTENCY_TTL,
                             debounce=debounce, parent_execution_id=self.parent_execution_id,
                             delay=self.delay, run_at=self.run_at, ttl=self.ttl,
-                            priority=self.priority, **extra)
+                            priority=self.priority, concurrency_key=self.concurrency_key)
 
 
 class BatchBody(_Body):
@@ -109,6 +113,15 @@ class BatchBody(_Body):
 
     items: list[TriggerBody] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
     idempotency_key: str | None = KeyStr
+
+
+class ReplayBody(_Body):
+    """``POST /v1/executions/{execution_id}/replay``."""
+
+    payload: dict[str, Any] | None = Field(default=None, description="the replay's payload "
+                                           "(default: the original's)")
+    same_version: bool = Field(default=False, description="run the workflow version the "
+                               "original ran (default: the latest)")
 
 
 class ScheduleBody(_Body):

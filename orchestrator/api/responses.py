@@ -46,6 +46,12 @@ class Accepted(_Body):
     deduplicated: bool
 
 
+class Replayed(Accepted):
+    """A replay accepted (202): the new execution, queued, and the one it replays."""
+
+    replayed_from: str
+
+
 class AcceptedBatch(_Body):
     items: list[Accepted]
 

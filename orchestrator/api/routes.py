@@ -13,6 +13,7 @@ from orchestrator.api.context import Api
 from orchestrator.api.models import (
     BatchBody,
     ExecutionQuery,
+    ReplayBody,
     ScheduleBody,
     ScheduleQuery,
     TriggerBody,
@@ -91,6 +92,22 @@ OPERATIONS: list[Operation] = [
                                   model=r.Execution)},
               rejections={404: "no such execution in the key's environment",
                           409: "the execution has already ended"}),
+    Operation(method="POST", path="/v1/executions/{execution_id}/replay",
+              name="execution_replay", handler=executions.replay_execution, body=ReplayBody,
+              request_id=True, summary="Replay an execution: a new one of the same workflow",
+              description="Queues a new execution (202) of the original's workflow in its "
+                          "environment, source `replay`, new correlation ids, `replayed_from` "
+                          "the original; the original's payload unless `payload` is given; the "
+                          "latest workflow version, or with `same_version` the one the "
+                          "original ran. The original may be finished or not. X-Request-Id, "
+                          "when sent, becomes the new execution's request_id.",
+              replies={202: Reply(description="the new execution, queued",
+                                  model=r.Replayed)},
+              rejections={404: "no such execution in the key's environment (or its workflow "
+                               "was deleted)",
+                          409: "same_version for an execution that has not run yet",
+                          422: "an invalid field (named)",
+                          503: "store unreachable; retry after Retry-After seconds"}),
     Operation(method="GET", path="/v1/schedules", name="schedules",
               handler=schedules.list_schedules, query=ScheduleQuery,
               summary="Schedules of the key's environment",

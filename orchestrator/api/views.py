@@ -37,6 +37,7 @@ def _buffered_view(entry: BufferedTrigger) -> dict[str, Any]:
         **fields, payload=entry.payload, workflow_version=None, status=ExecutionStatus.QUEUED,
         outcome=None, dagster_run_id=None, attempts=0, error=None, output=None,
         finalized_by=None, created_at=entry.created_at, started_at=None, finished_at=None,
-        batch_id=entry.batch_id).to_dict()
+        batch_id=entry.batch_id, not_before=entry.not_before, expires_at=entry.expires_at,
+        priority=entry.priority, concurrency_key=entry.concurrency_key).to_dict()
     del data["run_batch_id"]  # a buffered execution is in no run yet: the key stays absent
     return data

@@ -1,4 +1,5 @@
-"""``orchestrator environments`` (retention per environment) and ``orchestrator db prune``."""
+"""``orchestrator environments`` (retention and concurrency limit per environment) and
+``orchestrator db prune``."""
 
 from __future__ import annotations
 
@@ -29,23 +30,31 @@ def _days(retention: timedelta) -> str:
 
 @click.group()
 def environments() -> None:
-    """Settings per environment (retention)."""
+    """Settings per environment (retention, concurrency limit)."""
 
 
 @environments.command("list")
 @json_option
 def environments_list(as_json: bool) -> None:
-    """Every environment with a workflow or an override, and the retention that applies."""
+    """Every environment with a workflow, an override or executions in flight: the retention
+    that applies, its concurrency limit (max_concurrent, none: unlimited) and the executions in
+    flight now."""
     from orchestrator.store import Store
 
     settings = Settings.from_env()
     store = Store(settings.database_url)
     overrides = store.retention.retentions()
-    seen = set(overrides) | {w.environment for w in store.workflows.list_workflows()}
+    limits = store.concurrency.limits()
+    flying = store.concurrency.in_flight()
+    seen = (set(overrides) | set(limits) | set(flying)
+            | {w.environment for w in store.workflows.list_workflows()})
     default = timedelta(days=settings.retention_days)
     rows = [{"environment": name, "retention": _days(overrides.get(name, default)),
-             "source": "override" if name in overrides else "default"} for name in sorted(seen)]
-    emit(rows, as_json=as_json, columns=["environment", "retention", "source"])
+             "source": "override" if name in overrides else "default",
+             "max_concurrent": limits.get(name), "in_flight": flying.get(name, 0)}
+            for name in sorted(seen)]
+    emit(rows, as_json=as_json,
+         columns=["environment", "retention", "source", "max_concurrent", "in_flight"])
 
 
 @environments.command("set-retention")
@@ -67,6 +76,32 @@ def environments_set_retention(environment: str, retention: str, as_json: bool) 
     effective = keep or timedelta(days=settings.retention_days)
     emit({"environment": environment, "retention": _days(effective),
           "source": "default" if keep is None else "override"}, as_json=as_json)
+
+
+@environments.command("set-concurrency")
+@click.argument("environment")
+@click.argument("limit")
+@json_option
+def environments_set_concurrency(environment: str, limit: str, as_json: bool) -> None:
+    """At most LIMIT executions of ENVIRONMENT in flight at once (1-10000; 'none': no limit).
+    The others wait in the queue, highest priority then oldest first."""
+    from orchestrator.domain.concurrency import parse_limit
+    from orchestrator.exceptions import Problem
+    from orchestrator.store import Store
+
+    problems = validate_name(environment, "ENVIRONMENT")
+    max_concurrent = None
+    if limit != "none":
+        try:
+            max_concurrent = parse_limit(limit)
+        except ValueError as exc:
+            problems.append(Problem(field="LIMIT", message=f"{exc}, or 'none' for no limit"))
+    if problems:
+        raise InvalidInput(*problems)
+    store = Store(Settings.from_env().database_url)
+    store.concurrency.set_limit(environment, max_concurrent, datetime.now(UTC))
+    emit({"environment": environment, "max_concurrent": max_concurrent,
+          "in_flight": store.concurrency.in_flight().get(environment, 0)}, as_json=as_json)
 
 
 @click.command("prune")

@@ -23,6 +23,7 @@ import click
 # what it uses.
 from orchestrator.cli import lifecycle, processes
 from orchestrator.cli.output import emit, json_option
+from orchestrator.domain.concurrency import key_problem
 from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id, parse_iso
 from orchestrator.domain.failures import classify
 from orchestrator.domain.ingest import (
@@ -328,25 +329,28 @@ def schedules_trigger(schedule_id: str, as_json: bool) -> None:
               help="Not started this long after it may start, it ends expired (e.g. 1h).")
 @click.option("--priority", type=click.IntRange(-10, 10), default=0, show_default=True,
               help="Higher starts first within the environment.")
+@click.option("--concurrency-key", default=None,
+              help="Executions of the workflow sharing this key run at most its "
+                   "concurrency.key_limit (default 1) at once.")
 @env_option
 @json_option
 def trigger(workflow: str, payload: str | None, idempotency_key: str | None,
             idempotency_ttl: str | None, delay: str | None, run_at: str | None,
-            ttl: str | None, priority: int, environment: str, as_json: bool) -> None:
+            ttl: str | None, priority: int, concurrency_key: str | None, environment: str,
+            as_json: bool) -> None:
     """Queue an execution; queued_trigger_sensor launches its run. Claims the idempotency key
     like the HTTP API does."""
-    from orchestrator.domain.schedules import KEY_PATTERN
-
     problems: list[Problem] = []
     body: dict[str, Any] = {}
     try:
         body = _payload(payload)
     except InvalidInput as exc:
         problems += exc.problems
-    if idempotency_key is not None and not KEY_PATTERN.match(idempotency_key):
-        problems.append(Problem(field="--idempotency-key", message="must be 1-200 characters: "
-                                "letters, digits and _ . : / - (starting with a letter or "
-                                "digit)"))
+    for option, key in (("--idempotency-key", idempotency_key),
+                        ("--concurrency-key", concurrency_key)):
+        problem = None if key is None else key_problem(key, option)
+        if problem is not None:
+            problems.append(problem)
     key_ttl = DEFAULT_IDEMPOTENCY_TTL
     if idempotency_ttl is not None:
         try:
@@ -372,7 +376,8 @@ def trigger(workflow: str, payload: str | None, idempotency_key: str | None,
             payload=body, idempotency_key=idempotency_key, idempotency_ttl=key_ttl,
             delay=None if delay is None else parse_duration(delay),
             run_at=None if run_at is None else parse_iso(run_at),
-            ttl=None if ttl is None else parse_duration(ttl), priority=priority)])
+            ttl=None if ttl is None else parse_duration(ttl), priority=priority,
+            concurrency_key=concurrency_key)])
     emit(admission.body(), as_json=as_json)
 
 
@@ -405,8 +410,9 @@ def executions() -> None:
     """The execution log."""
 
 
-EXECUTION_COLUMNS = ["execution_id", "workflow", "source", "status", "outcome", "scheduled_for",
-                     "created_at", "dagster_run_id"]
+EXECUTION_COLUMNS = ["execution_id", "workflow", "source", "status", "outcome", "priority",
+                     "not_before", "expires_at", "scheduled_for", "created_at",
+                     "replayed_from", "dagster_run_id"]
 
 
 def _executions() -> ExecutionService:
@@ -448,6 +454,29 @@ def executions_cancel(execution_id: str, as_json: bool) -> None:
     click.echo(f"execution {execution_id} cancelled" if outcome is CancelOutcome.CANCELLED
                else f"execution {execution_id} is running: its run is being stopped "
                     "(executions show it to see it end cancelled)")
+
+
+@executions.command("replay")
+@click.argument("execution_id")
+@click.option("--payload", default=None, help="JSON object (default: the original's payload).")
+@click.option("--same-version", is_flag=True,
+              help="Run the workflow version the original ran (default: the latest).")
+@json_option
+def executions_replay(execution_id: str, payload: str | None, same_version: bool,
+                      as_json: bool) -> None:
+    """Queue a new execution of the original's workflow in its environment (source replay, new
+    correlation ids, replayed_from the original), with its payload unless --payload is given.
+    The original may be finished or not."""
+    body = None if payload is None else _payload(payload)
+    from orchestrator.services.triggers import IngestService  # the store, SQLAlchemy
+
+    store = _store()
+    replay = ExecutionService(store.executions, store.admission, store.cancellation).replay(
+        execution_id, payload=body, same_version=same_version)
+    [admission] = IngestService(store.admission).trigger(
+        environment=replay.environment, workflow=replay.workflow, items=[replay.item],
+        request_id=None, source=Source.REPLAY, now=_now())
+    emit({**admission.body(), "replayed_from": execution_id}, as_json=as_json)
 
 
 @executions.command("show")

@@ -35,6 +35,7 @@ TAG_WORKFLOW = "orchestrator/workflow"
 TAG_ENVIRONMENT = "orchestrator/environment"
 TAG_IDEMPOTENCY_KEY = "orchestrator/idempotency_key"
 TAG_PARENT_EXECUTION_ID = "orchestrator/parent_execution_id"
+TAG_REPLAYED_FROM = "orchestrator/replayed_from"
 TAG_OUTCOME = "orchestrator/outcome"
 TAG_JOB = "orchestrator/job"  # every run of our jobs (the jobs' own tags)
 # A batch run (many executions, one run): its batch, how many it carries, and when it ends the
@@ -58,6 +59,7 @@ class Source(str, Enum):
     MANUAL = "manual"
     BACKFILL = "backfill"
     CHILD = "child"
+    REPLAY = "replay"  # `executions replay`: a new execution of another one's workflow
 
 
 def iso_utc(moment: datetime) -> str:
@@ -159,6 +161,9 @@ class Correlation:
                                         metadata=_carried(TAG_IDEMPOTENCY_KEY))
     parent_execution_id: str | None = field(default=None,
                                             metadata=_carried(TAG_PARENT_EXECUTION_ID))
+    # The execution a replay replays (a replay bypasses the burst gate).
+    replayed_from: str | None = field(
+        default=None, metadata=_carried(TAG_REPLAYED_FROM, buffered=False))
     payload: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

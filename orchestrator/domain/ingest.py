@@ -72,9 +72,12 @@ def parse_start(delay: Any, run_at: Any, now: datetime) -> datetime | None:
         raise ValueError("delay: give delay or run_at, not both")
     if delay is not None:
         try:
-            start = now + parse_duration(delay)
+            duration = parse_duration(delay)
         except ValueError as exc:
             raise ValueError(f"delay: {exc}") from None
+        if duration > MAX_DELAY:  # before the sum: far enough, it leaves datetime's range
+            raise ValueError("delay: is more than a year ahead")
+        start = now + duration
     elif run_at is not None:
         parsed: datetime | None
         try:
@@ -155,13 +158,17 @@ class TriggerRequest:
     not_before: datetime | None = None  # a delay: queued, it starts no earlier
     expires_at: datetime | None = None  # a TTL: not started by then, it ends `expired`
     priority: int = 0  # PRIORITY_RANGE: higher starts first within its environment
+    concurrency_key: str | None = None  # the workflow's key_limit holds per key
+    pinned_version: int | None = None  # run this workflow version (a same-version replay)
 
     @property
     def bypasses_gate(self) -> bool:
-        """Debounce, batch items and child triggers never go to the burst buffer: they carry
-        state (a debounce window, a batch, a parent) that must exist at once."""
+        """Debounce, batch items, child triggers and replays never go to the burst buffer:
+        they carry state (a debounce window, a batch, a parent, the replayed execution and its
+        version) that must exist at once."""
         return (self.debounce is not None or self.batch_id is not None
-                or self.correlation.parent_execution_id is not None)
+                or self.correlation.parent_execution_id is not None
+                or self.correlation.replayed_from is not None)
 
 
 @dataclass(frozen=True, kw_only=True)

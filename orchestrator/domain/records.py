@@ -137,6 +137,9 @@ class ExecutionRecord(Correlation, _Record):
     not_before: datetime | None = None  # a delayed trigger: it starts no earlier
     expires_at: datetime | None = None  # its TTL: not started by then, it ends `expired`
     priority: int = 0  # higher starts first within its environment
+    # Executions sharing a key (per workflow) run at most the workflow's key_limit at once.
+    concurrency_key: str | None = None
+    pinned_version: int | None = None  # a replay with same_version runs this version
     blocks: tuple[BlockEntry, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,6 +177,8 @@ class QueuedTrigger(_Record):
     available_at: datetime | None = None
     run_batch_id: str | None = None
     priority: int = 0
+    concurrency_key: str | None = None
+    pinned_version: int | None = None  # runs alone, at this workflow version (a replay)
 
 
 @dataclass(frozen=True, kw_only=True)

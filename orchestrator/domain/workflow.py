@@ -13,6 +13,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.domain.concurrency import workflow_concurrency_problems
 from orchestrator.domain.payloads import unstorable
 from orchestrator.domain.templating import references, root_of
 from orchestrator.exceptions import InvalidInput, Problem
@@ -24,7 +25,7 @@ DEFAULT_TIMEOUT_SECONDS = 300
 MAX_TIMEOUT_SECONDS = 24 * 3600
 TRIGGER_ROOT = "trigger"
 _KNOWN_KEYS = {"name", "environment", "timeout_seconds", "blocks", "fail_run_on_user_error",
-               "batch", "description"}
+               "batch", "description", "concurrency"}
 _BLOCK_KEYS = {"id", "type", "with", "depends_on"}
 
 
@@ -99,6 +100,7 @@ def parse_workflow(document: Any, block_types: Collection[str]) -> WorkflowSpec:
     batch = document.get("batch", True)
     if not isinstance(batch, bool):
         problems.append(Problem(field="batch", message="must be true or false"))
+    problems += workflow_concurrency_problems(document)
 
     raw_blocks = document.get("blocks")
     blocks: list[BlockSpec] = []

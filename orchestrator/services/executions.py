@@ -1,22 +1,33 @@
 """Executions as the CLI and the API read and control them: the listing (its status filter
 and limits, written once), one execution, from the log or still in the burst buffer
-(``queued``), and cancelling one."""
+(``queued``), cancelling one, and what replaying one asks ingestion for."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.domain.records import CancelOutcome, ExecutionRecord, ExecutionStatus
 from orchestrator.exceptions import Conflict
 
 if TYPE_CHECKING:  # only the protocols: the CLI imports this module before any store
+    from orchestrator.services.triggers import TriggerInput
     from orchestrator.store.interfaces import (
         AdmissionRepository,
         CancellationRepository,
         ExecutionRepository,
         Visible,
     )
+
+@dataclass(frozen=True, kw_only=True)
+class Replay:
+    """A replay as ingestion takes it: a new trigger of ``workflow`` in ``environment``."""
+
+    environment: str
+    workflow: str
+    item: TriggerInput
+
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
@@ -52,9 +63,7 @@ class ExecutionService:
 
     def find(self, execution_id: str, environment: str | None = None) -> Visible:
         """One execution of ``environment`` (log or buffer), else NotFound; without an
-        environment, one of the log in whichever environment holds it."""
-        if environment is None:
-            environment = self.executions.get_execution(execution_id).environment
+        environment, in whichever environment holds it (the operator's view)."""
         return self.admission.find(execution_id, environment)
 
     def cancel(self, execution_id: str, now: datetime,
@@ -70,3 +79,27 @@ class ExecutionService:
             raise Conflict(f"execution {execution_id} has already ended "
                            f"({record.status.value}); there is nothing to cancel")
         return record, outcome
+
+    def replay(self, execution_id: str, *, environment: str | None = None,
+               payload: dict[str, Any] | None = None, same_version: bool = False) -> Replay:
+        """The trigger that replays one execution (of ``environment`` when given, else
+        NotFound), for :class:`~orchestrator.services.triggers.IngestService` to admit as any
+        trigger (source ``replay``, new correlation ids, ``replayed_from`` the original): the
+        same workflow and environment, the original's payload unless one is given, its
+        priority and concurrency key; the workflow's latest version, or with ``same_version``
+        the one the original ran (:class:`Conflict` when it has not run yet). Any execution may
+        be replayed, finished or not: the replay is a new execution beside it."""
+        from orchestrator.services.triggers import TriggerInput
+
+        original = self.find(execution_id, environment).execution
+        version = original.workflow_version if isinstance(original, ExecutionRecord) else None
+        if same_version and version is None:
+            raise Conflict(f"execution {execution_id} has not started, so it ran no workflow "
+                           "version yet; replay it without same_version (the latest version)")
+        return Replay(environment=original.environment, workflow=original.workflow,
+                      item=TriggerInput(
+                          payload=original.payload if payload is None else payload,
+                          priority=original.priority,
+                          concurrency_key=original.concurrency_key,
+                          replayed_from=original.execution_id,
+                          pinned_version=version if same_version else None))

@@ -48,6 +48,9 @@ class TriggerInput:
     run_at: datetime | None = None  # ... or than this instant
     ttl: timedelta | None = None  # not started this long after it may start: `expired`
     priority: int = 0  # -10..10, higher first within the environment
+    concurrency_key: str | None = None  # at most the workflow's key_limit in flight per key
+    replayed_from: str | None = None  # a replay: the execution it replays
+    pinned_version: int | None = None  # ... and the version it must run (same_version)
 
 
 class IngestService:
@@ -90,16 +93,19 @@ class IngestService:
             correlation = Correlation(
                 execution_id=new_id(),
                 request_id=request_id,
-                source=Source.CHILD if item.parent_execution_id else source,
+                source=(Source.CHILD if item.parent_execution_id else
+                        Source.REPLAY if item.replayed_from else source),
                 workflow=workflow, environment=environment, trigger_id=trigger_id,
                 idempotency_key=key, parent_execution_id=item.parent_execution_id,
-                payload=item.payload)
+                replayed_from=item.replayed_from, payload=item.payload)
             not_before, expires_at = _timing(item, now, f"items.{index}." if batched else "")
             requests.append(TriggerRequest(correlation=correlation,
                                            idempotency_ttl=item.idempotency_ttl,
                                            debounce=item.debounce, batch_id=batch_id,
                                            not_before=not_before, expires_at=expires_at,
-                                           priority=item.priority))
+                                           priority=item.priority,
+                                           concurrency_key=item.concurrency_key,
+                                           pinned_version=item.pinned_version))
         return AdmissionJob(environment=environment, workflow=workflow,
                             requests=tuple(requests), now=now, receipt=receipt,
                             batched=batched, buffer=tuple(self._gated(r, now) for r in requests))

@@ -47,7 +47,8 @@ class SqlCancellation:
                                      batch_id=buffered.batch_id,
                                      not_before=buffered.not_before,
                                      expires_at=buffered.expires_at,
-                                     priority=buffered.priority)
+                                     priority=buffered.priority,
+                                     concurrency_key=buffered.concurrency_key)
                 conn.execute(b.delete().where(b.c.execution_id == execution_id))
             row = conn.execute(sa.select(e).where(e.c.execution_id == execution_id)
                                .with_for_update()).first()

@@ -124,7 +124,10 @@ class SqlExecutions:
         execution is left as it is."""
         execution_id = correlation.execution_id
         with self.db.write() as conn:
-            workflow = read_workflow(conn, correlation.environment, correlation.workflow)
+            pinned = conn.execute(sa.select(t.executions.c.pinned_version).where(
+                t.executions.c.execution_id == execution_id)).scalar()
+            workflow = read_workflow(conn, correlation.environment, correlation.workflow,
+                                     pinned)
             if workflow.deleted_at is not None:
                 raise NotFound("workflow", f"{correlation.environment}/{correlation.workflow}")
             started = self._start(conn, execution_id, dagster_run_id=dagster_run_id,
@@ -228,18 +231,21 @@ def insert_execution(conn: sa.Connection, correlation: Correlation, now: datetim
                      workflow_version: int | None = None, enqueue: bool = False,
                      available_at: datetime | None = None, batch_id: str | None = None,
                      not_before: datetime | None = None, expires_at: datetime | None = None,
-                     priority: int = 0) -> None:
+                     priority: int = 0, concurrency_key: str | None = None,
+                     pinned_version: int | None = None) -> None:
     """Insert the execution (status ``queued``) and, with ``enqueue``, its queued-trigger row
     (startable at ``available_at``, else ``not_before``, else at once), on the caller's
     connection (one transaction with whatever else the caller writes). Raises
     ``IntegrityError`` when the execution exists."""
     conn.execute(t.executions.insert().values(
         execution_row(correlation, now, workflow_version=workflow_version, batch_id=batch_id,
-                      not_before=not_before, expires_at=expires_at, priority=priority)))
+                      not_before=not_before, expires_at=expires_at, priority=priority,
+                      concurrency_key=concurrency_key, pinned_version=pinned_version)))
     if enqueue:
         conn.execute(t.queued_triggers.insert().values(
             queued_row(correlation, now, available_at=available_at or not_before,
-                       priority=priority)))
+                       priority=priority, concurrency_key=concurrency_key,
+                       pinned_version=pinned_version)))
 
 
 def expire_overdue(conn: sa.Connection, where: sa.ColumnElement[bool],
@@ -260,25 +266,30 @@ def expire_overdue(conn: sa.Connection, where: sa.ColumnElement[bool],
 def execution_row(correlation: Correlation, now: datetime, *, workflow_version: int | None = None,
                   batch_id: str | None = None, run_batch_id: str | None = None,
                   not_before: datetime | None = None, expires_at: datetime | None = None,
-                  priority: int = 0) -> dict[str, Any]:
+                  priority: int = 0, concurrency_key: str | None = None,
+                  pinned_version: int | None = None) -> dict[str, Any]:
     """The ``executions`` row of a new (``queued``) execution."""
     return dict(
         correlation.to_row(), workflow_version=workflow_version,
         status=ExecutionStatus.QUEUED.value, batch_id=batch_id, run_batch_id=run_batch_id,
         attempts=0, created_at=now, not_before=not_before, expires_at=expires_at,
-        priority=priority)
+        priority=priority, concurrency_key=concurrency_key, pinned_version=pinned_version)
 
 
 def queued_row(correlation: Correlation, now: datetime, *,
-               available_at: datetime | None = None, priority: int = 0) -> dict[str, Any]:
+               available_at: datetime | None = None, priority: int = 0,
+               concurrency_key: str | None = None,
+               pinned_version: int | None = None) -> dict[str, Any]:
     """The ``queued_triggers`` row that hands a new execution to the queued-trigger sensor."""
     return dict(execution_id=correlation.execution_id, environment=correlation.environment,
                 workflow=correlation.workflow, status=TriggerStatus.QUEUED.value,
-                created_at=now, available_at=available_at, priority=priority)
+                created_at=now, available_at=available_at, priority=priority,
+                concurrency_key=concurrency_key, pinned_version=pinned_version)
 
 
 def execution_record(row: Any, blocks: tuple[BlockEntry, ...]) -> ExecutionRecord:
     data = row._asdict()
+    data.pop("slot_at", None)  # the dispatcher's own marker (a concurrency slot granted)
     data.update(Correlation.row_values(row))
     data["status"] = ExecutionStatus(data["status"])
     data["outcome"] = Outcome(data["outcome"]) if data["outcome"] else None

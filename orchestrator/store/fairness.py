@@ -96,7 +96,8 @@ class FairQueue:
                     with conn.begin_nested():
                         insert_execution(conn, correlation, row.created_at, enqueue=True,
                                          batch_id=row.batch_id, not_before=row.not_before,
-                                         expires_at=row.expires_at, priority=row.priority)
+                                         expires_at=row.expires_at, priority=row.priority,
+                                         concurrency_key=row.concurrency_key)
                 except IntegrityError:
                     pass  # already materialized by an overlapping evaluation
             conn.execute(b.delete().where(b.c.execution_id.in_([r.execution_id for r in rows])))

@@ -165,9 +165,13 @@ class IngestStore:
                     executions.append(execution_row(c, job.now, batch_id=request.batch_id,
                                                     not_before=request.not_before,
                                                     expires_at=request.expires_at,
-                                                    priority=request.priority))
+                                                    priority=request.priority,
+                                                    concurrency_key=request.concurrency_key,
+                                                    pinned_version=request.pinned_version))
                     queued.append(queued_row(c, job.now, available_at=request.not_before,
-                                             priority=request.priority))
+                                             priority=request.priority,
+                                             concurrency_key=request.concurrency_key,
+                                             pinned_version=request.pinned_version))
                 admissions.append(Admission(execution_id=c.execution_id,
                                             request_id=c.request_id, buffered=to_buffer))
             results.append(admissions)
@@ -210,7 +214,8 @@ class IngestStore:
                              buffered=True)
         insert_execution(conn, c, now, enqueue=True, batch_id=request.batch_id,
                          not_before=request.not_before, expires_at=request.expires_at,
-                         priority=request.priority)
+                         priority=request.priority, concurrency_key=request.concurrency_key,
+                         pinned_version=request.pinned_version)
         return Admission(execution_id=c.execution_id, request_id=c.request_id)
 
     def _claim(self, conn: sa.Connection, c: Correlation, now: datetime,
@@ -291,7 +296,8 @@ class IngestStore:
         try:
             with conn.begin_nested():
                 insert_execution(conn, c, now, enqueue=True, available_at=start,
-                                 batch_id=request.batch_id)
+                                 batch_id=request.batch_id, priority=request.priority,
+                                 concurrency_key=request.concurrency_key)
                 if row is None:
                     conn.execute(d.insert().values(environment=c.environment,
                                                    workflow=c.workflow, key=debounce.key,
@@ -308,21 +314,24 @@ class IngestStore:
     # --------------------------------------------------------------------------------- reads
 
     @translated("read the execution")
-    def find(self, execution_id: str, environment: str) -> Visible:
+    def find(self, execution_id: str, environment: str | None) -> Visible:
         """The execution, in the log or still in the buffer (shown as ``queued``, every field).
-        Another environment's execution is :class:`NotFound`, like a missing one."""
+        Another environment's execution is :class:`NotFound`, like a missing one (None: any
+        environment, the operator's view)."""
         try:
             record = self.executions.get_execution(execution_id)
         except NotFound:
             record = None
         with self.db.read() as conn:
-            if record is not None and record.environment == environment:
+            if record is not None and environment in (None, record.environment):
                 expires = conn.execute(sa.select(t.idempotency_keys.c.expires_at).where(
                     t.idempotency_keys.c.execution_id == execution_id)).scalar()
                 return Visible(execution=record, key_expires_at=expires)
             b = t.burst_buffer
-            row = conn.execute(sa.select(b).where(b.c.execution_id == execution_id,
-                                                  b.c.environment == environment)).first()
+            query = sa.select(b).where(b.c.execution_id == execution_id)
+            if environment is not None:
+                query = query.where(b.c.environment == environment)
+            row = conn.execute(query).first()
         if row is None:
             raise NotFound("execution", execution_id)
         return _buffered(row)
@@ -361,7 +370,8 @@ def _buffer_row(request: TriggerRequest, now: datetime) -> dict[str, Any]:
         c.to_row(buffered=True),
         idempotency_expires_at=now + request.idempotency_ttl if c.idempotency_key else None,
         batch_id=request.batch_id, created_at=now, not_before=request.not_before,
-        expires_at=request.expires_at, priority=request.priority)
+        expires_at=request.expires_at, priority=request.priority,
+        concurrency_key=request.concurrency_key)
 
 
 def _exists(conn: sa.Connection, execution_id: str, environment: str) -> bool:
@@ -381,5 +391,7 @@ def _key_of(c: Correlation) -> tuple[Any, ...]:
 def _buffered(row: Any) -> Visible:
     return Visible(execution=BufferedTrigger(
         **Correlation.row_values(row), batch_id=row.batch_id, created_at=row.created_at,
-        payload=row.payload, idempotency_expires_at=row.idempotency_expires_at),
+        payload=row.payload, idempotency_expires_at=row.idempotency_expires_at,
+        not_before=row.not_before, expires_at=row.expires_at, priority=row.priority,
+        concurrency_key=row.concurrency_key),
         key_expires_at=row.idempotency_expires_at)

@@ -18,6 +18,7 @@ alerts          alerts and their outbound delivery
 access          API keys (hashed) and webhooks
 retention       per-environment retention and pruning of what nobody can see any more
 cancellation    cancelling an execution, whatever its state
+concurrency     limits of executions in flight (per environment, per key) and their slots
 ==============  ======================================================================
 
 Every method raises :class:`~orchestrator.exceptions.StoreError` for a failure of the store,
@@ -26,7 +27,7 @@ Every method raises :class:`~orchestrator.exceptions.StoreError` for a failure o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -80,6 +81,10 @@ class BufferedTrigger(Correlation):
     batch_id: str | None
     created_at: datetime
     idempotency_expires_at: datetime | None = None
+    not_before: datetime | None = None  # a delay: it starts no earlier
+    expires_at: datetime | None = None  # its TTL
+    priority: int = 0
+    concurrency_key: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -266,8 +271,9 @@ class AdmissionRepository(Protocol):
     def admit_jobs(self, jobs: Sequence[AdmissionJob]) -> list[JobResult]:
         """Several calls' jobs in one transaction, each all or none."""
 
-    def find(self, execution_id: str, environment: str) -> Visible:
-        """The execution of ``environment``, in the log or the buffer (else NotFound)."""
+    def find(self, execution_id: str, environment: str | None) -> Visible:
+        """The execution of ``environment`` (None: of any), in the log or the buffer (else
+        NotFound)."""
 
     def visible(self, environment: str, *, workflow: str | None = None,
                 status: str | None = None, limit: int = 50) -> list[Visible]:
@@ -366,4 +372,35 @@ class CancellationRepository(Protocol):
 
     def cancel_requested(self, limit: int = 100) -> list[ExecutionRecord]:
         """Running executions with a cancel request, oldest request first."""
+        ...
+
+
+class ConcurrencyRepository(Protocol):
+    """Concurrency limits. An execution is **in flight** from the moment it is handed to a run
+    (a slot granted, or claimed by a batch run) until it ends; ``grant`` counts and marks in one
+    transaction, so dispatchers on several machines never pass a limit."""
+
+    def set_limit(self, environment: str, max_concurrent: int | None, now: datetime) -> None:
+        """``environment``'s limit of executions in flight (None: no limit)."""
+        ...
+
+    def limits(self) -> dict[str, int]:
+        """Every environment's limit, by environment (those without one are absent)."""
+        ...
+
+    def in_flight(self) -> dict[str, int]:
+        """Executions in flight, per environment (environments with none are absent)."""
+        ...
+
+    def held(self, limit: int) -> list[QueuedTrigger]:
+        """Queued triggers granted a slot whose run has not claimed them yet (highest priority,
+        then oldest): the dispatcher hands them out before any other."""
+        ...
+
+    def grant(self, candidates: Sequence[QueuedTrigger], *, env_limits: Mapping[str, int],
+              now: datetime) -> list[str]:
+        """Of ``candidates`` (in dispatch order), the ids that may run now: those already
+        holding a slot, then each while its environment (``env_limits``) and its concurrency
+        key (the workflow's ``key_limit``, default 1) have room; those granted now are marked
+        in flight. The others wait."""
         ...

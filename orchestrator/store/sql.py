@@ -9,6 +9,7 @@ from orchestrator.store.access import AccessStore
 from orchestrator.store.alerts import SqlAlerts
 from orchestrator.store.batches import RunBatches
 from orchestrator.store.cancellation import SqlCancellation
+from orchestrator.store.concurrency import SqlConcurrency
 from orchestrator.store.executions import SqlExecutions
 from orchestrator.store.fairness import FairQueue
 from orchestrator.store.ingest import IngestStore
@@ -34,4 +35,5 @@ def open_sql(store: Store, url: str) -> Database:
     store.access = AccessStore(db, store.workflows)
     store.retention = SqlRetention(db)
     store.cancellation = SqlCancellation(db)
+    store.concurrency = SqlConcurrency(db)
     return db

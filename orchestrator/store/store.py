@@ -24,6 +24,7 @@ from orchestrator.store.interfaces import (
     AlertRepository,
     BatchRepository,
     CancellationRepository,
+    ConcurrencyRepository,
     ExecutionRepository,
     QueueRepository,
     RetentionRepository,
@@ -64,6 +65,7 @@ class Store:
     access: AccessRepository
     retention: RetentionRepository
     cancellation: CancellationRepository
+    concurrency: ConcurrencyRepository
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -319,3 +319,27 @@ for _table in (executions, burst_buffer):
 for _table in (executions, queued_triggers, burst_buffer):
     _table.append_column(sa.Column("priority", sa.SmallInteger, nullable=False,
                                    server_default="0"))
+
+# ------------------------------------------------------- replay and concurrency (migration 0007)
+
+# A replay names the execution it replays (a correlation field: never in the burst buffer, a
+# replay bypasses the gate) and, with same_version, the workflow version it must run.
+executions.append_column(sa.Column("replayed_from", sa.String(36), nullable=True))
+for _table in (executions, queued_triggers):
+    _table.append_column(sa.Column("pinned_version", sa.Integer, nullable=True))
+# A trigger's concurrency key (the workflow's `concurrency.key_limit` in flight per key), kept
+# through the buffer; and the instant the dispatcher granted it a concurrency slot.
+for _table in (executions, queued_triggers, burst_buffer):
+    _table.append_column(sa.Column("concurrency_key", sa.String(200), nullable=True))
+executions.append_column(sa.Column("slot_at", UTCDateTime, nullable=True))
+# An environment's limit of executions in flight (NULL: no limit).
+environments.append_column(sa.Column("max_concurrent", sa.Integer, nullable=True))
+
+# "In flight" (concurrency limits): running, or queued but handed to a run (a concurrency slot
+# granted, or claimed by a batch run). Literals, not bound parameters, so that both databases
+# match a query carrying this predicate to the partial index below.
+IN_FLIGHT_SQL = ("status = 'running' OR (status = 'queued' AND "
+                 "(slot_at IS NOT NULL OR run_batch_id IS NOT NULL))")
+sa.Index("orch_ix_executions_in_flight", executions.c.environment, executions.c.workflow,
+         executions.c.concurrency_key, postgresql_where=sa.text(IN_FLIGHT_SQL),
+         sqlite_where=sa.text(IN_FLIGHT_SQL))

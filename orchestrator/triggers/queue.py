@@ -19,6 +19,14 @@
    several waiting in one environment share batch runs of up to ``max_batch_size`` (claimed in
    the store first, so each belongs to one batch).
 
+Concurrency limits (an environment's ``max_concurrent``, a workflow's ``concurrency.key_limit``
+per ``concurrency_key``) are enforced here, between the page and the packing: the store grants
+slots to the page's triggers in order, atomically (:meth:`ConcurrencyRepository.grant
+<orchestrator.store.interfaces.ConcurrencyRepository.grant>`), and only those granted are packed
+into runs; the rest wait, in order, for a later tick. Triggers granted a slot on an earlier tick
+but not in a run yet come first, whatever the page holds. A same-version replay runs alone (its
+own run at its own version).
+
 With ``slots`` (Dagster's run slots), no more runs are requested than there are free slots,
 and an environment's backlog is spread evenly over them
 (:func:`~orchestrator.triggers.dispatch.spread_size`): members are claimed when a slot can run
@@ -83,9 +91,12 @@ def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: R
                                            runs=runs)[1])
     if slots is not None and slots.free <= tick.runs:
         return tick  # no slot to fill: the page (and its run lookups) waits for one
+    limits = store.concurrency.limits()
     # Triggers already running are marked first so they stop occupying the page.
     for _ in range(2):
         queued = fair.queued(now, limit * max_batch_size, block=max_batch_size)
+        if _limited(queued, limits):
+            queued = _first(store.concurrency.held(limit * max_batch_size), queued)
         keys = {q.execution_id: trigger_run_key(q.execution_id) for q in queued}
         states = runs(list(keys.values()))
         started = [e for e, k in keys.items() if states.get(k) is RunState.SUBMITTED]
@@ -93,10 +104,14 @@ def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: R
         if not started:
             break
     pending = [q for q in queued if states.get(keys[q.execution_id]) is not RunState.SUBMITTED]
+    if _limited(pending, limits):
+        granted = set(store.concurrency.grant(pending, env_limits=limits, now=now))
+        pending = [q for q in pending if q.execution_id in granted]
     batchable = batches.batchable([(q.environment, q.workflow) for q in pending])
     runs_left = limit if slots is None else min(limit, slots.free)
     groups = pack([Waiting(item=q, environment=q.environment,
-                           batchable=batchable[(q.environment, q.workflow)]) for q in pending],
+                           batchable=(batchable[(q.environment, q.workflow)]
+                                      and q.pinned_version is None)) for q in pending],
                   max_size=max_batch_size, max_runs=max(0, runs_left - tick.runs),
                   spread=None if slots is None else (
                       lambda n: spread_size(n, free=slots.free, floor=min_spread,
@@ -113,6 +128,16 @@ def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: R
         if batch is not None:
             tick.batches.append(batch_dispatch(batch))
     return tick
+
+
+def _limited(queued: list[QueuedTrigger], limits: dict[str, int]) -> bool:
+    """Whether a concurrency limit may hold back any of ``queued`` (else no grant is needed)."""
+    return any(q.environment in limits or q.concurrency_key is not None for q in queued)
+
+
+def _first(held: list[QueuedTrigger], page: list[QueuedTrigger]) -> list[QueuedTrigger]:
+    ids = {q.execution_id for q in held}
+    return [*held, *(q for q in page if q.execution_id not in ids)]
 
 
 def _ids(group: list[QueuedTrigger]) -> list[str]:

@@ -52,3 +52,43 @@ def test_bad_timing_exits_2_naming_the_option(cli: CLI, tmp_path: Path,  # noqa:
     apply_digest(cli, tmp_path)
     assert option in bad_input(cli("trigger", "digest", *args))
     assert ok_json(cli("executions", "list", "--json")) == []
+
+
+def test_replay_from_the_command_line(cli: CLI, tmp_path: Path) -> None:  # noqa: F811
+    apply_digest(cli, tmp_path)
+    original = ok_json(cli("trigger", "digest", "--payload", '{"user": "ada"}',
+                           "--concurrency-key", "user-ada", "--json"))["execution_id"]
+    replay = ok_json(cli("executions", "replay", original, "--json"))
+    assert (replay["status"], replay["replayed_from"]) == ("queued", original)
+    shown = ok_json(cli("executions", "show", replay["execution_id"], "--json"))
+    assert (shown["source"], shown["replayed_from"], shown["payload"],
+            shown["concurrency_key"]) == ("replay", original, {"user": "ada"}, "user-ada")
+    other = ok_json(cli("executions", "replay", original, "--payload", '{"user": "bob"}',
+                        "--json"))
+    assert ok_json(cli("executions", "show", other["execution_id"], "--json"))["payload"] == \
+        {"user": "bob"}
+    listed = ok(cli("executions", "list")).stdout
+    assert "REPLAYED_FROM" in listed and "NOT_BEFORE" in listed and "PRIORITY" in listed
+    assert "--payload" in bad_input(cli("executions", "replay", original, "--payload", "[1]"))
+    assert "has not started" in bad_input(cli("executions", "replay", original,
+                                              "--same-version"))
+    assert "not found" in bad_input(cli("executions", "replay", "nope")).lower()
+    assert len(ok_json(cli("executions", "list", "--json"))) == 3
+
+
+def test_concurrency_settings_from_the_command_line(cli: CLI,  # noqa: F811
+                                                    tmp_path: Path) -> None:
+    apply_digest(cli, tmp_path)
+    assert ok_json(cli("environments", "set-concurrency", "default", "2", "--json")) == {
+        "environment": "default", "max_concurrent": 2, "in_flight": 0}
+    [row] = ok_json(cli("environments", "list", "--json"))
+    assert (row["max_concurrent"], row["in_flight"]) == (2, 0)
+    assert "LIMIT" in bad_input(cli("environments", "set-concurrency", "default", "0"))
+    assert "LIMIT" in bad_input(cli("environments", "set-concurrency", "default", "many"))
+    assert "ENVIRONMENT" in bad_input(cli("environments", "set-concurrency", "Bad Env", "2"))
+    assert ok_json(cli("environments", "list", "--json"))[0]["max_concurrent"] == 2
+    ok(cli("environments", "set-concurrency", "default", "none"))
+    assert ok_json(cli("environments", "list", "--json"))[0]["max_concurrent"] is None
+    assert "--concurrency-key" in bad_input(cli("trigger", "digest", "--concurrency-key",
+                                                "has space"))
+    assert ok_json(cli("executions", "list", "--json")) == []

@@ -47,8 +47,10 @@ def test_set_retention_lists_it_and_refuses_bad_input(cli: CLI,  # noqa: F811
     assert ok_json(cli("environments", "set-retention", "acme", "7d", "--json")) == {
         "environment": "acme", "retention": "7d", "source": "override"}
     assert ok_json(cli("environments", "list", "--json")) == [
-        {"environment": "acme", "retention": "7d", "source": "override"},
-        {"environment": "default", "retention": "30d", "source": "default"}]
+        {"environment": "acme", "retention": "7d", "source": "override",
+         "max_concurrent": None, "in_flight": 0},
+        {"environment": "default", "retention": "30d", "source": "default",
+         "max_concurrent": None, "in_flight": 0}]
     assert "RETENTION" in bad_input(cli("environments", "set-retention", "acme", "10m"))
     assert "ENVIRONMENT" in bad_input(cli("environments", "set-retention", "Bad Env", "7d"))
     assert "7d" in ok(cli("environments", "list")).stdout  # the refusals changed nothing

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from orchestrator.store.memory.admission import MemoryAdmission
 from orchestrator.store.memory.cancellation import MemoryCancellation
 from orchestrator.store.memory.catalog import MemoryAccess, MemorySchedules, MemoryWorkflows
+from orchestrator.store.memory.concurrency import MemoryConcurrency
 from orchestrator.store.memory.executions import MemoryAlerts, MemoryExecutions
 from orchestrator.store.memory.queue import MemoryBatches, MemoryQueue
 from orchestrator.store.memory.retention import MemoryRetention
@@ -68,3 +69,4 @@ def open_memory(store: Store, state: MemoryState) -> None:
     store.access = MemoryAccess(state, workflows)
     store.retention = MemoryRetention(state)
     store.cancellation = MemoryCancellation(state)
+    store.concurrency = MemoryConcurrency(state)

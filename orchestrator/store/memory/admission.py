@@ -41,7 +41,8 @@ def _buffer_row(request: TriggerRequest, now: datetime) -> Row:
         payload=c.payload, idempotency_key=c.idempotency_key,
         idempotency_expires_at=now + request.idempotency_ttl if c.idempotency_key else None,
         parent_execution_id=c.parent_execution_id, batch_id=request.batch_id, created_at=now,
-        not_before=request.not_before, expires_at=request.expires_at, priority=request.priority)
+        not_before=request.not_before, expires_at=request.expires_at, priority=request.priority,
+        concurrency_key=request.concurrency_key)
 
 
 def _buffered(row: Row) -> Visible:
@@ -51,7 +52,9 @@ def _buffered(row: Row) -> Visible:
         trigger_id=row["trigger_id"], idempotency_key=row["idempotency_key"],
         parent_execution_id=row["parent_execution_id"], batch_id=row["batch_id"],
         created_at=row["created_at"], payload=fresh(row["payload"]),
-        idempotency_expires_at=row["idempotency_expires_at"]),
+        idempotency_expires_at=row["idempotency_expires_at"], not_before=row["not_before"],
+        expires_at=row["expires_at"], priority=row["priority"],
+        concurrency_key=row["concurrency_key"]),
         key_expires_at=row["idempotency_expires_at"])
 
 
@@ -154,7 +157,8 @@ class MemoryAdmission:
                              buffered=True)
         insert_execution(self.state, c, now, enqueue=True, batch_id=request.batch_id,
                          not_before=request.not_before, expires_at=request.expires_at,
-                         priority=request.priority)
+                         priority=request.priority, concurrency_key=request.concurrency_key,
+                         pinned_version=request.pinned_version)
         return Admission(execution_id=c.execution_id, request_id=c.request_id)
 
     def _claim(self, request: TriggerRequest, now: datetime) -> Admission | None:
@@ -214,14 +218,14 @@ class MemoryAdmission:
         return next((r["expires_at"] for r in self.state.table("idempotency").values()
                      if r["execution_id"] == execution_id), None)
 
-    def find(self, execution_id: str, environment: str) -> Visible:
+    def find(self, execution_id: str, environment: str | None) -> Visible:
         with self.state.lock:
             row = self.state.table("executions").get(execution_id)
-            if row is not None and row["environment"] == environment:
+            if row is not None and environment in (None, row["environment"]):
                 return Visible(execution=self.executions.get_execution(execution_id),
                                key_expires_at=self._expiry(execution_id))
             entry = self.state.table("buffer").get(execution_id)
-            if entry is None or entry["environment"] != environment:
+            if entry is None or environment not in (None, entry["environment"]):
                 raise NotFound("execution", execution_id)
             return _buffered(entry)
 

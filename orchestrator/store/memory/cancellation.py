@@ -31,7 +31,8 @@ class MemoryCancellation:
                                  batch_id=buffered["batch_id"],
                                  not_before=buffered["not_before"],
                                  expires_at=buffered["expires_at"],
-                                 priority=buffered["priority"])
+                                 priority=buffered["priority"],
+                                 concurrency_key=buffered["concurrency_key"])
             row = executions.get(execution_id)
             if row is None:
                 raise NotFound("execution", execution_id)

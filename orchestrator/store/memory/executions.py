@@ -30,7 +30,8 @@ OPEN = (ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value)
 def execution_row(correlation: Correlation, now: datetime, *, workflow_version: int | None = None,
                   batch_id: str | None = None, run_batch_id: str | None = None,
                   not_before: datetime | None = None, expires_at: datetime | None = None,
-                  priority: int = 0) -> Row:
+                  priority: int = 0, concurrency_key: str | None = None,
+                  pinned_version: int | None = None) -> Row:
     """A new (``queued``) execution, every column present."""
     c = correlation
     return dict(
@@ -38,29 +39,33 @@ def execution_row(correlation: Correlation, now: datetime, *, workflow_version: 
         workflow=c.workflow, environment=c.environment, workflow_version=workflow_version,
         status=ExecutionStatus.QUEUED.value, outcome=None, trigger_id=c.trigger_id,
         scheduled_for=c.scheduled_for, idempotency_key=c.idempotency_key,
-        parent_execution_id=c.parent_execution_id, payload=c.payload, dagster_run_id=None,
+        parent_execution_id=c.parent_execution_id, replayed_from=c.replayed_from,
+        payload=c.payload, dagster_run_id=None,
         attempts=0, error=None, output=None, finalized_by=None, created_at=now,
         started_at=None, finished_at=None, heartbeat_at=None, batch_id=batch_id,
         run_batch_id=run_batch_id, cancel_requested_at=None, not_before=not_before,
-        expires_at=expires_at, priority=priority)
+        expires_at=expires_at, priority=priority, concurrency_key=concurrency_key,
+        pinned_version=pinned_version, slot_at=None)
 
 
 def insert_execution(state: MemoryState, correlation: Correlation, now: datetime, *,
                      workflow_version: int | None = None, enqueue: bool = False,
                      available_at: datetime | None = None, batch_id: str | None = None,
                      not_before: datetime | None = None, expires_at: datetime | None = None,
-                     priority: int = 0) -> None:
+                     priority: int = 0, concurrency_key: str | None = None,
+                     pinned_version: int | None = None) -> None:
     """The execution and, with ``enqueue``, its queue row (startable at ``available_at``, else
     ``not_before``); ``Duplicate`` when it exists."""
     state.insert("executions", correlation.execution_id, execution_row(
         correlation, now, workflow_version=workflow_version, batch_id=batch_id,
-        not_before=not_before, expires_at=expires_at, priority=priority))
+        not_before=not_before, expires_at=expires_at, priority=priority,
+        concurrency_key=concurrency_key, pinned_version=pinned_version))
     if enqueue:
         state.insert("queued", correlation.execution_id, dict(
             execution_id=correlation.execution_id, environment=correlation.environment,
             workflow=correlation.workflow, status=TriggerStatus.QUEUED.value, created_at=now,
             dispatched_at=None, available_at=available_at or not_before, run_batch_id=None,
-            priority=priority))
+            priority=priority, concurrency_key=concurrency_key, pinned_version=pinned_version))
 
 
 def expire_overdue(state: MemoryState, rows: Sequence[Row], now: datetime) -> list[str]:
@@ -76,6 +81,7 @@ def expire_overdue(state: MemoryState, rows: Sequence[Row], now: datetime) -> li
 
 
 def execution_record(row: Row, blocks: tuple[BlockEntry, ...] = ()) -> ExecutionRecord:
+    row = {k: v for k, v in row.items() if k != "slot_at"}
     return ExecutionRecord(**{
         **row, "source": Source(row["source"]), "status": ExecutionStatus(row["status"]),
         "outcome": Outcome(row["outcome"]) if row["outcome"] else None,
@@ -147,7 +153,9 @@ class MemoryExecutions:
                        now: datetime) -> tuple[WorkflowRecord, ExecutionRecord]:
         execution_id = correlation.execution_id
         with self.state.transaction() as s:
-            workflow = read_workflow(s, correlation.environment, correlation.workflow)
+            existing = s.table("executions").get(execution_id)
+            workflow = read_workflow(s, correlation.environment, correlation.workflow,
+                                     existing["pinned_version"] if existing else None)
             if workflow.deleted_at is not None:
                 raise NotFound("workflow", f"{correlation.environment}/{correlation.workflow}")
             started = self._start(execution_id, dagster_run_id=dagster_run_id,

@@ -109,6 +109,7 @@ class MemoryQueue:
                                          enqueue=True, not_before=row["not_before"],
                                          expires_at=row["expires_at"],
                                          priority=row["priority"],
+                                         concurrency_key=row["concurrency_key"],
                                          batch_id=row["batch_id"])
                 except Duplicate:
                     pass  # already materialized by an overlapping evaluation

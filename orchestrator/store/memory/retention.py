@@ -22,7 +22,8 @@ class MemoryRetention:
                       now: datetime) -> None:
         with self.state.transaction() as s:
             s.put("environments", environment, dict(
-                environment=environment, updated_at=now,
+                environment=environment, updated_at=now, max_concurrent=s.table(
+                    "environments").get(environment, {}).get("max_concurrent"),
                 retention_seconds=None if retention is None else int(retention.total_seconds())))
 
     def retentions(self) -> dict[str, timedelta]:
