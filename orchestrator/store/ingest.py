@@ -160,7 +160,7 @@ class IngestStore:
             for index, request in enumerate(job.requests):
                 c, to_buffer = request.correlation, job.to_buffer(index)
                 if to_buffer:
-                    buffered.append(_buffer_row(request, job.now))
+                    buffered.append(buffer_row(request, job.now))
                 else:
                     executions.append(execution_row(c, job.now, batch_id=request.batch_id,
                                                     not_before=request.not_before,
@@ -209,7 +209,7 @@ class IngestStore:
                     execution_id=admission.execution_id))
             return admission
         if to_buffer:
-            conn.execute(t.burst_buffer.insert().values(_buffer_row(request, now)))
+            conn.execute(t.burst_buffer.insert().values(buffer_row(request, now)))
             return Admission(execution_id=c.execution_id, request_id=c.request_id,
                              buffered=True)
         insert_execution(conn, c, now, enqueue=True, batch_id=request.batch_id,
@@ -334,7 +334,7 @@ class IngestStore:
             row = conn.execute(query).first()
         if row is None:
             raise NotFound("execution", execution_id)
-        return _buffered(row)
+        return buffered_visible(row)
 
     @translated("list executions")
     def visible(self, environment: str, *, workflow: str | None = None,
@@ -358,13 +358,14 @@ class IngestStore:
             if workflow is not None:
                 query = query.where(b.c.workflow == workflow)
             with self.db.read() as conn:
-                found.extend(_buffered(row) for row in conn.execute(query))
+                found.extend(buffered_visible(row) for row in conn.execute(query))
         found.sort(key=lambda v: (v.execution.created_at, v.execution.execution_id),
                    reverse=True)
         return found[:limit]
 
 
-def _buffer_row(request: TriggerRequest, now: datetime) -> dict[str, Any]:
+def buffer_row(request: TriggerRequest, now: datetime) -> dict[str, Any]:
+    """The burst-buffer row of ``request`` (its columns; the in-memory twin keeps the same)."""
     c = request.correlation
     return dict(
         c.to_row(buffered=True),
@@ -388,7 +389,8 @@ def _key_of(c: Correlation) -> tuple[Any, ...]:
 
 
 
-def _buffered(row: Any) -> Visible:
+def buffered_visible(row: Any) -> Visible:
+    """A burst-buffer row (any object with its columns as attributes) as readers see it."""
     return Visible(execution=BufferedTrigger(
         **Correlation.row_values(row), batch_id=row.batch_id, created_at=row.created_at,
         payload=row.payload, idempotency_expires_at=row.idempotency_expires_at,

@@ -23,7 +23,7 @@ from orchestrator.domain.records import ExecutionStatus, Outcome
 from orchestrator.execution.session import LoggingSession
 from orchestrator.store import Store
 from orchestrator.store import tables as t
-from orchestrator.store.ingest import _buffer_row
+from orchestrator.store.ingest import buffer_row
 from tests.conftest import NOW
 
 SCHEDULED_FOR = datetime(2030, 1, 15, 11, 55, tzinfo=UTC)
@@ -98,7 +98,7 @@ def test_burst_buffer_row_carries_every_buffered_field(store: Store, make_workfl
     # The admission path's own row builder (a child trigger, carrying a parent, never takes
     # this path, but the buffer's columns still hold every buffered field).
     with store.engine.begin() as conn:
-        conn.execute(t.burst_buffer.insert().values(_buffer_row(
+        conn.execute(t.burst_buffer.insert().values(buffer_row(
             TriggerRequest(correlation=c, idempotency_ttl=timedelta(hours=1)), NOW)))
     view = execution_view(store.admission.find(c.execution_id, "default"))
     assert {k: view[k] for k in c.to_json()} == c.to_json()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from types import SimpleNamespace
 
-from orchestrator.domain.correlation import Source
 from orchestrator.domain.ingest import (
     Admission,
     AdmissionJob,
@@ -23,8 +23,8 @@ from orchestrator.exceptions import (
     Problem,
     StoreError,
 )
-from orchestrator.store.ingest import RECEIPT_RETENTION
-from orchestrator.store.interfaces import BufferedTrigger, JobResult, Visible
+from orchestrator.store.ingest import RECEIPT_RETENTION, buffer_row, buffered_visible
+from orchestrator.store.interfaces import JobResult, Visible
 from orchestrator.store.memory.executions import (
     MemoryExecutions,
     insert_execution,
@@ -33,29 +33,8 @@ from orchestrator.store.memory.executions import (
 from orchestrator.store.memory.state import Duplicate, MemoryState, Refused, Row, fresh
 
 
-def _buffer_row(request: TriggerRequest, now: datetime) -> Row:
-    c = request.correlation
-    return dict(
-        execution_id=c.execution_id, request_id=c.request_id, source=c.source.value,
-        environment=c.environment, workflow=c.workflow, trigger_id=c.trigger_id,
-        payload=c.payload, idempotency_key=c.idempotency_key,
-        idempotency_expires_at=now + request.idempotency_ttl if c.idempotency_key else None,
-        parent_execution_id=c.parent_execution_id, batch_id=request.batch_id, created_at=now,
-        not_before=request.not_before, expires_at=request.expires_at, priority=request.priority,
-        concurrency_key=request.concurrency_key)
-
-
 def _buffered(row: Row) -> Visible:
-    return Visible(execution=BufferedTrigger(
-        execution_id=row["execution_id"], request_id=row["request_id"],
-        source=Source(row["source"]), environment=row["environment"], workflow=row["workflow"],
-        trigger_id=row["trigger_id"], idempotency_key=row["idempotency_key"],
-        parent_execution_id=row["parent_execution_id"], batch_id=row["batch_id"],
-        created_at=row["created_at"], payload=fresh(row["payload"]),
-        idempotency_expires_at=row["idempotency_expires_at"], not_before=row["not_before"],
-        expires_at=row["expires_at"], priority=row["priority"],
-        concurrency_key=row["concurrency_key"]),
-        key_expires_at=row["idempotency_expires_at"])
+    return buffered_visible(SimpleNamespace(**{**row, "payload": fresh(row["payload"])}))
 
 
 class MemoryAdmission:
@@ -152,7 +131,7 @@ class MemoryAdmission:
                                   execution_id=admission.execution_id)
             return admission
         if to_buffer:
-            self.state.insert("buffer", c.execution_id, _buffer_row(request, now))
+            self.state.insert("buffer", c.execution_id, buffer_row(request, now))
             return Admission(execution_id=c.execution_id, request_id=c.request_id,
                              buffered=True)
         insert_execution(self.state, c, now, enqueue=True, batch_id=request.batch_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from orchestrator.domain.correlation import Correlation, Source
@@ -62,12 +63,7 @@ def _startable(row: Row, now: datetime) -> bool:
 
 def buffered_correlation(row: Row) -> Correlation:
     """The correlation a burst-buffer row carries (assigned at ingestion)."""
-    return Correlation(
-        execution_id=row["execution_id"], request_id=row["request_id"],
-        source=Source(row["source"]), workflow=row["workflow"],
-        environment=row["environment"], trigger_id=row["trigger_id"],
-        idempotency_key=row["idempotency_key"],
-        parent_execution_id=row["parent_execution_id"], payload=row["payload"])
+    return Correlation.from_row(SimpleNamespace(**row))
 
 
 class MemoryQueue:
