@@ -12,6 +12,7 @@ from orchestrator.store.cancellation import SqlCancellation
 from orchestrator.store.executions import SqlExecutions
 from orchestrator.store.fairness import FairQueue
 from orchestrator.store.ingest import IngestStore
+from orchestrator.store.occurrences import SqlOccurrences
 from orchestrator.store.retention import SqlRetention
 from orchestrator.store.schedules import SqlSchedules
 from orchestrator.store.uow import Database
@@ -34,4 +35,5 @@ def open_sql(store: Store, url: str) -> Database:
     store.access = AccessStore(db, store.workflows)
     store.retention = SqlRetention(db)
     store.cancellation = SqlCancellation(db)
+    store.occurrences = SqlOccurrences(db)
     return db

@@ -25,6 +25,7 @@ from orchestrator.store.interfaces import (
     BatchRepository,
     CancellationRepository,
     ExecutionRepository,
+    OccurrenceRepository,
     QueueRepository,
     RetentionRepository,
     ScheduleRepository,
@@ -64,6 +65,7 @@ class Store:
     access: AccessRepository
     retention: RetentionRepository
     cancellation: CancellationRepository
+    occurrences: OccurrenceRepository
 
     def __init__(self, url: str) -> None:
         self.url = url

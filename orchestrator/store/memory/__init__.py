@@ -27,6 +27,7 @@ from orchestrator.store.memory.admission import MemoryAdmission
 from orchestrator.store.memory.cancellation import MemoryCancellation
 from orchestrator.store.memory.catalog import MemoryAccess, MemorySchedules, MemoryWorkflows
 from orchestrator.store.memory.executions import MemoryAlerts, MemoryExecutions
+from orchestrator.store.memory.occurrences import MemoryOccurrences
 from orchestrator.store.memory.queue import MemoryBatches, MemoryQueue
 from orchestrator.store.memory.retention import MemoryRetention
 from orchestrator.store.memory.state import MemoryState
@@ -68,3 +69,4 @@ def open_memory(store: Store, state: MemoryState) -> None:
     store.access = MemoryAccess(state, workflows)
     store.retention = MemoryRetention(state)
     store.cancellation = MemoryCancellation(state)
+    store.occurrences = MemoryOccurrences(state)

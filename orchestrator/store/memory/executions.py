@@ -30,7 +30,8 @@ OPEN = (ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value)
 def execution_row(correlation: Correlation, now: datetime, *, workflow_version: int | None = None,
                   batch_id: str | None = None, run_batch_id: str | None = None,
                   not_before: datetime | None = None, expires_at: datetime | None = None,
-                  priority: int = 0) -> Row:
+                  priority: int = 0, held_at: datetime | None = None,
+                  backfill_id: str | None = None) -> Row:
     """A new (``queued``) execution, every column present."""
     c = correlation
     return dict(
@@ -42,19 +43,19 @@ def execution_row(correlation: Correlation, now: datetime, *, workflow_version: 
         attempts=0, error=None, output=None, finalized_by=None, created_at=now,
         started_at=None, finished_at=None, heartbeat_at=None, batch_id=batch_id,
         run_batch_id=run_batch_id, cancel_requested_at=None, not_before=not_before,
-        expires_at=expires_at, priority=priority)
+        expires_at=expires_at, priority=priority, held_at=held_at, backfill_id=backfill_id)
 
 
 def insert_execution(state: MemoryState, correlation: Correlation, now: datetime, *,
                      workflow_version: int | None = None, enqueue: bool = False,
                      available_at: datetime | None = None, batch_id: str | None = None,
                      not_before: datetime | None = None, expires_at: datetime | None = None,
-                     priority: int = 0) -> None:
+                     priority: int = 0, held_at: datetime | None = None) -> None:
     """The execution and, with ``enqueue``, its queue row (startable at ``available_at``, else
     ``not_before``); ``Duplicate`` when it exists."""
     state.insert("executions", correlation.execution_id, execution_row(
         correlation, now, workflow_version=workflow_version, batch_id=batch_id,
-        not_before=not_before, expires_at=expires_at, priority=priority))
+        not_before=not_before, expires_at=expires_at, priority=priority, held_at=held_at))
     if enqueue:
         state.insert("queued", correlation.execution_id, dict(
             execution_id=correlation.execution_id, environment=correlation.environment,
@@ -95,13 +96,13 @@ class MemoryExecutions:
 
     @refused_as("record the execution")
     def create_execution(self, correlation: Correlation, now: datetime, *,
-                         workflow_version: int | None = None,
-                         enqueue: bool = False) -> tuple[ExecutionRecord, bool]:
+                         workflow_version: int | None = None, enqueue: bool = False,
+                         priority: int = 0) -> tuple[ExecutionRecord, bool]:
         with self.state.transaction() as s:
             created = correlation.execution_id not in s.table("executions")
             if created:
                 insert_execution(s, correlation, now, workflow_version=workflow_version,
-                                 enqueue=enqueue)
+                                 enqueue=enqueue, priority=priority)
             return self._execution(correlation.execution_id), created
 
     def _execution(self, execution_id: str, with_blocks: bool = False) -> ExecutionRecord:
