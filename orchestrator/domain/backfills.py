@@ -75,7 +75,8 @@ def validate_backfill(schedule: ScheduleRecord, *, start: Any, end: Any, overlap
     limit = finish
     if schedule.enabled and schedule.next_run_at is not None:
         limit = min(finish, schedule.next_run_at - timedelta(microseconds=1))
-    occurrences = occurrences_between(cron, begin, limit, cap=MAX_BACKFILL_OCCURRENCES)
+    occurrences = cron.between(begin, limit, cap=MAX_BACKFILL_OCCURRENCES) if begin <= limit \
+        else []
     if occurrences is None:
         raise InvalidInput(Problem(
             field="end", message=f"the range holds more than {MAX_BACKFILL_OCCURRENCES:,} "
@@ -83,19 +84,3 @@ def validate_backfill(schedule: ScheduleRecord, *, start: Any, end: Any, overlap
             "shorter ranges"), subject="backfill")
     return BackfillSpec(schedule_id=schedule.id, start=begin, end=finish, overlap=policy,
                         occurrences=tuple(occurrences))
-
-
-def occurrences_between(cron: CronSchedule, start: datetime, end: datetime, *,
-                        cap: int) -> list[datetime] | None:
-    """The fire instants in ``[start, end]`` (the schedule's timezone and DST rules), oldest
-    first; None when there are more than ``cap``."""
-    found: list[datetime] = []
-    if end < start:
-        return found
-    for instant in cron.iter_after(start - timedelta(microseconds=1)):
-        if instant > end:
-            return found
-        if len(found) == cap:
-            return None
-        found.append(instant)
-    return found  # pragma: no cover (iter_after never ends)
