@@ -21,7 +21,6 @@ from tests.conftest import ALL_BACKENDS, row_count
 
 pytestmark = pytest.mark.backends(*ALL_BACKENDS)
 NOW = datetime(2030, 4, 10, 12, 0, tzinfo=UTC)
-DAY = timedelta(days=1)
 
 
 @pytest.fixture
@@ -77,9 +76,9 @@ def test_progress_is_counted_by_status(service, store: Store, make_schedule) -> 
 def test_an_occurrence_the_schedule_ran_is_not_run_again(service, store: Store,
                                                           make_schedule) -> None:
     schedule = _daily(make_schedule)
-    ran = Correlation.for_schedule(schedule_id=schedule.id, scheduled_for=NOW - DAY - 3 * 3600
-                                   * timedelta(seconds=1), workflow="digest",
-                                   environment="default", payload={})
+    ran = Correlation.for_schedule(schedule_id=schedule.id,
+                                   scheduled_for=datetime(2030, 4, 9, 9, tzinfo=UTC),
+                                   workflow="digest", environment="default", payload={})
     store.create_execution(ran, NOW)  # 2030-04-09T09:00Z, dispatched by the schedule
     backfill = service.backfill(schedule.id, NOW, start="2030-04-08T00:00:00Z",
                                 end="2030-04-10T12:00:00Z")

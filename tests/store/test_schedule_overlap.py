@@ -114,7 +114,7 @@ def test_buffer_one_holds_one_and_starts_it_right_after(ticks: Ticks, store: Sto
     ticks.tick(HOUR + timedelta(hours=2))  # one is held already: skipped
     stored = store.get_schedule(schedule.id)
     assert (stored.buffered_overlap, stored.skipped_overlap) == (1, 1)
-    first_, held = ticks.executions(schedule.id)
+    _, held = ticks.executions(schedule.id)
     assert held.status is ExecutionStatus.QUEUED and held.held_at is not None
     assert (held.scheduled_for, held.source, held.priority) == \
         (HOUR + timedelta(hours=1), Source.SCHEDULE, 4)
