@@ -138,6 +138,7 @@ class Fuzzer:
         self.fields = _documented_fields(document)
         self.executions: list[str] = []
         self.schedules: list[str] = []
+        self.backfills: list[str] = []
         self.rng = random.Random(seed)
 
     # ------------------------------------------------------------------------------ state
@@ -147,13 +148,17 @@ class Fuzzer:
                                     headers={"Authorization": f"Bearer {self.target.key}"})
 
     def seed_state(self) -> None:
-        """An execution and two schedules to aim the real path parameters at."""
+        """An execution, two schedules and a backfill to aim the real path parameters at."""
         trigger = self._api("POST", f"/v1/workflows/{self.target.workflow}/trigger",
                             {"payload": {"user": "fuzz"}})
         assert trigger.status_code == 202, trigger.text
         self.executions.append(trigger.json()["execution_id"])
         for _ in range(2):
             self._new_schedule()
+        backfill = self._api("POST", f"/v1/schedules/{self.schedules[0]}/backfill",
+                             {"start": "2020-01-01T00:00:00Z", "end": "2020-01-03T00:00:00Z"})
+        assert backfill.status_code == 202, backfill.text
+        self.backfills.append(backfill.json()["id"])
 
     def _new_schedule(self) -> None:
         created = self._api("POST", "/v1/schedules", {"workflow": self.target.workflow,
@@ -163,7 +168,8 @@ class Fuzzer:
 
     def _real(self, name: str) -> str | None:
         pools = {"name": [self.target.workflow], "execution_id": self.executions,
-                 "schedule_id": self.schedules, "webhook_id": [self.target.webhook_id]}
+                 "schedule_id": self.schedules, "backfill_id": self.backfills,
+                 "webhook_id": [self.target.webhook_id]}
         pool = pools.get(name)
         return self.rng.choice(pool) if pool else None
 

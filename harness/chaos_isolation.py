@@ -57,6 +57,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/workflows/{name}/trigger"): {"payload": {"who": "attacker"}},
     ("POST", "/v1/workflows/{name}/trigger-batch"): {"items": [{"payload": {"who": "attacker"}}]},
     ("POST", "/v1/schedules"): {"workflow": ONLY_A, "cron": "0 9 * * *"},
+    ("POST", "/v1/schedules/{schedule_id}/backfill"): {"start": "2020-01-01T00:00:00Z",
+                                                        "end": "2020-01-03T00:00:00Z"},
 }
 """A valid body per operation (the controls prove it); others send none (GET, DELETE) or {}."""
 
@@ -76,6 +78,7 @@ class World:
     revoked_a: str
     execution_a: str
     schedule_a: str
+    backfill_a: str
     webhook_a: str
     secret_a: str
     webhook_b: str
@@ -83,14 +86,14 @@ class World:
     marker: str  # in A's payloads: must never appear in an answer to anyone else
 
     def reveals(self, text: str) -> list[str]:
-        secrets = [self.key_a, self.revoked_a, self.execution_a, self.schedule_a, self.webhook_a,
-                   self.secret_a, self.marker, A]
+        secrets = [self.key_a, self.revoked_a, self.execution_a, self.schedule_a,
+                   self.backfill_a, self.webhook_a, self.secret_a, self.marker, A]
         return [s for s in secrets if s in text]
 
 
 def build_world(store_url: str, url: str) -> World:
-    """A with two workflows, an execution, a schedule, a webhook and keys (one revoked); B with
-    a workflow, a webhook and a key."""
+    """A with two workflows, an execution, a schedule with a backfill, a webhook and keys (one
+    revoked); B with a workflow, a webhook and a key."""
     store, now = Store(store_url), datetime.now(UTC)
     access = store.access
     for environment, name in ((A, SHARED), (A, ONLY_A), (B, SHARED)):
@@ -111,8 +114,13 @@ def build_world(store_url: str, url: str) -> World:
                                    "payload": {"secret": marker}})
     assert execution.status_code == 202 and schedule.status_code == 201, \
         (execution.text, schedule.text)
+    backfill = requests.post(f"{url}/v1/schedules/{schedule.json()['id']}/backfill",
+                             headers=auth, timeout=30,
+                             json=BODIES[("POST", "/v1/schedules/{schedule_id}/backfill")])
+    assert backfill.status_code == 202, backfill.text
     return World(url=url, store_url=store_url, key_a=key_a, key_b=key_b, revoked_a=revoked_a,
                  execution_a=execution.json()["execution_id"], schedule_a=schedule.json()["id"],
+                 backfill_a=backfill.json()["id"],
                  webhook_a=hook_a.id, secret_a=hook_a.secret, webhook_b=hook_b.id,
                  secret_b=hook_b.secret, marker=marker)
 
@@ -195,7 +203,7 @@ class Matrix:
     def _path(self, endpoint: Endpoint, **override: str) -> str | None:
         w = self.world
         values = {"name": ONLY_A, "execution_id": w.execution_a, "schedule_id": w.schedule_a,
-                  "webhook_id": w.webhook_a} | override
+                  "backfill_id": w.backfill_a, "webhook_id": w.webhook_a} | override
         names = re.findall(r"{(\w+)}", endpoint.path)
         if any(n not in values for n in names):
             return None

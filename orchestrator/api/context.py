@@ -38,8 +38,7 @@ class Api:
         self.admissions: GroupCommit[AdmissionJob, list[Admission]] = GroupCommit(
             self.triggers.admit, name="trigger-admission")
         self.metrics = ApiMetrics(self.store.queue, clock, self.store.retention)
-        self.schedules = ScheduleService(self.store.workflows, self.store.schedules,
-                                         self.store.executions)
+        self.schedules = ScheduleService.on(self.store)
         self.executions = ExecutionService(self.store.executions, self.store.admission,
                                            self.store.cancellation)
 

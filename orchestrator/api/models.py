@@ -122,6 +122,7 @@ class ReplayBody(_Body):
                                            "(default: the original's)")
     same_version: bool = Field(default=False, description="run the workflow version the "
                                "original ran (default: the latest)")
+Overlap = Literal["skip", "buffer_one", "buffer_all", "cancel_other", "allow_all"]
 
 
 class ScheduleBody(_Body):
@@ -133,6 +134,30 @@ class ScheduleBody(_Body):
     run_at: str | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
     key: str | None = None
+    overlap: Overlap = Field(default="allow_all", description="while an execution of the "
+                             "schedule is queued or running, an occurrence is skipped, held "
+                             "(buffer_one: at most one; buffer_all: every one), cancels it "
+                             "(cancel_other) or starts anyway (allow_all)")
+    jitter: Duration | None = Field(default=None, description="each occurrence starts at a "
+                                    "deterministic offset below this (at most 1h, less than "
+                                    "the cron's shortest interval)")
+    priority: int = Field(default=0, ge=PRIORITY_RANGE.start, le=PRIORITY_RANGE.stop - 1,
+                          description="its executions' priority (higher starts first within "
+                                      "the environment)")
+
+    _jitter = field_validator("jitter", mode="before")(
+        lambda cls, v: None if v is None else parse_duration(v))
+
+
+class BackfillBody(_Body):
+    """``POST /v1/schedules/{schedule_id}/backfill``: the CLI's ``schedules backfill``."""
+
+    start: str = Field(description="ISO-8601 instant with an offset: the first occurrence "
+                                   "covered")
+    end: str = Field(description="ISO-8601 instant with an offset, not in the future: the last "
+                                 "occurrence covered")
+    overlap: Overlap | None = Field(default=None, description="the backfill's own overlap "
+                                    "policy (default: the schedule's)")
 
 
 def parse(model: type[BaseModel], data: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import SkipJsonSchema
 
-from orchestrator.domain.records import ExecutionRecord, ScheduleRecord
+from orchestrator.domain.records import BackfillRecord, ExecutionRecord, ScheduleRecord
 
 
 class _Body(BaseModel):
@@ -74,11 +74,20 @@ class ExecutionList(_Body):
 
 _UPCOMING: Any = (list[datetime], Field(description="the next fire times; the first is the next "
                                                       "occurrence that will run"))
+_UPCOMING_JITTER: Any = (str | None, Field(description="with jitter: says that upcoming shows "
+                                                      "nominal times"))
 Schedule = _from_record("Schedule", ScheduleRecord, "A schedule with its next fire times.",
-                        upcoming=_UPCOMING)
+                        upcoming=_UPCOMING, upcoming_jitter=_UPCOMING_JITTER)
 ScheduleCreated = _from_record(
     "ScheduleCreated", ScheduleRecord, "A schedule created (201) or updated by its key (200).",
-    upcoming=_UPCOMING, created=(bool, ...))
+    upcoming=_UPCOMING, upcoming_jitter=_UPCOMING_JITTER, created=(bool, ...))
+Backfill = _from_record(
+    "Backfill", BackfillRecord, "A backfill: its range, what it created, found existing and "
+    "skipped, and its executions counted by status (its progress).")
+
+
+class BackfillList(_Body):
+    backfills: list[Backfill]  # type: ignore[valid-type]
 
 
 class ScheduleList(_Body):

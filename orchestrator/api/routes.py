@@ -11,6 +11,7 @@ from orchestrator.api import executions, schedules, triggers
 from orchestrator.api import responses as r
 from orchestrator.api.context import Api
 from orchestrator.api.models import (
+    BackfillBody,
     BatchBody,
     ExecutionQuery,
     ReplayBody,
@@ -137,4 +138,27 @@ OPERATIONS: list[Operation] = [
               replies={200: Reply(description="the resumed schedule", model=r.Schedule)},
               rejections={**_NO_SCHEDULE, 422: "a one-time schedule whose instant has "
                                                 "passed"}),
+    Operation(method="POST", path="/v1/schedules/{schedule_id}/backfill",
+              name="schedule_backfill", handler=schedules.backfill_schedule, body=BackfillBody,
+              summary="Backfill a time range: one execution per occurrence (source backfill)",
+              description="Occurrences in [start, end] in the schedule's timezone and DST "
+                          "rules, before its next_run_at, at most 10,000. One execution per "
+                          "occurrence, ever: an occurrence that has one (from the schedule or "
+                          "an earlier backfill) gets nothing new. They go through the queue "
+                          "(batched, fair across environments) with the schedule's priority.",
+              replies={202: Reply(description="accepted: counts of created, existing and "
+                                              "skipped occurrences", model=r.Backfill)},
+              rejections={**_NO_SCHEDULE, 422: "an invalid or future range, over 10,000 "
+                                                "occurrences, a one-time schedule (field "
+                                                "named)"}),
+    Operation(method="GET", path="/v1/schedules/{schedule_id}/backfills",
+              name="schedule_backfills", handler=schedules.list_backfills,
+              summary="The schedule's backfills, newest first, with their progress",
+              replies={200: Reply(description="each with its executions by status",
+                                  model=r.BackfillList)}, rejections=_NO_SCHEDULE),
+    Operation(method="GET", path="/v1/schedules/{schedule_id}/backfills/{backfill_id}",
+              name="schedule_backfill_show", handler=schedules.get_backfill,
+              summary="One backfill with its executions counted by status",
+              replies={200: Reply(description="the backfill", model=r.Backfill)},
+              rejections={404: "no such schedule or backfill in the key's environment"}),
 ]

@@ -1,5 +1,5 @@
 """Schedule handlers under ``/v1/schedules``: create (or upsert by key), list, show, pause,
-resume, delete, scoped to the key's environment. The rules are
+resume, delete and backfill, scoped to the key's environment. The rules are
 :class:`~orchestrator.services.schedules.ScheduleService`'s, the validation
 :func:`~orchestrator.domain.schedules.validate_schedule`'s: the same as the CLI's."""
 
@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from orchestrator.api.context import Api
-from orchestrator.api.models import ScheduleBody, ScheduleQuery
+from orchestrator.api.models import BackfillBody, ScheduleBody, ScheduleQuery
 from orchestrator.api.operations import Call
 from orchestrator.domain.schedules import validate_schedule
 
@@ -19,7 +19,8 @@ async def create_schedule(api: Api, call: Call) -> Response:
     now = api.clock()
     spec = validate_schedule(workflow=body.workflow, environment=call.environment,
                              cron=body.cron, timezone=body.timezone, run_at=body.run_at,
-                             payload=body.payload, key=body.key, now=now)
+                             payload=body.payload, key=body.key, overlap=body.overlap,
+                             jitter=body.jitter, priority=body.priority, now=now)
     view = await run_in_threadpool(api.schedules.create, spec, now)
     return JSONResponse(view.to_dict(), status_code=201 if view.created else 200)
 
@@ -53,3 +54,23 @@ async def resume_schedule(api: Api, call: Call) -> Response:
     view = await run_in_threadpool(api.schedules.resume, call.path["schedule_id"], api.clock(),
                                    environment=call.environment)
     return JSONResponse(view.to_dict())
+
+
+async def backfill_schedule(api: Api, call: Call) -> Response:
+    body: BackfillBody = call.body
+    record = await run_in_threadpool(lambda: api.schedules.backfill(
+        call.path["schedule_id"], api.clock(), start=body.start, end=body.end,
+        overlap=body.overlap, environment=call.environment))
+    return JSONResponse(record.to_dict(), status_code=202)
+
+
+async def list_backfills(api: Api, call: Call) -> Response:
+    records = await run_in_threadpool(lambda: api.schedules.backfills(
+        call.path["schedule_id"], environment=call.environment))
+    return JSONResponse({"backfills": [r.to_dict() for r in records]})
+
+
+async def get_backfill(api: Api, call: Call) -> Response:
+    record = await run_in_threadpool(lambda: api.schedules.get_backfill(
+        call.path["schedule_id"], call.path["backfill_id"], environment=call.environment))
+    return JSONResponse(record.to_dict())

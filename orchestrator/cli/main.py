@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,7 +20,11 @@ import click
 # SQLAlchemy, alembic, croniter, YAML, the block types and httpx, Dagster for `run`, uvicorn for
 # `serve`) when it runs, so `--help` and input errors answer at once and a command pays only for
 # what it uses.
-from orchestrator.cli import lifecycle, processes
+from orchestrator.cli import lifecycle, processes, schedules
+from orchestrator.cli.common import env_option
+from orchestrator.cli.common import open_store as _store
+from orchestrator.cli.common import parse_payload as _payload
+from orchestrator.cli.common import utc_now as _now
 from orchestrator.cli.output import emit, json_option
 from orchestrator.domain.concurrency import key_problem
 from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id, parse_iso
@@ -33,9 +36,7 @@ from orchestrator.domain.ingest import (
     parse_idempotency_ttl,
     parse_start,
 )
-from orchestrator.domain.payloads import load_json, unstorable
 from orchestrator.domain.records import ExecutionStatus, Outcome
-from orchestrator.domain.workflow import DEFAULT_ENVIRONMENT
 from orchestrator.exceptions import (
     DagsterStorageError,
     InvalidInput,
@@ -46,45 +47,10 @@ from orchestrator.services.executions import DEFAULT_LIMIT, MAX_LIMIT, STATUSES,
 from orchestrator.settings import Settings
 
 if TYPE_CHECKING:
-    from orchestrator.services.schedules import ScheduleService
-    from orchestrator.store import Store
+    pass
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_BAD_INPUT, EXIT_FAULT = 0, 1, 2, 3
 F = TypeVar("F", bound=Callable[..., Any])
-
-env_option = click.option("--environment", "-e", default=DEFAULT_ENVIRONMENT, show_default=True,
-                          help="Tenant scope.")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _store() -> Store:
-    from orchestrator.store import Store
-
-    return Store(Settings.from_env().database_url)
-
-
-def _payload(raw: str | None) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    try:
-        value = load_json(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(Problem(field="--payload", message=f"is not valid JSON ({exc.msg} at "
-                                   f"position {exc.pos})")) from None
-    except RecursionError:
-        raise InvalidInput(Problem(field="--payload", message="nests arrays or objects too "
-                                   "deeply")) from None
-    if not isinstance(value, dict):
-        raise InvalidInput(Problem(field="--payload", message="must be a JSON object, e.g. "
-                                   "'{\"user\": \"ada\"}'"))
-    problem = unstorable(value, "--payload")
-    if problem is not None:
-        raise InvalidInput(problem)
-    return value
-
 
 @click.group()
 @click.option("--verbose", "-v", is_flag=True, help="Log what happens.")
@@ -207,110 +173,6 @@ def workflows_delete(name: str, environment: str) -> None:
     """Delete a workflow: history is kept, its schedules are paused."""
     paused = _store().delete_workflow(environment, name, _now())
     click.echo(f"deleted workflow {environment}/{name}; paused {paused} schedule(s)")
-
-
-# ----------------------------------------------------------------------------------- schedules
-
-@cli.group()
-def schedules() -> None:
-    """Cron (with an IANA timezone) and one-time schedules."""
-
-
-def _schedules() -> ScheduleService:
-    from orchestrator.services.schedules import ScheduleService
-
-    store = _store()
-    return ScheduleService(store.workflows, store.schedules, store.executions)
-
-
-SCHEDULE_COLUMNS = ["id", "environment", "workflow", "cron", "timezone", "run_at", "enabled",
-                    "next_run_at", "key"]
-
-
-@schedules.command("create")
-@click.option("--workflow", "-w", required=True, help="Workflow name.")
-@click.option("--cron", default=None, help="5-field cron expression, e.g. '*/5 * * * *'.")
-@click.option("--timezone", "--tz", "timezone", default="UTC", show_default=True,
-              help="IANA timezone the cron expression is read in.")
-@click.option("--at", "run_at", default=None, help="One time, ISO-8601 with offset.")
-@click.option("--payload", default=None, help="JSON object passed as trigger.payload.")
-@click.option("--key", default=None, help="Your key: creating again with it updates instead.")
-@env_option
-@json_option
-def schedules_create(workflow: str, cron: str | None, timezone: str, run_at: str | None,
-                     payload: str | None, key: str | None, environment: str,
-                     as_json: bool) -> None:
-    """Create a schedule (or update the one with --key)."""
-    from orchestrator.domain.schedules import validate_schedule
-
-    now = _now()
-    problems: list[Problem] = []
-    body: dict[str, Any] = {}
-    try:
-        body = _payload(payload)
-    except InvalidInput as exc:
-        problems += exc.problems
-    try:
-        spec = validate_schedule(workflow=workflow, environment=environment, cron=cron,
-                                 timezone=timezone, run_at=run_at, payload=body, key=key,
-                                 now=now)
-    except InvalidInput as exc:
-        problems += exc.problems
-    if problems:
-        raise InvalidInput(problems, subject="schedule")
-    emit(_schedules().create(spec, now).to_dict(), as_json=as_json)
-
-
-@schedules.command("list")
-@click.option("--environment", "-e", default=None, help="Only this environment.")
-@click.option("--workflow", "-w", default=None, help="Only this workflow.")
-@json_option
-def schedules_list(environment: str | None, workflow: str | None, as_json: bool) -> None:
-    """List schedules."""
-    rows = [s.to_dict() for s in _schedules().records(environment, workflow)]
-    emit(rows, as_json=as_json, columns=SCHEDULE_COLUMNS)
-
-
-@schedules.command("show")
-@click.argument("schedule_id")
-@json_option
-def schedules_show(schedule_id: str, as_json: bool) -> None:
-    """Show a schedule with its next five fire times (``upcoming``)."""
-    emit(_schedules().show(schedule_id, _now()).to_dict(), as_json=as_json)
-
-
-@schedules.command("pause")
-@click.argument("schedule_id")
-@json_option
-def schedules_pause(schedule_id: str, as_json: bool) -> None:
-    """Stop a schedule from firing."""
-    emit(_schedules().pause(schedule_id, _now()).to_dict(), as_json=as_json)
-
-
-@schedules.command("resume")
-@click.argument("schedule_id")
-@json_option
-def schedules_resume(schedule_id: str, as_json: bool) -> None:
-    """Resume a paused schedule from now on (missed occurrences are not replayed)."""
-    emit(_schedules().resume(schedule_id, _now()).to_dict(), as_json=as_json)
-
-
-@schedules.command("delete")
-@click.argument("schedule_id")
-def schedules_delete(schedule_id: str) -> None:
-    """Delete a schedule (its executions stay in the log)."""
-    _schedules().delete(schedule_id)
-    click.echo(f"deleted schedule {schedule_id}")
-
-
-@schedules.command("trigger")
-@click.argument("schedule_id")
-@json_option
-def schedules_trigger(schedule_id: str, as_json: bool) -> None:
-    """Queue one execution of the schedule's workflow now, with its payload."""
-    record = _schedules().trigger(schedule_id, _now())
-    emit({"execution_id": record.execution_id, "request_id": record.request_id,
-          "status": record.status.value}, as_json=as_json)
 
 
 # ------------------------------------------------------------------------ triggers and runs
@@ -614,6 +476,8 @@ def webhooks_delete(webhook_id: str) -> None:
 cli.add_command(processes.serve)
 cli.add_command(processes.daemon)
 cli.add_command(processes.worker)
+# Schedules: `schedules ...` (orchestrator/cli/schedules.py).
+cli.add_command(schedules.schedules)
 # Retention: `environments`, `db prune` (orchestrator/cli/lifecycle.py).
 cli.add_command(lifecycle.environments)
 db.add_command(lifecycle.db_prune)

@@ -58,11 +58,12 @@ def build_schedule_sensor(settings: Settings) -> dg.SensorDefinition:
             db, now=now, limit=settings.max_runs_per_tick,
             runs=run_lookup(context.instance, SCHEDULE_SENSOR),
             catchup_window=settings.catchup_window, max_batch_size=settings.max_batch_size)
-        if tick.advanced or tick.skipped or tick.runs:
+        if tick.advanced or tick.skipped or tick.runs or tick.released:
             context.log.info(f"requested {len(tick.dispatches)} run(s) and {len(tick.batches)} "
                              f"batch run(s) ({sum(b.size for b in tick.batches)} executions), "
                              f"advanced {tick.advanced} schedule(s), skipped {tick.skipped} "
-                             "missed occurrence(s)")
+                             f"occurrence(s), held {tick.held} and released {tick.released} "
+                             "(overlap policy)")
         return dg.SensorResult(run_requests=_requests(tick.dispatches, tick.batches))
 
     return schedule_trigger_sensor

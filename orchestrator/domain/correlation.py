@@ -175,12 +175,15 @@ class Correlation:
         workflow: str,
         environment: str,
         payload: dict[str, Any],
+        source: Source = Source.SCHEDULE,
     ) -> Correlation:
+        """The correlation of one occurrence; ``source=backfill`` for one a backfill creates
+        (the same ids: one execution per occurrence, whoever creates it)."""
         key = schedule_run_key(schedule_id, scheduled_for)
         return Correlation(
             execution_id=derived_id("execution", key),
             request_id=derived_id("request", key),
-            source=Source.SCHEDULE,
+            source=source,
             workflow=workflow,
             environment=environment,
             trigger_id=schedule_id,

@@ -207,6 +207,25 @@ class CronSchedule:
             current = self.next_after(current)
             yield current
 
+    def between(self, start: datetime, end: datetime, *, cap: int) -> list[datetime] | None:
+        """Every fire instant in ``[start, end]``, oldest first; None when there are more than
+        ``cap``. The same instants as :meth:`iter_after` gives, found in one pass over the
+        wall-clock times (each mapped by the DST rules), which is many times faster for a long
+        range."""
+        tz = self._zone
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+        stop = end.astimezone(tz).replace(tzinfo=None) + _MAX_SHIFT
+        it = croniter(self.expression, start.astimezone(tz).replace(tzinfo=None) - _MAX_SHIFT
+                      - timedelta(minutes=1))
+        found: set[datetime] = set()
+        while (wall := it.get_next(datetime)) <= stop:
+            for instant in _instants_for(wall, tz, every_hour=self.repeats_every_hour):
+                if start <= instant <= end:
+                    found.add(instant)
+            if len(found) > cap:
+                return None
+        return sorted(found)
+
     def upcoming(self, moment: datetime, count: int = 5) -> list[datetime]:
         it = self.iter_after(moment)
         return [next(it) for _ in range(count)]

@@ -106,6 +106,13 @@ class ScheduleRecord(_Record):
     skipped_outside_window: int
     created_at: datetime
     updated_at: datetime
+    # Controls (as Temporal names them): what happens to an occurrence while the previous
+    # execution still runs, a deterministic start offset, the executions' priority.
+    overlap: str = "allow_all"
+    jitter_seconds: float | None = None
+    priority: int = 0
+    skipped_overlap: int = 0  # occurrences the overlap policy skipped
+    buffered_overlap: int = 0  # occurrences it held to start after the previous one
 
     @property
     def one_time(self) -> bool:
@@ -140,6 +147,10 @@ class ExecutionRecord(Correlation, _Record):
     # Executions sharing a key (per workflow) run at most the workflow's key_limit at once.
     concurrency_key: str | None = None
     pinned_version: int | None = None  # a replay with same_version runs this version
+    # Held by its schedule's overlap policy: it joins the queue once nothing of its schedule
+    # runs (it stays set afterwards, as a record of the wait).
+    held_at: datetime | None = None
+    backfill_id: str | None = None  # the backfill that created it
     blocks: tuple[BlockEntry, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,6 +163,31 @@ class ExecutionRecord(Correlation, _Record):
         rest = [k for k in keys if k not in state]
         at = rest.index("environment") + 1
         return {k: data[k] for k in (*rest[:at], *state, *rest[at:])}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackfillRecord(_Record):
+    """One backfill of a schedule: its range and policy, what it found (``occurrences`` in the
+    range: ``created`` executions, ``existing`` ones it left alone, ``skipped`` by its overlap
+    policy) and its progress, its executions counted by status."""
+
+    id: str
+    schedule_id: str
+    environment: str
+    start: datetime
+    end: datetime
+    overlap: str
+    occurrences: int
+    created: int
+    existing: int
+    skipped: int
+    created_at: datetime
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["statuses"] = dict(self.statuses)
+        return data
 
 
 @dataclass(frozen=True, kw_only=True)

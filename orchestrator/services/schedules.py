@@ -1,6 +1,6 @@
 """Schedules as the CLI and the API use them: create (or upsert by key), list, show, pause,
-resume, delete and trigger once now, each rule written once; and the schedule view (the record
-with its next fire times, ``upcoming``), computed here for both.
+resume, delete, trigger once now and backfill a range, each rule written once; and the schedule
+view (the record with its next fire times, ``upcoming``), computed here for both.
 
 Validation of a new schedule is the domain's :func:`~orchestrator.domain.schedules.
 validate_schedule`; a service method takes its :class:`~orchestrator.domain.schedules.
@@ -15,13 +15,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id
-from orchestrator.domain.records import ExecutionRecord, ScheduleRecord
+from orchestrator.domain.records import BackfillRecord, ExecutionRecord, ScheduleRecord
 from orchestrator.domain.schedules import ScheduleSpec, upcoming
 from orchestrator.exceptions import InvalidInput, NotFound, Problem
 
 if TYPE_CHECKING:  # only the protocols: the CLI imports this module before any store
+    from orchestrator.store import Store
     from orchestrator.store.interfaces import (
+        CancellationRepository,
         ExecutionRepository,
+        OccurrenceRepository,
         ScheduleRepository,
         WorkflowRepository,
     )
@@ -40,6 +43,10 @@ class ScheduleView:
     def to_dict(self) -> dict[str, Any]:
         data = self.schedule.to_dict()
         data["upcoming"] = [iso_utc(u) for u in self.upcoming]
+        jitter = self.schedule.jitter_seconds
+        data["upcoming_jitter"] = (f"nominal times: each occurrence starts at a fixed offset "
+                                   f"under {jitter:g}s after its time (jitter)"
+                                   if jitter else None)
         if self.created is not None:
             data["created"] = self.created
         return data
@@ -54,10 +61,19 @@ class ScheduleService:
     """The schedule rules on a store's repositories."""
 
     def __init__(self, workflows: WorkflowRepository, schedules: ScheduleRepository,
-                 executions: ExecutionRepository) -> None:
+                 executions: ExecutionRepository, occurrences: OccurrenceRepository,
+                 cancellation: CancellationRepository) -> None:
         self.workflows = workflows
         self.schedules = schedules
         self.executions = executions
+        self.occurrences = occurrences
+        self.cancellation = cancellation
+
+    @classmethod
+    def on(cls, store: Store) -> ScheduleService:
+        """The service on ``store``'s repositories."""
+        return cls(store.workflows, store.schedules, store.executions, store.occurrences,
+                   store.cancellation)
 
     def create(self, spec: ScheduleSpec, now: datetime) -> ScheduleView:
         """Create ``spec`` (its workflow must exist), or upsert the schedule with its key."""
@@ -120,5 +136,37 @@ class ScheduleService:
                                   source=Source.MANUAL, workflow=schedule.workflow,
                                   environment=schedule.environment, trigger_id=schedule.id,
                                   payload=schedule.payload)
-        record, _ = self.executions.create_execution(correlation, now, enqueue=True)
+        record, _ = self.executions.create_execution(correlation, now, enqueue=True,
+                                                     priority=schedule.priority)
+        return record
+
+    def backfill(self, schedule_id: str, now: datetime, *, start: Any, end: Any,
+                 overlap: Any = None, environment: str | None = None) -> BackfillRecord:
+        """One execution (``source=backfill``) per occurrence in ``[start, end]`` that has none
+        yet (:func:`~orchestrator.domain.backfills.validate_backfill`), through the queue; with
+        ``cancel_other``, the schedule's open executions are cancelled (the kept occurrence
+        starts after they end)."""
+        from orchestrator.domain.backfills import validate_backfill  # croniter: when used
+
+        schedule = self.get(schedule_id, environment=environment)
+        spec = validate_backfill(schedule, start=start, end=end, overlap=overlap, now=now)
+        self.workflows.get_workflow(schedule.environment, schedule.workflow)  # else NotFound
+        record, cancel = self.occurrences.create_backfill(schedule, spec, now)
+        for execution_id in cancel:
+            self.cancellation.cancel(execution_id, now)
+        return record
+
+    def backfills(self, schedule_id: str, *, environment: str | None = None,
+                  limit: int = 50) -> list[BackfillRecord]:
+        """The schedule's backfills, newest first, each with its executions by status."""
+        self.get(schedule_id, environment=environment)
+        return self.occurrences.list_backfills(schedule_id, limit)
+
+    def get_backfill(self, schedule_id: str, backfill_id: str, *,
+                     environment: str | None = None) -> BackfillRecord:
+        """One backfill of the schedule (of another schedule, or unknown: NotFound)."""
+        self.get(schedule_id, environment=environment)
+        record = self.occurrences.get_backfill(backfill_id)
+        if record.schedule_id != schedule_id:
+            raise NotFound("backfill", backfill_id)
         return record

@@ -8,7 +8,7 @@ Dagster (``dispatched_at``), every tick requests the same batch again, with the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -68,11 +68,15 @@ class RunBatches:
 
     @translated("create a batch of scheduled executions")
     def create_scheduled(self, environment: str, correlations: Sequence[Correlation],
-                         now: datetime) -> RunBatch | None:
-        """Insert the executions of due occurrences as one batch. An occurrence whose execution
-        already exists (an overlapping evaluation) is left out; None when all were."""
+                         now: datetime, *,
+                         priorities: Mapping[str, int] | None = None) -> RunBatch | None:
+        """Insert the executions of due occurrences as one batch (each with its schedule's
+        priority, by execution id). An occurrence whose execution already exists (an
+        overlapping evaluation) is left out; None when all were."""
         batch_id = new_batch_id()
-        rows = [execution_row(c, now, run_batch_id=batch_id) for c in correlations]
+        priorities = priorities or {}
+        rows = [execution_row(c, now, run_batch_id=batch_id,
+                              priority=priorities.get(c.execution_id, 0)) for c in correlations]
         e = t.executions
         with self.db.write() as conn:
             insert = (postgresql.insert(e) if conn.dialect.name == "postgresql"

@@ -38,8 +38,8 @@ class SqlExecutions:
 
     @translated("record the execution")
     def create_execution(self, correlation: Correlation, now: datetime, *,
-                         workflow_version: int | None = None,
-                         enqueue: bool = False) -> tuple[ExecutionRecord, bool]:
+                         workflow_version: int | None = None, enqueue: bool = False,
+                         priority: int = 0) -> tuple[ExecutionRecord, bool]:
         """Insert the execution (status ``queued``) unless it exists; with ``enqueue`` also its
         queued-trigger row, in the same transaction. Returns the stored record (the first
         writer's correlation wins) and whether this call created it."""
@@ -49,7 +49,8 @@ class SqlExecutions:
                 try:
                     with conn.begin_nested():
                         insert_execution(conn, correlation, now,
-                                         workflow_version=workflow_version, enqueue=enqueue)
+                                         workflow_version=workflow_version, enqueue=enqueue,
+                                         priority=priority)
                     created = True
                 except IntegrityError:
                     pass  # a concurrent writer inserted it first
@@ -232,7 +233,8 @@ def insert_execution(conn: sa.Connection, correlation: Correlation, now: datetim
                      available_at: datetime | None = None, batch_id: str | None = None,
                      not_before: datetime | None = None, expires_at: datetime | None = None,
                      priority: int = 0, concurrency_key: str | None = None,
-                     pinned_version: int | None = None) -> None:
+                     pinned_version: int | None = None,
+                     held_at: datetime | None = None) -> None:
     """Insert the execution (status ``queued``) and, with ``enqueue``, its queued-trigger row
     (startable at ``available_at``, else ``not_before``, else at once), on the caller's
     connection (one transaction with whatever else the caller writes). Raises
@@ -240,7 +242,8 @@ def insert_execution(conn: sa.Connection, correlation: Correlation, now: datetim
     conn.execute(t.executions.insert().values(
         execution_row(correlation, now, workflow_version=workflow_version, batch_id=batch_id,
                       not_before=not_before, expires_at=expires_at, priority=priority,
-                      concurrency_key=concurrency_key, pinned_version=pinned_version)))
+                      concurrency_key=concurrency_key, pinned_version=pinned_version,
+                      held_at=held_at)))
     if enqueue:
         conn.execute(t.queued_triggers.insert().values(
             queued_row(correlation, now, available_at=available_at or not_before,
@@ -267,13 +270,15 @@ def execution_row(correlation: Correlation, now: datetime, *, workflow_version: 
                   batch_id: str | None = None, run_batch_id: str | None = None,
                   not_before: datetime | None = None, expires_at: datetime | None = None,
                   priority: int = 0, concurrency_key: str | None = None,
-                  pinned_version: int | None = None) -> dict[str, Any]:
+                  pinned_version: int | None = None, held_at: datetime | None = None,
+                  backfill_id: str | None = None) -> dict[str, Any]:
     """The ``executions`` row of a new (``queued``) execution."""
     return dict(
         correlation.to_row(), workflow_version=workflow_version,
         status=ExecutionStatus.QUEUED.value, batch_id=batch_id, run_batch_id=run_batch_id,
         attempts=0, created_at=now, not_before=not_before, expires_at=expires_at,
-        priority=priority, concurrency_key=concurrency_key, pinned_version=pinned_version)
+        priority=priority, concurrency_key=concurrency_key, pinned_version=pinned_version,
+        held_at=held_at, backfill_id=backfill_id)
 
 
 def queued_row(correlation: Correlation, now: datetime, *,

@@ -19,6 +19,7 @@ access          API keys (hashed) and webhooks
 retention       per-environment retention and pruning of what nobody can see any more
 cancellation    cancelling an execution, whatever its state
 concurrency     limits of executions in flight (per environment, per key) and their slots
+occurrences     schedule occurrences held by an overlap policy, and backfills
 ==============  ======================================================================
 
 Every method raises :class:`~orchestrator.exceptions.StoreError` for a failure of the store,
@@ -33,10 +34,12 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from orchestrator.domain.access import ApiKeyRecord, WebhookRecord
+from orchestrator.domain.backfills import BackfillSpec
 from orchestrator.domain.correlation import Correlation
 from orchestrator.domain.ingest import Admission, AdmissionJob, TriggerRequest
 from orchestrator.domain.records import (
     AlertRecord,
+    BackfillRecord,
     BlockEntry,
     CancelOutcome,
     ExecutionRecord,
@@ -70,6 +73,23 @@ class Advance:
     dispatched: datetime | None = None
     superseded: int = 0
     outside_window: int = 0
+    skipped_overlap: int = 0  # the occurrence was skipped by the overlap policy
+    buffered_overlap: int = 0  # ... or held by it
+
+
+def schedule_controls(spec: ScheduleSpec) -> dict[str, Any]:
+    """The control columns of a schedule row (both backends write them from here)."""
+    return dict(overlap=spec.overlap.value, priority=spec.priority,
+                jitter_seconds=spec.jitter.total_seconds() if spec.jitter else None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OverlapState:
+    """A schedule's executions the overlap policy looks at: the ``open`` ones (queued or
+    running) by id, and how many of them are ``waiting`` (held, not in the queue yet)."""
+
+    open: tuple[str, ...] = ()
+    waiting: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,8 +195,8 @@ class ScheduleRepository(Protocol):
 
 class ExecutionRepository(Protocol):
     def create_execution(self, correlation: Correlation, now: datetime, *,
-                         workflow_version: int | None = None,
-                         enqueue: bool = False) -> tuple[ExecutionRecord, bool]:
+                         workflow_version: int | None = None, enqueue: bool = False,
+                         priority: int = 0) -> tuple[ExecutionRecord, bool]:
         """Insert ``queued`` unless it exists (and with ``enqueue`` its queue row)."""
 
     def get_execution(self, execution_id: str) -> ExecutionRecord: ...
@@ -242,7 +262,8 @@ class BatchRepository(Protocol):
                      now: datetime) -> RunBatch | None: ...
 
     def create_scheduled(self, environment: str, correlations: Sequence[Correlation],
-                         now: datetime) -> RunBatch | None: ...
+                         now: datetime, *,
+                         priorities: Mapping[str, int] | None = None) -> RunBatch | None: ...
 
     def pending(self, kind: str, limit: int) -> list[RunBatch]: ...
 
@@ -360,6 +381,43 @@ class RetentionRepository(Protocol):
 
     def prune_totals(self) -> dict[str, int]:
         """Rows removed so far, per kind."""
+        ...
+
+
+class OccurrenceRepository(Protocol):
+    """Schedule occurrences beyond the tick's own dispatch: those held by an overlap policy,
+    and backfills."""
+
+    def overlap_state(self, schedule_id: str, *, exclude: str | None = None) -> OverlapState:
+        """The schedule's open executions (``exclude``: an execution id left out)."""
+        ...
+
+    def hold(self, correlation: Correlation, now: datetime, *, priority: int = 0) -> bool:
+        """Insert the occurrence's execution held (queued, no queue row) unless it exists;
+        whether this call inserted it."""
+        ...
+
+    def release_held(self, now: datetime, limit: int) -> list[str]:
+        """For up to ``limit`` schedules with held executions and none running or queued
+        otherwise, move the oldest held one (by ``scheduled_for``) into the queue, in one
+        transaction; returns their ids."""
+        ...
+
+    def create_backfill(self, schedule: ScheduleRecord, spec: BackfillSpec,
+                        now: datetime) -> tuple[BackfillRecord, tuple[str, ...]]:
+        """One execution (``source=backfill``) per occurrence of ``spec`` that has none yet,
+        in bulk, in one transaction: started ones join the queue, held ones wait (the overlap
+        plan of ``spec.overlap``); the record counts what was created, existing and
+        skipped. Also returns the open executions the plan cancels (``cancel_other``: the
+        caller cancels them; the occurrence kept is held until they end)."""
+        ...
+
+    def get_backfill(self, backfill_id: str) -> BackfillRecord:
+        """With its executions counted by status; NotFound for an unknown id."""
+        ...
+
+    def list_backfills(self, schedule_id: str, limit: int = 50) -> list[BackfillRecord]:
+        """The schedule's backfills, newest first, with their counts by status."""
         ...
 
 

@@ -15,7 +15,7 @@ from orchestrator.domain.records import ExecutionStatus, Outcome, ScheduleRecord
 from orchestrator.domain.schedules import FINALIZED_BY_PAUSE, PAUSED_ERROR, ScheduleSpec
 from orchestrator.exceptions import NotFound
 from orchestrator.store import tables as t
-from orchestrator.store.interfaces import Advance, WorkflowRepository
+from orchestrator.store.interfaces import Advance, WorkflowRepository, schedule_controls
 from orchestrator.store.uow import Database, translated
 
 
@@ -34,7 +34,7 @@ class SqlSchedules:
         values = dict(environment=spec.environment, workflow=spec.workflow, cron=spec.cron,
                       timezone=spec.timezone, run_at=spec.run_at, payload=spec.payload,
                       key=spec.key, enabled=True, next_run_at=spec.first_run_at(now),
-                      updated_at=now)
+                      updated_at=now, **schedule_controls(spec))
         with self.db.write() as conn:
             if spec.key is not None:
                 existing = conn.execute(sa.select(t.schedules).where(
@@ -166,7 +166,9 @@ class SqlSchedules:
                 values: dict[str, Any] = dict(
                     next_run_at=a.next_run_at, updated_at=now,
                     skipped_superseded=s.c.skipped_superseded + a.superseded,
-                    skipped_outside_window=s.c.skipped_outside_window + a.outside_window)
+                    skipped_outside_window=s.c.skipped_outside_window + a.outside_window,
+                    skipped_overlap=s.c.skipped_overlap + a.skipped_overlap,
+                    buffered_overlap=s.c.buffered_overlap + a.buffered_overlap)
                 if a.next_run_at is None:
                     values["enabled"] = False
                 if a.dispatched is not None:

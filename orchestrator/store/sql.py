@@ -13,6 +13,7 @@ from orchestrator.store.concurrency import SqlConcurrency
 from orchestrator.store.executions import SqlExecutions
 from orchestrator.store.fairness import FairQueue
 from orchestrator.store.ingest import IngestStore
+from orchestrator.store.occurrences import SqlOccurrences
 from orchestrator.store.retention import SqlRetention
 from orchestrator.store.schedules import SqlSchedules
 from orchestrator.store.uow import Database
@@ -36,4 +37,5 @@ def open_sql(store: Store, url: str) -> Database:
     store.retention = SqlRetention(db)
     store.cancellation = SqlCancellation(db)
     store.concurrency = SqlConcurrency(db)
+    store.occurrences = SqlOccurrences(db)
     return db

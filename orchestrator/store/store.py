@@ -26,6 +26,7 @@ from orchestrator.store.interfaces import (
     CancellationRepository,
     ConcurrencyRepository,
     ExecutionRepository,
+    OccurrenceRepository,
     QueueRepository,
     RetentionRepository,
     ScheduleRepository,
@@ -66,6 +67,7 @@ class Store:
     retention: RetentionRepository
     cancellation: CancellationRepository
     concurrency: ConcurrencyRepository
+    occurrences: OccurrenceRepository
 
     def __init__(self, url: str) -> None:
         self.url = url

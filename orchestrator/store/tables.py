@@ -343,3 +343,45 @@ IN_FLIGHT_SQL = ("status = 'running' OR (status = 'queued' AND "
 sa.Index("orch_ix_executions_in_flight", executions.c.environment, executions.c.workflow,
          executions.c.concurrency_key, postgresql_where=sa.text(IN_FLIGHT_SQL),
          sqlite_where=sa.text(IN_FLIGHT_SQL))
+
+# ----------------------------------------------------------- schedule controls (migration 0008)
+
+# A schedule's overlap policy, jitter and priority, and the occurrences its overlap policy
+# skipped or held (buffered), counted like the catch-up skips.
+schedules.append_column(sa.Column("overlap", sa.String(16), nullable=False,
+                                  server_default="allow_all"))
+schedules.append_column(sa.Column("jitter_seconds", sa.Float, nullable=True))
+schedules.append_column(sa.Column("priority", sa.SmallInteger, nullable=False,
+                                  server_default="0"))
+schedules.append_column(sa.Column("skipped_overlap", sa.Integer, nullable=False,
+                                  server_default="0"))
+schedules.append_column(sa.Column("buffered_overlap", sa.Integer, nullable=False,
+                                  server_default="0"))
+# An occurrence held by its schedule's overlap policy (buffer_one, buffer_all, cancel_other):
+# queued without a queue row until nothing of its schedule runs; then, in one transaction, it
+# joins the queue and held_at is cleared (only waiting ones have it: the index stays small).
+executions.append_column(sa.Column("held_at", UTCDateTime, nullable=True))
+# The backfill that created it (its progress is a count of these by status).
+executions.append_column(sa.Column("backfill_id", sa.String(40), nullable=True))
+sa.Index("orch_ix_executions_backfill", executions.c.backfill_id)
+sa.Index("orch_ix_executions_held", executions.c.held_at)
+# Open executions by schedule: the overlap policy's question, asked every tick.
+sa.Index("orch_ix_executions_trigger_status", executions.c.trigger_id, executions.c.status)
+
+backfills = sa.Table(
+    "orch_backfills", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("schedule_id", sa.String(40), nullable=False),
+    sa.Column("environment", sa.String(64), nullable=False),
+    sa.Column("start", UTCDateTime, nullable=False),
+    sa.Column("end", UTCDateTime, nullable=False),
+    sa.Column("overlap", sa.String(16), nullable=False),
+    # Occurrences in the range; of them: executions created, already existing (one execution
+    # per occurrence, ever), skipped by the overlap policy.
+    sa.Column("occurrences", sa.Integer, nullable=False),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("existing", sa.Integer, nullable=False),
+    sa.Column("skipped", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("orch_ix_backfills_schedule_created", "schedule_id", "created_at"),
+)

@@ -13,6 +13,13 @@ For each due schedule (oldest ``next_run_at`` first):
 
 A crash anywhere repeats at most a request, which the run key absorbs; no write happens before
 the run exists except the idempotent execution row, so no occurrence is lost.
+
+Controls (``domain/schedules.py``): an occurrence with **jitter** waits, due, until its offset
+has passed (the same offset on every evaluation); one whose schedule has an **overlap policy**
+and an execution still queued or running is started, held (its execution written held, then
+the schedule advances), skipped (the schedule advances, counted) or cancels the open ones first.
+Each tick first releases held occurrences whose schedule has nothing else running into the
+queue (``OccurrenceRepository.release_held``). Executions carry the schedule's **priority**.
 """
 
 from __future__ import annotations
@@ -26,7 +33,12 @@ from datetime import datetime, timedelta
 from orchestrator.domain.correlation import Correlation, derived_id, schedule_run_key
 from orchestrator.domain.cron import CronSchedule
 from orchestrator.domain.records import ScheduleRecord
-from orchestrator.domain.schedules import plan_catch_up
+from orchestrator.domain.schedules import (
+    OverlapPolicy,
+    jitter_offset,
+    plan_catch_up,
+    plan_overlap,
+)
 from orchestrator.store import Store
 from orchestrator.store.interfaces import KIND_SCHEDULE, Advance, BatchRepository
 from orchestrator.triggers.dispatch import (
@@ -53,6 +65,9 @@ class ScheduleTick:
     advanced: int = 0
     skipped: int = 0
     lost_races: int = 0
+    released: int = 0  # held occurrences moved into the queue
+    held: int = 0  # occurrences held by an overlap policy
+    waiting: int = 0  # due occurrences whose jitter has not passed yet
 
     @property
     def runs(self) -> int:
@@ -71,12 +86,14 @@ def dispatch_due_schedules(store: Store, *, now: datetime, limit: int, runs: Run
     Occurrences due together in one environment share batch runs of up to ``max_batch_size``
     executions; a lone one gets a run of its own."""
     tick = ScheduleTick()
+    tick.released = len(store.occurrences.release_held(now, limit))
     batches = store.batches
     confirmed, again = redispatch_batches(batches, KIND_SCHEDULE, now=now, limit=limit,
                                           runs=runs)
     tick.batches.extend(again)
     _advance_members(store, batches, confirmed, now, tick)
     new: list[Correlation] = []  # occurrences without an execution yet: may share runs
+    priorities: dict[str, int] = {}  # of ``new``, by execution id
     budget = limit * max_batch_size if max_batch_size == 1 else MAX_PAGES_PER_TICK * PAGE
     after: tuple[datetime, str] | None = None
     seen: set[str] = set()  # a schedule moved forward this tick can reappear on a later page
@@ -108,8 +125,10 @@ def dispatch_due_schedules(store: Store, *, now: datetime, limit: int, runs: Run
             batchable = max_batch_size > 1 and schedule.id not in in_batch
             _one(store, schedule, states.get(keys[schedule.id]), now, catchup_window, tick,
                  new if batchable else None)
+            priorities.update({c.execution_id: schedule.priority for c in new[-1:]
+                               if c.trigger_id == schedule.id})
     _dispatch_new(store, batches, new, now=now, limit=limit, max_batch_size=max_batch_size,
-                  tick=tick)
+                  tick=tick, priorities=priorities)
     return tick
 
 
@@ -148,26 +167,85 @@ def _one(store: Store, schedule: ScheduleRecord, state: RunState | None, now: da
         if plan.dispatch_at is None:
             return
         occurrence = plan.dispatch_at
+        if now < occurrence + jitter_offset(schedule.id, occurrence, _jitter(schedule)):
+            tick.waiting += 1  # its start offset has not passed: a later tick starts it
+            return
     correlation = Correlation.for_schedule(
         schedule_id=schedule.id, scheduled_for=occurrence, workflow=schedule.workflow,
         environment=schedule.environment, payload=schedule.payload)
+    if state is None and schedule.overlap != OverlapPolicy.ALLOW_ALL.value and \
+            not _may_start(store, schedule, correlation, now, tick):
+        return
     if new is not None and state is None:
         new.append(correlation)
         return
-    _dispatch_alone(store, correlation, now, tick)
+    _dispatch_alone(store, correlation, now, tick, priority=schedule.priority)
+
+
+def _jitter(schedule: ScheduleRecord) -> timedelta | None:
+    return timedelta(seconds=schedule.jitter_seconds) if schedule.jitter_seconds else None
+
+
+def _may_start(store: Store, schedule: ScheduleRecord, correlation: Correlation, now: datetime,
+               tick: ScheduleTick) -> bool:
+    """The overlap policy for one occurrence that has no run: True to start it now; otherwise
+    it was held or skipped here and the schedule advanced past it."""
+    assert correlation.scheduled_for is not None
+    occurrence = correlation.scheduled_for
+    own = store.executions_by_id([correlation.execution_id]).get(correlation.execution_id)
+    if own is not None and own.held_at is None:
+        return True  # started by an earlier evaluation that did not see its run: request it
+    cron = _cron(schedule)
+    following = cron.next_after(occurrence) if cron else None
+    if own is not None:  # held by an earlier evaluation that did not advance
+        return _advance_past(store, schedule, occurrence, following, now, tick)
+    state = store.occurrences.overlap_state(schedule.id, exclude=correlation.execution_id)
+    plan = plan_overlap(OverlapPolicy(schedule.overlap), 1, open_=len(state.open),
+                        waiting=state.waiting)
+    if plan.cancel_open:
+        for execution_id in state.open:
+            store.cancellation.cancel(execution_id, now)
+    if plan.start:
+        return True
+    if plan.hold:
+        store.occurrences.hold(correlation, now, priority=schedule.priority)
+        tick.held += 1
+        log.info("schedule %s: occurrence %s held (overlap %s)", schedule.id,
+                 occurrence.isoformat(), schedule.overlap)
+        return _advance_past(store, schedule, occurrence, following, now, tick, buffered=1)
+    log.info("schedule %s: occurrence %s skipped (overlap %s: %d execution(s) open)",
+             schedule.id, occurrence.isoformat(), schedule.overlap, len(state.open))
+    tick.skipped += 1
+    return _advance_past(store, schedule, occurrence, following, now, tick, skipped=1)
+
+
+def _advance_past(store: Store, schedule: ScheduleRecord, occurrence: datetime,
+                  following: datetime | None, now: datetime, tick: ScheduleTick, *,
+                  buffered: int = 0, skipped: int = 0) -> bool:
+    """The occurrence is handled (held or skipped): move ``next_run_at`` past it. Returns
+    False (nothing to start)."""
+    if store.advance_schedules([Advance(
+            schedule_id=schedule.id, expected=occurrence, next_run_at=following,
+            dispatched=occurrence if buffered else None, skipped_overlap=skipped,
+            buffered_overlap=buffered)], now):
+        tick.advanced += 1
+    else:
+        tick.lost_races += 1
+    return False
 
 
 def _dispatch_alone(store: Store, correlation: Correlation, now: datetime,
-                    tick: ScheduleTick) -> None:
+                    tick: ScheduleTick, *, priority: int = 0) -> None:
     assert correlation.trigger_id is not None and correlation.scheduled_for is not None
-    record, _ = store.create_execution(correlation, now)
+    record, _ = store.create_execution(correlation, now, priority=priority)
     tick.dispatches.append(Dispatch(
         run_key=schedule_run_key(correlation.trigger_id, correlation.scheduled_for),
         correlation=record.correlation()))
 
 
 def _dispatch_new(store: Store, batches: BatchRepository, new: list[Correlation], *, now: datetime,
-                  limit: int, max_batch_size: int, tick: ScheduleTick) -> None:
+                  limit: int, max_batch_size: int, tick: ScheduleTick,
+                  priorities: dict[str, int]) -> None:
     """Pack the new occurrences: several of one environment share a batch run (its executions
     written with the batch, in one transaction), a lone one is dispatched alone. Occurrences
     beyond ``limit`` runs wait, unwritten, for the next tick."""
@@ -177,9 +255,11 @@ def _dispatch_new(store: Store, batches: BatchRepository, new: list[Correlation]
                   max_size=max_batch_size, max_runs=max(0, limit - tick.runs))
     for group in groups:
         if len(group) == 1:
-            _dispatch_alone(store, group[0], now, tick)
+            _dispatch_alone(store, group[0], now, tick,
+                            priority=priorities.get(group[0].execution_id, 0))
             continue
-        batch = batches.create_scheduled(group[0].environment, group, now)
+        batch = batches.create_scheduled(group[0].environment, group, now,
+                                         priorities=priorities)
         if batch is not None:
             tick.batches.append(batch_dispatch(batch))
 

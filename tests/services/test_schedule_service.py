@@ -20,7 +20,7 @@ pytestmark = pytest.mark.backends("memory")
 
 @pytest.fixture
 def service(store: Store) -> ScheduleService:
-    return ScheduleService(store.workflows, store.schedules, store.executions)
+    return ScheduleService.on(store)
 
 
 def test_create_upserts_by_key_and_shows_upcoming(service: ScheduleService, make_workflow) -> None:

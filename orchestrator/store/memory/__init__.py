@@ -28,6 +28,7 @@ from orchestrator.store.memory.cancellation import MemoryCancellation
 from orchestrator.store.memory.catalog import MemoryAccess, MemorySchedules, MemoryWorkflows
 from orchestrator.store.memory.concurrency import MemoryConcurrency
 from orchestrator.store.memory.executions import MemoryAlerts, MemoryExecutions
+from orchestrator.store.memory.occurrences import MemoryOccurrences
 from orchestrator.store.memory.queue import MemoryBatches, MemoryQueue
 from orchestrator.store.memory.retention import MemoryRetention
 from orchestrator.store.memory.state import MemoryState
@@ -70,3 +71,4 @@ def open_memory(store: Store, state: MemoryState) -> None:
     store.retention = MemoryRetention(state)
     store.cancellation = MemoryCancellation(state)
     store.concurrency = MemoryConcurrency(state)
+    store.occurrences = MemoryOccurrences(state)

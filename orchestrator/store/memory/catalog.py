@@ -19,7 +19,7 @@ from orchestrator.domain.records import ExecutionStatus, Outcome, ScheduleRecord
 from orchestrator.domain.schedules import FINALIZED_BY_PAUSE, PAUSED_ERROR, ScheduleSpec
 from orchestrator.domain.workflow import WorkflowSpec
 from orchestrator.exceptions import NotFound
-from orchestrator.store.interfaces import Advance, WorkflowRepository
+from orchestrator.store.interfaces import Advance, WorkflowRepository, schedule_controls
 from orchestrator.store.memory.state import MemoryState, Row, fresh, refused_as
 
 
@@ -110,7 +110,7 @@ class MemorySchedules:
         values: Row = dict(environment=spec.environment, workflow=spec.workflow, cron=spec.cron,
                            timezone=spec.timezone, run_at=spec.run_at, payload=spec.payload,
                            key=spec.key, enabled=True, next_run_at=spec.first_run_at(now),
-                           updated_at=now)
+                           updated_at=now, **schedule_controls(spec))
         with self.state.transaction() as s:
             if spec.key is not None:
                 existing = next((r for r in s.table("schedules").values()
@@ -126,7 +126,7 @@ class MemorySchedules:
             schedule_id = "sch_" + new_id().replace("-", "")[:20]
             s.insert("schedules", schedule_id, dict(
                 id=schedule_id, created_at=now, last_scheduled_for=None, skipped_superseded=0,
-                skipped_outside_window=0, **values))
+                skipped_outside_window=0, skipped_overlap=0, buffered_overlap=0, **values))
             return _schedule(s.table("schedules")[schedule_id]), True
 
     def get_schedule(self, schedule_id: str) -> ScheduleRecord:
@@ -207,7 +207,9 @@ class MemorySchedules:
                 values: dict[str, Any] = dict(
                     next_run_at=a.next_run_at, updated_at=now,
                     skipped_superseded=row["skipped_superseded"] + a.superseded,
-                    skipped_outside_window=row["skipped_outside_window"] + a.outside_window)
+                    skipped_outside_window=row["skipped_outside_window"] + a.outside_window,
+                    skipped_overlap=row["skipped_overlap"] + a.skipped_overlap,
+                    buffered_overlap=row["buffered_overlap"] + a.buffered_overlap)
                 if a.next_run_at is None:
                     values["enabled"] = False
                 if a.dispatched is not None:

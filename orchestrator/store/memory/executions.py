@@ -31,7 +31,8 @@ def execution_row(correlation: Correlation, now: datetime, *, workflow_version: 
                   batch_id: str | None = None, run_batch_id: str | None = None,
                   not_before: datetime | None = None, expires_at: datetime | None = None,
                   priority: int = 0, concurrency_key: str | None = None,
-                  pinned_version: int | None = None) -> Row:
+                  pinned_version: int | None = None, held_at: datetime | None = None,
+                  backfill_id: str | None = None) -> Row:
     """A new (``queued``) execution, every column present."""
     c = correlation
     return dict(
@@ -45,7 +46,7 @@ def execution_row(correlation: Correlation, now: datetime, *, workflow_version: 
         started_at=None, finished_at=None, heartbeat_at=None, batch_id=batch_id,
         run_batch_id=run_batch_id, cancel_requested_at=None, not_before=not_before,
         expires_at=expires_at, priority=priority, concurrency_key=concurrency_key,
-        pinned_version=pinned_version, slot_at=None)
+        pinned_version=pinned_version, slot_at=None, held_at=held_at, backfill_id=backfill_id)
 
 
 def insert_execution(state: MemoryState, correlation: Correlation, now: datetime, *,
@@ -53,13 +54,14 @@ def insert_execution(state: MemoryState, correlation: Correlation, now: datetime
                      available_at: datetime | None = None, batch_id: str | None = None,
                      not_before: datetime | None = None, expires_at: datetime | None = None,
                      priority: int = 0, concurrency_key: str | None = None,
-                     pinned_version: int | None = None) -> None:
+                     pinned_version: int | None = None,
+                     held_at: datetime | None = None) -> None:
     """The execution and, with ``enqueue``, its queue row (startable at ``available_at``, else
     ``not_before``); ``Duplicate`` when it exists."""
     state.insert("executions", correlation.execution_id, execution_row(
         correlation, now, workflow_version=workflow_version, batch_id=batch_id,
         not_before=not_before, expires_at=expires_at, priority=priority,
-        concurrency_key=concurrency_key, pinned_version=pinned_version))
+        concurrency_key=concurrency_key, pinned_version=pinned_version, held_at=held_at))
     if enqueue:
         state.insert("queued", correlation.execution_id, dict(
             execution_id=correlation.execution_id, environment=correlation.environment,
@@ -101,13 +103,13 @@ class MemoryExecutions:
 
     @refused_as("record the execution")
     def create_execution(self, correlation: Correlation, now: datetime, *,
-                         workflow_version: int | None = None,
-                         enqueue: bool = False) -> tuple[ExecutionRecord, bool]:
+                         workflow_version: int | None = None, enqueue: bool = False,
+                         priority: int = 0) -> tuple[ExecutionRecord, bool]:
         with self.state.transaction() as s:
             created = correlation.execution_id not in s.table("executions")
             if created:
                 insert_execution(s, correlation, now, workflow_version=workflow_version,
-                                 enqueue=enqueue)
+                                 enqueue=enqueue, priority=priority)
             return self._execution(correlation.execution_id), created
 
     def _execution(self, execution_id: str, with_blocks: bool = False) -> ExecutionRecord:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -180,14 +180,17 @@ class MemoryBatches:
 
     @refused_as("create a batch of scheduled executions")
     def create_scheduled(self, environment: str, correlations: Sequence[Correlation],
-                         now: datetime) -> RunBatch | None:
+                         now: datetime, *,
+                         priorities: Mapping[str, int] | None = None) -> RunBatch | None:
         batch_id = new_batch_id()
+        priorities = priorities or {}
         with self.state.transaction() as s:
             size = 0
             for c in correlations:
                 if c.execution_id not in s.table("executions"):
-                    s.insert("executions", c.execution_id,
-                             execution_row(c, now, run_batch_id=batch_id))
+                    s.insert("executions", c.execution_id, execution_row(
+                        c, now, run_batch_id=batch_id,
+                        priority=priorities.get(c.execution_id, 0)))
                     size += 1
             if not size:
                 return None

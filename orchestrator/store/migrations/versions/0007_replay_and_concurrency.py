@@ -4,9 +4,9 @@
 granted by the dispatcher); environments ``max_concurrent``; and a partial index of the
 executions in flight.
 
-Revision ID: 0007_replay_concurrency
+Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-02
+Create Date: 2026-12-01
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from alembic import op
 
 from orchestrator.store.tables import IN_FLIGHT_SQL, UTCDateTime
 
-revision = "0007_replay_concurrency"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
