@@ -63,7 +63,7 @@ def build_schedule_sensor(settings: Settings) -> dg.SensorDefinition:
                              f"batch run(s) ({sum(b.size for b in tick.batches)} executions), "
                              f"advanced {tick.advanced} schedule(s), skipped {tick.skipped} "
                              f"occurrence(s), held {tick.held} and released {tick.released} "
-                             "(overlap policy)")
+                             f"(overlap policy), queued {tick.queued} (a concurrency limit)")
         return dg.SensorResult(run_requests=_requests(tick.dispatches, tick.batches))
 
     return schedule_trigger_sensor

@@ -397,6 +397,13 @@ class OccurrenceRepository(Protocol):
         whether this call inserted it."""
         ...
 
+    def enqueue(self, correlation: Correlation, now: datetime, advance: Advance, *,
+                priority: int = 0) -> bool:
+        """Insert the occurrence's execution with its queue row (the queue sensor dispatches
+        it, within its environment's concurrency limit) and apply ``advance``, in one
+        transaction; False (nothing written) when the execution exists already."""
+        ...
+
     def release_held(self, now: datetime, limit: int) -> list[str]:
         """For up to ``limit`` schedules with held executions and none running or queued
         otherwise, move the oldest held one (by ``scheduled_for``) into the queue, in one

@@ -31,7 +31,8 @@ from orchestrator.domain.schedules import plan_overlap
 from orchestrator.exceptions import NotFound
 from orchestrator.store import tables as t
 from orchestrator.store.executions import execution_row, insert_execution
-from orchestrator.store.interfaces import OverlapState
+from orchestrator.store.interfaces import Advance, OverlapState
+from orchestrator.store.schedules import apply_advance
 from orchestrator.store.uow import Database, translated
 
 CHUNK = 500  # ids per IN (...) and rows per insert statement
@@ -77,6 +78,18 @@ class SqlOccurrences:
                     insert_execution(conn, correlation, now, priority=priority, held_at=now)
             except IntegrityError:
                 return False  # an earlier evaluation held (or started) it
+            return True
+
+    @translated("queue the occurrence")
+    def enqueue(self, correlation: Correlation, now: datetime, advance: Advance, *,
+                priority: int = 0) -> bool:
+        with self.db.write() as conn:
+            try:
+                with conn.begin_nested():
+                    insert_execution(conn, correlation, now, priority=priority, enqueue=True)
+            except IntegrityError:
+                return False  # dispatched (or held) by an earlier evaluation
+            apply_advance(conn, advance, now)
             return True
 
     @translated("release held occurrences")

@@ -159,24 +159,8 @@ class SqlSchedules:
     def advance_schedules(self, advances: Sequence[Advance], now: datetime) -> int:
         """Many :meth:`advance_schedule` compare-and-sets in one transaction; returns how many
         took (the others were moved by another evaluation)."""
-        s = t.schedules
-        done = 0
         with self.db.write() as conn:
-            for a in advances:
-                values: dict[str, Any] = dict(
-                    next_run_at=a.next_run_at, updated_at=now,
-                    skipped_superseded=s.c.skipped_superseded + a.superseded,
-                    skipped_outside_window=s.c.skipped_outside_window + a.outside_window,
-                    skipped_overlap=s.c.skipped_overlap + a.skipped_overlap,
-                    buffered_overlap=s.c.buffered_overlap + a.buffered_overlap)
-                if a.next_run_at is None:
-                    values["enabled"] = False
-                if a.dispatched is not None:
-                    values["last_scheduled_for"] = a.dispatched
-                done += conn.execute(s.update().where(
-                    s.c.id == a.schedule_id, s.c.enabled.is_(True),
-                    s.c.next_run_at == a.expected).values(**values)).rowcount
-        return done
+            return sum(apply_advance(conn, a, now) for a in advances)
 
     @translated("read schedules")
     def schedules_by_id(self, schedule_ids: Sequence[str]) -> dict[str, ScheduleRecord]:
@@ -186,3 +170,22 @@ class SqlSchedules:
         with self.db.read() as conn:
             return {r.id: ScheduleRecord(**r._asdict()) for r in conn.execute(
                 sa.select(s).where(s.c.id.in_(list(schedule_ids))))}
+
+
+def apply_advance(conn: sa.Connection, a: Advance, now: datetime) -> int:
+    """One :class:`Advance` compare-and-set on the caller's connection (its transaction);
+    1 when it took, 0 when another evaluation already moved the schedule."""
+    s = t.schedules
+    values: dict[str, Any] = dict(
+        next_run_at=a.next_run_at, updated_at=now,
+        skipped_superseded=s.c.skipped_superseded + a.superseded,
+        skipped_outside_window=s.c.skipped_outside_window + a.outside_window,
+        skipped_overlap=s.c.skipped_overlap + a.skipped_overlap,
+        buffered_overlap=s.c.buffered_overlap + a.buffered_overlap)
+    if a.next_run_at is None:
+        values["enabled"] = False
+    if a.dispatched is not None:
+        values["last_scheduled_for"] = a.dispatched
+    return conn.execute(s.update().where(
+        s.c.id == a.schedule_id, s.c.enabled.is_(True),
+        s.c.next_run_at == a.expected).values(**values)).rowcount

@@ -68,6 +68,7 @@ class ScheduleTick:
     released: int = 0  # held occurrences moved into the queue
     held: int = 0  # occurrences held by an overlap policy
     waiting: int = 0  # due occurrences whose jitter has not passed yet
+    queued: int = 0  # occurrences handed to the queue (their environment has a limit)
 
     @property
     def runs(self) -> int:
@@ -97,6 +98,7 @@ def dispatch_due_schedules(store: Store, *, now: datetime, limit: int, runs: Run
     budget = limit * max_batch_size if max_batch_size == 1 else MAX_PAGES_PER_TICK * PAGE
     after: tuple[datetime, str] | None = None
     seen: set[str] = set()  # a schedule moved forward this tick can reappear on a later page
+    limited: set[str] | None = None  # environments with a concurrency limit
     for _ in range(MAX_PAGES_PER_TICK):
         if tick.runs >= limit or len(new) >= budget:
             break
@@ -106,6 +108,8 @@ def dispatch_due_schedules(store: Store, *, now: datetime, limit: int, runs: Run
             break
         after = (_due(page[-1]), page[-1].id)
         page = [s for s in page if s.id not in seen]
+        if limited is None:  # read once a tick, and only when something is due
+            limited = set(store.concurrency.limits())
         seen.update(s.id for s in page)
         keys = {s.id: schedule_run_key(s.id, _due(s)) for s in page}
         existing = store.executions_by_id([derived_id("execution", k) for k in keys.values()])
@@ -120,11 +124,12 @@ def dispatch_due_schedules(store: Store, *, now: datetime, limit: int, runs: Run
             batch_id = in_batch.get(schedule.id)
             if batch_id:  # its batch run was requested: advance once Dagster has it
                 if dispatched.get(batch_id):
-                    _one(store, schedule, RunState.SUBMITTED, now, catchup_window, tick, new)
+                    _one(store, schedule, RunState.SUBMITTED, now, catchup_window, tick, new,
+                         limited)
                 continue
             batchable = max_batch_size > 1 and schedule.id not in in_batch
             _one(store, schedule, states.get(keys[schedule.id]), now, catchup_window, tick,
-                 new if batchable else None)
+                 new if batchable else None, limited)
             priorities.update({c.execution_id: schedule.priority for c in new[-1:]
                                if c.trigger_id == schedule.id})
     _dispatch_new(store, batches, new, now=now, limit=limit, max_batch_size=max_batch_size,
@@ -138,9 +143,11 @@ def _due(schedule: ScheduleRecord) -> datetime:
 
 
 def _one(store: Store, schedule: ScheduleRecord, state: RunState | None, now: datetime,
-         window: timedelta, tick: ScheduleTick, new: list[Correlation] | None) -> None:
+         window: timedelta, tick: ScheduleTick, new: list[Correlation] | None,
+         limited: set[str]) -> None:
     """One due schedule. ``new``: where an occurrence without an execution goes to be packed
-    (None: dispatch it alone now)."""
+    (None: dispatch it alone now). In an environment of ``limited`` (a concurrency limit) the
+    occurrence goes to the queue instead, whose sensor starts it within the limit."""
     due = _due(schedule)
     cron = _cron(schedule)
     if state is RunState.SUBMITTED:
@@ -176,10 +183,31 @@ def _one(store: Store, schedule: ScheduleRecord, state: RunState | None, now: da
     if state is None and schedule.overlap != OverlapPolicy.ALLOW_ALL.value and \
             not _may_start(store, schedule, correlation, now, tick):
         return
+    if state is None and schedule.environment in limited and _enqueue(
+            store, schedule, correlation, now, tick):
+        return
     if new is not None and state is None:
         new.append(correlation)
         return
     _dispatch_alone(store, correlation, now, tick, priority=schedule.priority)
+
+
+def _enqueue(store: Store, schedule: ScheduleRecord, correlation: Correlation, now: datetime,
+             tick: ScheduleTick) -> bool:
+    """Hand the occurrence to the queue and advance the schedule past it (one transaction).
+    False when its execution exists already: an earlier evaluation dispatched it (before the
+    limit was set) and did not see its run, which is then requested as before."""
+    assert correlation.scheduled_for is not None
+    occurrence = correlation.scheduled_for
+    cron = _cron(schedule)
+    following = cron.next_after(occurrence) if cron else None
+    if not store.occurrences.enqueue(correlation, now, Advance(
+            schedule_id=schedule.id, expected=occurrence, next_run_at=following,
+            dispatched=occurrence), priority=schedule.priority):
+        return False
+    tick.queued += 1
+    tick.advanced += 1
+    return True
 
 
 def _jitter(schedule: ScheduleRecord) -> timedelta | None:

@@ -19,6 +19,7 @@ from orchestrator.domain.records import ExecutionStatus, Outcome
 from orchestrator.store import Store
 from orchestrator.triggers.dispatch import RunState
 from orchestrator.triggers.queue import QueueTick, dispatch_queued_triggers
+from orchestrator.triggers.schedules import dispatch_due_schedules
 from tests.conftest import ALL_BACKENDS, NOW
 
 pytestmark = pytest.mark.backends(*ALL_BACKENDS)
@@ -159,3 +160,37 @@ def test_a_granted_trigger_is_handed_out_before_newer_higher_priority_ones(
     assert granted == first
     _admit(store, 60, priority=9, start=1)  # more than a page (50) ahead of it
     assert _dispatched(_tick(store), store) == [first]  # it holds the place: it runs
+
+
+def test_schedule_occurrences_of_a_limited_environment_wait_in_the_queue(
+        store: Store, make_workflow, make_schedule) -> None:
+    """An environment's limit holds for its schedules too: their occurrences go to the queue
+    (the schedule advanced in the same write) and start there within the limit."""
+    make_workflow()
+    store.concurrency.set_limit("default", 1, NOW)
+    minute = NOW.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    schedules = [make_schedule(cron="* * * * *", payload={"user": f"u{i}"}, priority=i)
+                 for i in range(2)]
+    [running] = _admit(store, 1)
+    assert _dispatched(_tick(store, at=timedelta(seconds=1)), store) == [running]
+    store.start_execution(running, dagster_run_id="run-a", workflow_version=1, now=NOW)
+
+    tick = dispatch_due_schedules(store, now=minute, limit=10, runs=lambda keys: {},
+                                  catchup_window=timedelta(hours=1))
+    assert (tick.queued, tick.advanced, tick.dispatches, tick.batches) == (2, 2, [], [])
+    for schedule in schedules:  # advanced past the occurrence, its execution queued
+        assert store.get_schedule(schedule.id).next_run_at == minute + timedelta(minutes=1)
+    occurrences = sorted((e for s in schedules
+                          for e in store.list_executions(trigger_id=s.id, limit=10)),
+                         key=lambda e: -e.priority)
+    assert [(e.status, e.scheduled_for) for e in occurrences] == \
+        [(ExecutionStatus.QUEUED, minute)] * 2
+    again = dispatch_due_schedules(store, now=minute + timedelta(seconds=1), limit=10,
+                                   runs=lambda keys: {}, catchup_window=timedelta(hours=1))
+    assert (again.queued, again.dispatches) == (0, [])  # nothing written twice
+
+    at = minute - NOW + timedelta(seconds=2)
+    assert _dispatched(_tick(store, at=at), store) == []  # the limit is taken
+    _finish(store, [running])
+    assert _dispatched(_tick(store, at=at), store) == [occurrences[0].execution_id]
+    assert store.concurrency.in_flight() == {"default": 1}

@@ -198,29 +198,31 @@ class MemorySchedules:
 
     @refused_as("advance the schedules")
     def advance_schedules(self, advances: Sequence[Advance], now: datetime) -> int:
-        done = 0
         with self.state.transaction() as s:
-            for a in advances:
-                row = s.table("schedules").get(a.schedule_id)
-                if row is None or not row["enabled"] or row["next_run_at"] != a.expected:
-                    continue
-                values: dict[str, Any] = dict(
-                    next_run_at=a.next_run_at, updated_at=now,
-                    skipped_superseded=row["skipped_superseded"] + a.superseded,
-                    skipped_outside_window=row["skipped_outside_window"] + a.outside_window,
-                    skipped_overlap=row["skipped_overlap"] + a.skipped_overlap,
-                    buffered_overlap=row["buffered_overlap"] + a.buffered_overlap)
-                if a.next_run_at is None:
-                    values["enabled"] = False
-                if a.dispatched is not None:
-                    values["last_scheduled_for"] = a.dispatched
-                s.update("schedules", a.schedule_id, **values)
-                done += 1
-        return done
+            return sum(apply_advance(s, a, now) for a in advances)
 
     def schedules_by_id(self, schedule_ids: Sequence[str]) -> dict[str, ScheduleRecord]:
         rows = self.state.table("schedules")
         return {i: _schedule(rows[i]) for i in schedule_ids if i in rows}
+
+
+def apply_advance(s: MemoryState, a: Advance, now: datetime) -> int:
+    """One :class:`Advance` compare-and-set inside the caller's transaction ``s``."""
+    row = s.table("schedules").get(a.schedule_id)
+    if row is None or not row["enabled"] or row["next_run_at"] != a.expected:
+        return 0
+    values: dict[str, Any] = dict(
+        next_run_at=a.next_run_at, updated_at=now,
+        skipped_superseded=row["skipped_superseded"] + a.superseded,
+        skipped_outside_window=row["skipped_outside_window"] + a.outside_window,
+        skipped_overlap=row["skipped_overlap"] + a.skipped_overlap,
+        buffered_overlap=row["buffered_overlap"] + a.buffered_overlap)
+    if a.next_run_at is None:
+        values["enabled"] = False
+    if a.dispatched is not None:
+        values["last_scheduled_for"] = a.dispatched
+    s.update("schedules", a.schedule_id, **values)
+    return 1
 
 
 def _short_id(prefix: str) -> str:

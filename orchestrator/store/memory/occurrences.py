@@ -14,7 +14,8 @@ from orchestrator.domain.records import (
 )
 from orchestrator.domain.schedules import plan_overlap
 from orchestrator.exceptions import NotFound
-from orchestrator.store.interfaces import OverlapState
+from orchestrator.store.interfaces import Advance, OverlapState
+from orchestrator.store.memory.catalog import apply_advance
 from orchestrator.store.memory.executions import execution_row, insert_execution
 from orchestrator.store.memory.state import Duplicate, MemoryState, Row, refused_as
 from orchestrator.store.occurrences import backfill_correlations, new_backfill_id
@@ -41,6 +42,17 @@ class MemoryOccurrences:
                 insert_execution(s, correlation, now, priority=priority, held_at=now)
             except Duplicate:
                 return False
+            return True
+
+    @refused_as("queue the occurrence")
+    def enqueue(self, correlation: Correlation, now: datetime, advance: Advance, *,
+                priority: int = 0) -> bool:
+        with self.state.transaction() as s:
+            try:
+                insert_execution(s, correlation, now, priority=priority, enqueue=True)
+            except Duplicate:
+                return False
+            apply_advance(s, advance, now)
             return True
 
     @refused_as("release held occurrences")
