@@ -31,10 +31,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 BENCH_STAMP := $(VENV)/.installed-bench
+# A comma inside $(call ...) would split its argument: ".[dev,bench]" is written with $(comma).
+comma := ,
 # wrk (Debian's package) is the ingestion benchmark's load generator: C, so it leaves the cores
 # to the server it measures.
 $(BENCH_STAMP): $(STAMP)
-	$(call PIP_INSTALL,-e ".[dev,bench]")
+	$(call PIP_INSTALL,-e ".[dev$(comma)bench]")
 	command -v wrk >/dev/null 2>&1 || apt-get install -y -q wrk >/dev/null || \
 		{ echo "install wrk (Debian/Ubuntu: apt-get install wrk)"; exit 1; }
 	touch $(BENCH_STAMP)
