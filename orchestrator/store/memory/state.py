@@ -26,7 +26,7 @@ Row = dict[str, Any]
 
 TABLES = ("workflows", "workflow_versions", "schedules", "executions", "blocks", "queued",
           "alerts", "alert_executions", "api_keys", "webhooks", "receipts", "idempotency",
-          "debounces", "buffer", "run_batches", "environments", "prune_totals")
+          "burst_trips", "debounces", "buffer", "run_batches", "environments", "prune_totals")
 
 
 class Refused(Exception):
