@@ -95,8 +95,8 @@ class World:
     marker: str  # in A's payloads: must never appear in an answer to anyone else
 
     def reveals(self, text: str) -> list[str]:
-        secrets = [self.key_a, self.revoked_a, self.expired_a, self.execution_a, self.schedule_a, self.webhook_a,
-                   self.secret_a, self.marker, A]
+        secrets = [self.key_a, self.revoked_a, self.expired_a, self.execution_a,
+                   self.schedule_a, self.webhook_a, self.secret_a, self.marker, A]
         return [s for s in secrets if s in text]
 
 

@@ -110,8 +110,6 @@ def legacy_webhook(store: Store, environment: str, workflow: str) -> WebhookReco
     text (not base64), signed with the legacy scheme."""
     import secrets
 
-    import sqlalchemy as sa
-
     from orchestrator.store import tables as t
 
     hook = store.access.create_webhook(environment, workflow, datetime.now(UTC))

@@ -20,7 +20,7 @@ def test_an_expiring_key_is_refused_at_its_instant(serve, store: Store, make_wor
     make_workflow()
     clock = ManualClock()
     start = clock()
-    record, key = store.access.create_api_key("default", clock(), clock() + timedelta(hours=1))
+    _, key = store.access.create_api_key("default", clock(), clock() + timedelta(hours=1))
     client = Client(serve(clock=clock).url, key)
     assert client.post("/v1/workflows/digest/trigger", {}).status_code == 202
     [listed] = store.access.list_api_keys()
