@@ -281,7 +281,7 @@ OPERATOR_TOKEN = "operator-token-of-the-harness"
 
 
 @contextmanager
-def api_server(store_url: str, home: Path, log: Path | None = None, *, workers: int = 1,
+def api_server(store_url: str, home: Path, log: Path | None = None, *, workers: int | str = 1,
                **settings: str) -> Iterator[str]:
     """``orchestrator serve --workers N`` (real uvicorn) on a free loopback port over
     ``store_url``, with ``settings`` (``ORCHESTRATOR_*``; the operator token
