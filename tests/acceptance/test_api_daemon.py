@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from orchestrator.domain.correlation import (
     TAG_TRIGGER_ID,
 )
 from orchestrator.domain.records import Outcome
-from orchestrator.domain.signatures import sign
+from orchestrator.domain.signatures import standard_headers
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
@@ -85,11 +84,9 @@ def test_http_and_webhook_correlation_reach_run_tags(backend, tmp_path: Path) ->
                             headers={**auth, "X-Request-Id": "caller-req-42"}, timeout=30)
         assert api.status_code == 202, api.text
         body = b'{"user": "webhook"}'
-        ts = str(int(time.time()))
         delivered = requests.post(f"{base}/v1/webhooks/{hook.id}", data=body, timeout=30,
-                                  headers={"X-Orchestrator-Timestamp": ts,
-                                           "X-Orchestrator-Signature": sign(hook.secret, ts,
-                                                                            body),
+                                  headers={**standard_headers(hook.secret, "msg_7",
+                                                              datetime.now(UTC), body),
                                            "X-Request-Id": "hook-req-7"})
         assert delivered.status_code == 202, delivered.text
         ids = [api.json()["execution_id"], delivered.json()["execution_id"]]
