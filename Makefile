@@ -31,11 +31,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 BENCH_STAMP := $(VENV)/.installed-bench
-COMMA := ,
+# A comma inside $(call ...) would split its argument: ".[dev,bench]" is written with $(comma).
+comma := ,
 # wrk (Debian's package) is the ingestion benchmark's load generator: C, so it leaves the cores
 # to the server it measures.
 $(BENCH_STAMP): $(STAMP)
-	$(call PIP_INSTALL,-e ".[dev$(COMMA)bench]")
+	$(call PIP_INSTALL,-e ".[dev$(comma)bench]")
 	command -v wrk >/dev/null 2>&1 || apt-get install -y -q wrk >/dev/null || \
 		{ echo "install wrk (Debian/Ubuntu: apt-get install wrk)"; exit 1; }
 	touch $(BENCH_STAMP)
@@ -67,6 +68,10 @@ dev: db-upgrade
 	@echo "Dagster UI: http://127.0.0.1:3000  (DAGSTER_HOME=$(DAGSTER_HOME))"
 	@echo "HTTP API:   http://127.0.0.1:$(API_PORT)/openapi.json  (a key: $(BIN)/orchestrator keys create -e default)"
 	@# The API runs beside `dagster dev` and stops with it (Ctrl-C, or dagster dev exiting).
+	@# /metrics answers only to the operator token: one of its own per `make dev` unless set.
+	export ORCHESTRATOR_OPERATOR_TOKEN=$${ORCHESTRATOR_OPERATOR_TOKEN:-$$($(BIN)/python -c \
+		'import secrets; print(secrets.token_urlsafe(24))')}; \
+	echo "Metrics:    curl -H \"Authorization: Bearer $$ORCHESTRATOR_OPERATOR_TOKEN\" http://127.0.0.1:$(API_PORT)/metrics"; \
 	$(BIN)/orchestrator serve --host 127.0.0.1 --port $(API_PORT) & api=$$!; \
 	trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml --host 127.0.0.1 --port 3000

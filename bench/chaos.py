@@ -117,18 +117,22 @@ def isolation_case(knobs: dict[str, Any], log_dir: Path) -> tuple[list[str], boo
         refused = sum(n for variant, c in r.statuses.items()
                       if variant not in ("B's key", "public, no key")
                       for s, n in c.items() if s >= 400)
+        operator = sum(n for variant, c in r.statuses.items()
+                       if variant.startswith("operator route") for s, n in c.items() if s == 401)
         rows.append(
             f"| isolation: other environment's key, no key, wrong key, tampered/replayed "
-            f"webhook ({label}) | every route of the app ({len(r.endpoints)}), aimed at "
-            f"environment A's objects: per keyed endpoint B's key, no key, 4 malformed headers, "
-            f"4 wrong keys (unknown, altered, with text after it, revoked); 8 bad webhook "
-            f"deliveries (tampered body or signature, stale, future, unsigned, B's secret, to "
-            f"B's webhook, replay); a "
-            f"cross-environment parent; {r.requests} requests | accepted {len(r.accepted)}; "
-            f"refused {refused} (B's key: {b_key}, the 200s lists without A's data); "
-            f"unauthenticated not answered 401: {len(r.not_refused)}; store writes by refused "
-            f"calls {len(r.store_changes)}; failed controls {len(r.failed_controls)}; uncovered "
-            f"routes {len(r.uncovered)} | 0 accepted | {met(r.ok())} |")
+            f"webhook, operator routes ({label}) | every route of the app ({len(r.endpoints)}), "
+            f"aimed at environment A's objects: per keyed endpoint B's key, no key, 4 malformed "
+            f"headers, 5 wrong keys (unknown, altered, with text after it, revoked, expired); "
+            f"9 bad Standard Webhooks deliveries (tampered body or signature, stale, future, "
+            f"unsigned, B's secret, to B's webhook, the legacy scheme on a Standard webhook, "
+            f"replayed webhook-id: 409); `/metrics` with no token, A's key, B's key, a wrong "
+            f"token; a cross-environment parent; {r.requests} requests | accepted "
+            f"{len(r.accepted)}; refused {refused} (B's key: {b_key}, the 200s lists without "
+            f"A's data; operator route 401: {operator}); unauthenticated not answered 401: "
+            f"{len(r.not_refused)}; store writes by refused calls {len(r.store_changes)}; "
+            f"failed controls {len(r.failed_controls)}; uncovered routes {len(r.uncovered)} | "
+            f"0 accepted | {met(r.ok())} |")
         ok &= r.ok()
     return rows, ok
 
@@ -245,8 +249,10 @@ applied workflow, executions and schedules created during the run, the webhook) 
 deliveries with the webhook's secret, so they reach the store rather than stopping at a 404 or a
 401; a fifth of the signed deliveries are replayed. Every answer is checked: no 5xx; no trace,
 driver or module name, exception class name or database URL/name in the body; every 4xx is
-the structured error `{{"error": {{"code", "message"}}}}`, and every 422 names the field
-(`error.field`, a parameter, a key that was sent or a documented property). Run alone:
+the structured error `{{"error": {{"code", "message"}}}}`, every 422 names the field
+(`error.field`, a parameter, a key that was sent or a documented property), and every body
+validates against the schema the document gives for its status (schemathesis's
+`response_schema_conformance`: the response models describe what the handlers answer). Run alone:
 `CHAOS_ONLY=fuzz make chaos` or `.venv/bin/python -m bench.chaos_fuzz [examples] [backend...]`.
 
 ### Isolation (`isolation`)
@@ -255,11 +261,14 @@ the structured error `{{"error": {{"code", "message"}}}}`, and every 422 names t
 covered without editing the matrix; a path parameter it cannot aim counts as uncovered and fails
 the case). Environment A owns a workflow B does not have, an execution, a schedule and a
 webhook; each keyed endpoint is aimed at them with B's valid key, no key, malformed
-`Authorization` headers and wrong keys, and the webhook gets tampered, stale, future, foreign
-and replayed deliveries. Accepted means a 2xx without valid credentials, or a 2xx to B that
-shows A's ids, payload or secrets or after which the store changed. Every table is compared
-before and after each of these calls. Controls with A's own key, and a correctly signed
-delivery, must succeed. Run alone: `CHAOS_ONLY=isolation make chaos` or
+`Authorization` headers and wrong keys (A's revoked and expired keys among them), the webhook
+gets tampered, stale, future, foreign, legacy-signed and replayed Standard Webhooks deliveries
+(signed with the reference library), and the operator route (`/metrics`) gets no token, A's key,
+B's key and a wrong token (the operator token is its control). Accepted means a 2xx without
+valid credentials, or a 2xx to B that shows A's ids, payload or secrets or after which the store
+changed. Every table is compared before and after each of these calls. Controls with A's own
+key, and a correctly signed delivery, must succeed. Run alone: `CHAOS_ONLY=isolation make chaos`
+or
 `.venv/bin/python -m bench.chaos_isolation [backend...]`.
 """ + notes)
     return table

@@ -112,13 +112,14 @@ class Server:
 
 
 @contextmanager
-def api_server(b: Backend, **settings: str) -> Iterator[Server]:
-    """``orchestrator serve`` over ``b``'s store, with a workflow ``digest`` and an API key."""
+def api_server(b: Backend, *, workers: int = 1, **settings: str) -> Iterator[Server]:
+    """``orchestrator serve [--workers N]`` over ``b``'s store, with a workflow ``digest`` and
+    an API key."""
     store = Store(b.store_url)
     now = datetime.now(UTC)
     store.apply_workflow(parse_workflow(WORKFLOW, block_types()), now)
     key = store.access.create_api_key("default", now)[1]
-    with processes.api_server(b.store_url, b.home, None, **settings) as url:
+    with processes.api_server(b.store_url, b.home, None, workers=workers, **settings) as url:
         yield Server(url=url, key=key, store=store)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from bench import (
     batch_cost,
+    burst_gate,
     drain,
     exec_overhead,
     ingestion,
@@ -44,6 +45,8 @@ BENCHMARKS: dict[str, Callable[[str], list[Row]]] = {
     "top_of_hour": lambda name: [*top_of_hour.measure(name), *top_of_hour.measure(
         "postgres+celery")] if name == "postgres" else [],
     "ingestion": ingestion.measure,
+    # The gate's window across `serve --workers 4` (trip count vs 1 process; p99 burst/steady).
+    "burst_gate": burst_gate.measure,
     # PostgreSQL + Celery (RabbitMQ) beside the embedded default (BENCH_SCALE_ONLY=latency,...).
     "scale_out": scale_out.measure,
     # PostgreSQL only: 5 million executions beside a fresh store, and pruning under load.

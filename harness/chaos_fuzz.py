@@ -27,6 +27,7 @@ Usage: .venv/bin/python -m bench.chaos_fuzz [examples] [backend...]
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import random
@@ -47,7 +48,12 @@ from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from orchestrator.domain.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from orchestrator.domain.signatures import (
+    SIGNATURE_HEADER,
+    STANDARD_HEADERS,
+    TIMESTAMP_HEADER,
+    standard_headers,
+)
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
@@ -224,9 +230,13 @@ class Fuzzer:
                 case.path_parameters["webhook_id"] == self.target.webhook_id:
             body = kwargs.get("data") or b""
             body = body.encode() if isinstance(body, str) else body
-            timestamp = str(int(time.time()))
-            headers[TIMESTAMP_HEADER] = timestamp
-            headers[SIGNATURE_HEADER] = sign(self.target.webhook_secret, timestamp, body)
+            for name in (TIMESTAMP_HEADER, SIGNATURE_HEADER, *STANDARD_HEADERS):
+                headers.pop(name, None)
+            # signed as a Standard Webhooks library signs (UTF-8 bodies only)
+            with contextlib.suppress(UnicodeDecodeError):
+                headers.update(standard_headers(self.target.webhook_secret,
+                                                f"msg_{self.rng.getrandbits(64):x}",
+                                                datetime.now(UTC), body))
             replay = self.rng.random() < 0.2
         try:
             response = self.session.request(timeout=30, **kwargs)

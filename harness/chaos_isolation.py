@@ -9,9 +9,12 @@ webhook gets the signature matrix, a route outside the document must be one of t
 - Key matrix: a valid key of environment B; no ``Authorization``; malformed headers (another
   scheme, no scheme, an empty bearer, A's key under another scheme); wrong keys (unknown, A's key
   altered, A's revoked key). Then a trigger of B's own workflow naming A's execution as parent.
-- Webhook matrix: a tampered body, a tampered signature, a stale and a future timestamp, no
-  signature, a signature made with B's webhook secret, A's delivery sent to B's webhook, and a
-  replay of a delivery that was accepted.
+- Webhook matrix (Standard Webhooks, signed with the reference library): a tampered body, a
+  tampered signature, a stale and a future timestamp, no signature, a signature made with B's
+  webhook secret, A's delivery sent to B's webhook, the legacy scheme with A's secret, and a
+  replay of a delivery that was accepted (409).
+- Operator routes (``/metrics``): no token, A's key, B's key and a wrong token are 401; the
+  operator token (the control) is 200.
 
 **Accepted** (the target is 0): a 2xx without valid credentials; a 2xx with B's key whose body
 reveals A's data (ids, payload, secrets, A's name) or after which the store changed. Every call
@@ -32,7 +35,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +43,12 @@ import requests
 import sqlalchemy as sa
 from starlette.routing import Route
 
-from orchestrator.domain.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from orchestrator.domain.signatures import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+    standard_headers,
+)
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
@@ -49,9 +57,11 @@ from orchestrator.store import tables as t
 A, B = "tenant-a", "tenant-b"
 ONLY_A = "a-only"  # a workflow of A's that B does not have
 SHARED = "digest"  # a workflow name both have
-PUBLIC = {"/healthz", "/metrics", "/openapi.json"}
-"""Answer without a key by design: liveness, the document, operators' metrics. Checked to reveal
-no environment's ids, payloads or secrets."""
+PUBLIC = {"/healthz", "/openapi.json"}
+"""Answer without a key by design: liveness and the document. Checked to reveal no
+environment's ids, payloads or secrets (nor an environment's name)."""
+OPERATOR = {"/metrics"}
+"""Answer only to the operator token (they name every environment)."""
 WEBHOOK = "/v1/webhooks/{webhook_id}"
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/workflows/{name}/trigger"): {"payload": {"who": "attacker"}},
@@ -76,6 +86,8 @@ class World:
     key_a: str
     key_b: str
     revoked_a: str
+    expired_a: str
+    operator_token: str
     execution_a: str
     schedule_a: str
     backfill_a: str
@@ -86,14 +98,16 @@ class World:
     marker: str  # in A's payloads: must never appear in an answer to anyone else
 
     def reveals(self, text: str) -> list[str]:
-        secrets = [self.key_a, self.revoked_a, self.execution_a, self.schedule_a,
-                   self.backfill_a, self.webhook_a, self.secret_a, self.marker, A]
+        secrets = [self.key_a, self.revoked_a, self.expired_a, self.execution_a,
+                   self.schedule_a, self.backfill_a, self.webhook_a, self.secret_a, self.marker,
+                   A]
         return [s for s in secrets if s in text]
 
 
-def build_world(store_url: str, url: str) -> World:
+def build_world(store_url: str, url: str, operator_token: str) -> World:
     """A with two workflows, an execution, a schedule with a backfill, a webhook and keys (one
-    revoked); B with a workflow, a webhook and a key."""
+    revoked, one expired); B with a workflow, a webhook and a key. ``operator_token``: the
+    server's."""
     store, now = Store(store_url), datetime.now(UTC)
     access = store.access
     for environment, name in ((A, SHARED), (A, ONLY_A), (B, SHARED)):
@@ -101,9 +115,8 @@ def build_world(store_url: str, url: str) -> World:
                                             block_types()), now)
     key_a, key_b = access.create_api_key(A, now)[1], access.create_api_key(B, now)[1]
     revoked, revoked_a = access.create_api_key(A, now)
-    with store.db.write() as conn:  # no command revokes keys yet; the column is honoured
-        conn.execute(t.api_keys.update().where(t.api_keys.c.id == revoked.id)
-                     .values(revoked_at=now))
+    access.revoke_api_key(revoked.id, now)
+    expired_a = access.create_api_key(A, now - timedelta(days=2), now - timedelta(days=1))[1]
     hook_a, hook_b = access.create_webhook(A, ONLY_A, now), access.create_webhook(B, SHARED, now)
     marker = f"a-private-{uuid.uuid4().hex}"
     auth = {"Authorization": f"Bearer {key_a}"}
@@ -119,6 +132,7 @@ def build_world(store_url: str, url: str) -> World:
                              json=BODIES[("POST", "/v1/schedules/{schedule_id}/backfill")])
     assert backfill.status_code == 202, backfill.text
     return World(url=url, store_url=store_url, key_a=key_a, key_b=key_b, revoked_a=revoked_a,
+                 expired_a=expired_a, operator_token=operator_token,
                  execution_a=execution.json()["execution_id"], schedule_a=schedule.json()["id"],
                  backfill_a=backfill.json()["id"],
                  webhook_a=hook_a.id, secret_a=hook_a.secret, webhook_b=hook_b.id,
@@ -129,7 +143,7 @@ def build_world(store_url: str, url: str) -> World:
 class Endpoint:
     method: str
     path: str  # the template, e.g. /v1/schedules/{schedule_id}
-    kind: str  # bearer | webhook | public
+    kind: str  # bearer | webhook | public | operator
 
     @property
     def label(self) -> str:
@@ -146,6 +160,8 @@ def endpoints_of(routes: list[Any], document: dict[str, Any]) -> list[Endpoint]:
             operation = document["paths"].get(route.path, {}).get(method.lower())
             if route.path in PUBLIC:
                 kind = "public"
+            elif route.path in OPERATOR:
+                kind = "operator"
             elif operation is None:
                 kind = "undocumented"
             elif operation.get("security", document.get("security")) == []:
@@ -195,9 +211,14 @@ class Matrix:
         self.result = IsolationResult(endpoints=[e.label for e in self.endpoints])
 
     def _state(self) -> dict[str, Any]:
-        """Every table's rows: any write at all shows."""
+        """Every table's rows: any write at all shows (but a valid key's last use, which its
+        own calls record)."""
+        def columns(table: sa.Table) -> list[sa.Column[Any]]:
+            return [c for c in table.columns
+                    if not (table is t.api_keys and c.name == "last_used_at")]
+
         with self.engine.connect() as conn:
-            return {table.name: sorted(map(repr, conn.execute(sa.select(table))))
+            return {table.name: sorted(map(repr, conn.execute(sa.select(*columns(table)))))
                     for table in t.metadata.sorted_tables}
 
     def _path(self, endpoint: Endpoint, **override: str) -> str | None:
@@ -249,30 +270,38 @@ class Matrix:
             "A's key altered": (False, {"Authorization": f"Bearer {w.key_a[:-1]}x"}),
             "A's key and more": (False, {"Authorization": f"Bearer {w.key_a} {w.key_a}"}),
             "A's revoked key": (False, {"Authorization": f"Bearer {w.revoked_a}"}),
+            "A's expired key": (False, {"Authorization": f"Bearer {w.expired_a}"}),
         }
         for variant, (valid, headers) in others.items():
             self._attack(endpoint, variant, path, valid_key=valid, headers=headers)
 
     def webhook(self, endpoint: Endpoint) -> None:
         w = self.world
-        body, now = b'{"from": "outside"}', int(time.time())
+        body, now = b'{"from": "outside"}', datetime.now(UTC)
+        message = f"msg_{uuid.uuid4().hex}"
 
-        def signed(secret: str, at: int = now, content: bytes = body) -> dict[str, str]:
-            return {TIMESTAMP_HEADER: str(at), SIGNATURE_HEADER: sign(secret, at, content)}
+        def signed(secret: str, at: datetime = now, content: bytes = body) -> dict[str, str]:
+            return standard_headers(secret, message, at, content)
 
         good = signed(w.secret_a)
-        flipped = good[SIGNATURE_HEADER][:-1] + ("0" if good[SIGNATURE_HEADER][-1] != "0"
-                                                  else "1")
+        flipped = good["webhook-signature"][:-2] + ("A=" if good["webhook-signature"][-2] != "A"
+                                                     else "B=")
+        legacy = {TIMESTAMP_HEADER: str(int(now.timestamp())),
+                  SIGNATURE_HEADER: sign(w.secret_a, int(now.timestamp()), body)}
         path_a, path_b = self._path(endpoint), self._path(endpoint, webhook_id=w.webhook_b)
         assert path_a and path_b
         for variant, path, headers, content in [
             ("tampered body", path_a, good, b'{"from": "outside", "amount": 1e6}'),
-            ("tampered signature", path_a, {**good, SIGNATURE_HEADER: flipped}, body),
-            ("stale timestamp (10 min)", path_a, signed(w.secret_a, now - 600), body),
-            ("future timestamp (10 min)", path_a, signed(w.secret_a, now + 600), body),
-            ("no signature", path_a, {TIMESTAMP_HEADER: str(now)}, body),
+            ("tampered signature", path_a, {**good, "webhook-signature": flipped}, body),
+            ("stale timestamp (10 min)", path_a,
+             signed(w.secret_a, now - timedelta(minutes=10)), body),
+            ("future timestamp (10 min)", path_a,
+             signed(w.secret_a, now + timedelta(minutes=10)), body),
+            ("no signature", path_a, {k: v for k, v in good.items()
+                                      if k != "webhook-signature"}, body),
             ("B's webhook secret", path_a, signed(w.secret_b), body),
             ("A's delivery to B's webhook", path_b, good, body),
+            ("legacy scheme on a Standard webhook", path_a, legacy, body),
         ]:
             self._attack(endpoint, f"webhook: {variant}", path, valid_key=False,
                          headers=headers, body=content)
@@ -283,10 +312,26 @@ class Matrix:
         self._attack(endpoint, "webhook: replay of an accepted delivery", path_a,
                      valid_key=False, headers=good, body=body)
 
+    def operator(self, endpoint: Endpoint) -> None:
+        w = self.world
+        for variant, token in [("no token", None), ("A's key", w.key_a), ("B's key", w.key_b),
+                               ("a wrong token", w.operator_token + "x")]:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            response = self._send(endpoint, endpoint.path, headers=headers)
+            self.result.statuses[f"operator route, {variant}"][response.status_code] += 1
+            if response.status_code != 401:
+                self.result.not_refused.append(f"{endpoint.label} with {variant}: "
+                                               f"{response.status_code}")
+        control = self._send(endpoint, endpoint.path,
+                             headers={"Authorization": f"Bearer {w.operator_token}"})
+        if control.status_code != 200:
+            self.result.failed_controls.append(f"{endpoint.label} with the operator token: "
+                                               f"{control.status_code} {control.text[:200]}")
+
     def public(self, endpoint: Endpoint) -> None:
         response = self._send(endpoint, endpoint.path, headers={})
         self.result.statuses["public, no key"][response.status_code] += 1
-        revealed = [s for s in self.world.reveals(response.text) if s != A]
+        revealed = self.world.reveals(response.text)
         if revealed:
             self.result.accepted.append(f"{endpoint.label} without a key reveals {revealed}")
 
@@ -305,6 +350,8 @@ class Matrix:
             path = self._path(endpoint)
             if endpoint.kind == "public":
                 self.public(endpoint)
+            elif endpoint.kind == "operator":
+                self.operator(endpoint)
             elif endpoint.kind == "webhook":
                 self.webhook(endpoint)
             elif endpoint.kind == "bearer" and path is not None:
@@ -343,12 +390,12 @@ def run_isolation(backend_name: str, *, log_dir: Path) -> IsolationResult:
     """A fresh store on ``backend_name`` (a new PostgreSQL database, dropped afterwards),
     served by ``orchestrator serve``."""
     from harness.dagster_home import backend
-    from harness.processes import api_server
+    from harness.processes import OPERATOR_TOKEN, api_server
 
     log_dir.mkdir(parents=True, exist_ok=True)
     with backend(backend_name) as b, \
             api_server(b.store_url, b.home, log_dir / f"isolation-{backend_name}.log") as url:
-        return isolation(build_world(b.store_url, url), app_routes(b.store_url))
+        return isolation(build_world(b.store_url, url, OPERATOR_TOKEN), app_routes(b.store_url))
 
 
 def main() -> None:

@@ -276,12 +276,18 @@ class CodeServer(ProcessGroup):
             self.kill()
 
 
+OPERATOR_TOKEN = "operator-token-of-the-harness"
+"""ORCHESTRATOR_OPERATOR_TOKEN of the servers :func:`api_server` starts (unless given)."""
+
+
 @contextmanager
-def api_server(store_url: str, home: Path, log: Path | None = None,
+def api_server(store_url: str, home: Path, log: Path | None = None, *, workers: int | str = 1,
                **settings: str) -> Iterator[str]:
-    """``orchestrator serve`` (real uvicorn) on a free loopback port over ``store_url``, with
-    ``settings`` (``ORCHESTRATOR_*``) in its environment; yields its base URL once ``/healthz``
-    answers, and stops it (its own PID) afterwards."""
+    """``orchestrator serve --workers N`` (real uvicorn) on a free loopback port over
+    ``store_url``, with ``settings`` (``ORCHESTRATOR_*``; the operator token
+    :data:`OPERATOR_TOKEN` unless given) in its environment; yields its base URL once
+    ``/healthz`` answers, and stops it (its own PID, which stops its worker processes)
+    afterwards."""
     import requests
 
     from harness.dagster_home import environment
@@ -289,7 +295,9 @@ def api_server(store_url: str, home: Path, log: Path | None = None,
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     out = log.open("ab") if log else subprocess.DEVNULL
-    server = subprocess.Popen([str(BIN / "orchestrator"), "serve", "--port", str(port)],
+    settings = {"ORCHESTRATOR_OPERATOR_TOKEN": OPERATOR_TOKEN, **settings}
+    server = subprocess.Popen([str(BIN / "orchestrator"), "serve", "--port", str(port),
+                               "--workers", str(workers)],
                               cwd=REPO, env=environment(home, store_url, **settings),
                               stdout=out,
                               stderr=subprocess.STDOUT)

@@ -64,9 +64,14 @@ class NotFound(OrchestratorError):
 
 
 class Conflict(OrchestratorError):
-    """The request conflicts with what is stored (e.g. a webhook signature seen before)."""
+    """The request conflicts with what is stored (e.g. a webhook delivery seen before);
+    ``execution_id`` names the execution the first one made, when there is one."""
 
     classification = Outcome.USER_ERROR
+
+    def __init__(self, message: str, *, execution_id: str | None = None) -> None:
+        self.execution_id = execution_id
+        super().__init__(message)
 
 
 class StoreError(OrchestratorError):

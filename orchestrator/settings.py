@@ -31,7 +31,8 @@ from pydantic_settings.sources.utils import parse_env_vars
 from orchestrator.exceptions import InvalidInput, Problem
 
 __all__ = ["DATABASE_URL_VAR", "DEFAULT_DB_FILENAME", "EnvSettings", "Settings", "at_least",
-           "default_database_url", "env_var", "flag", "http_url", "names", "seconds", "whsec"]
+           "default_database_url", "env_var", "flag", "http_url", "names", "seconds", "token",
+           "whsec"]
 
 PREFIX = "ORCHESTRATOR_"
 DATABASE_URL_VAR = "ORCHESTRATOR_DATABASE_URL"
@@ -115,6 +116,22 @@ def whsec() -> BeforeValidator:
         if problem:
             raise _problem(problem)
         return str(raw)
+
+    return BeforeValidator(check)
+
+
+def token(min_length: int) -> BeforeValidator:
+    """A secret token of at least ``min_length`` characters, without spaces."""
+
+    def check(raw: Any) -> str:
+        if _blank(raw):
+            raise PydanticUseDefault()
+        text = str(raw).strip()
+        if len(text) < min_length or any(c.isspace() for c in text):
+            raise _problem(f"use at least {min_length} characters without spaces, e.g. the "
+                           "output of: python3 -c 'import secrets; "
+                           "print(secrets.token_urlsafe(24))'")
+        return text
 
     return BeforeValidator(check)
 

@@ -46,6 +46,8 @@ LONG_TESTS: dict[str, float] = {
     "tests/acceptance/test_cli.py::test_db_upgrade_prints_revision": 12,
     "tests/acceptance/test_first_start.py::test_db_upgrade_then_daemon": 12,
     "tests/api/test_fuzz.py::test_schemathesis": 11,
+    "tests/acceptance/test_burst_gate_processes.py::": 13,
+    "tests/acceptance/test_key_lifecycle.py::test_revocation": 8,
     "tests/acceptance/test_cli.py::test_unreachable_store": 11,
     "tests/dagster/test_reconciler.py::test_one_tick_settles_more_ended_runs": 9,
     "tests/api/test_store_outage.py::": 8,

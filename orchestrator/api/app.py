@@ -1,6 +1,7 @@
 """The HTTP API (Starlette, served by uvicorn): the operations of the route table
 (:mod:`orchestrator.api.routes`: triggers, webhooks, executions, schedules, ``/healthz``), plus
-``/metrics`` and the OpenAPI document generated from the table at ``/openapi.json``.
+``/metrics`` (operators only: ``ORCHESTRATOR_OPERATOR_TOKEN``) and the OpenAPI document
+generated from the table at ``/openapi.json``.
 
 Handlers are thin: the app authenticates and parses each request as its operation declares
 (:mod:`orchestrator.api.operations`), the handler calls a service and answers. Triggers are
@@ -26,7 +27,13 @@ from starlette.routing import BaseRoute, Route
 
 from orchestrator.api.context import Api, Clock
 from orchestrator.api.errors import to_response
-from orchestrator.api.http import parse_json, read_body, refuse_nul, request_id_of
+from orchestrator.api.http import (
+    parse_json,
+    read_body,
+    refuse_nul,
+    request_id_of,
+    require_operator,
+)
 from orchestrator.api.models import parse
 from orchestrator.api.openapi import openapi_document
 from orchestrator.api.operations import Call, Operation, parse_query
@@ -71,6 +78,7 @@ def create_app(settings: ApiSettings, *, clock: Clock = _utcnow) -> Starlette:
         return answer
 
     async def metrics(request: Request) -> Response:
+        require_operator(request, settings.operator_token)
         return Response(generate_latest(api.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     document = openapi_document(OPERATIONS)

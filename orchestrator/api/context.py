@@ -12,7 +12,6 @@ from starlette.requests import Request
 from orchestrator.api.http import KeyCache, environment_of
 from orchestrator.api.metrics import ApiMetrics
 from orchestrator.api.settings import ApiSettings
-from orchestrator.domain.burst import BurstGate
 from orchestrator.domain.correlation import Source
 from orchestrator.domain.ingest import Admission, AdmissionJob
 from orchestrator.services.executions import ExecutionService
@@ -33,8 +32,7 @@ class Api:
         self.store = Store(settings.store.database_url)
         self.access = self.store.access
         self.keys = KeyCache(self.access)
-        gate = BurstGate(settings.burst) if settings.burst.enabled else None
-        self.triggers = IngestService(self.store.admission, gate)
+        self.triggers = IngestService(self.store.admission, settings.burst)
         self.admissions: GroupCommit[AdmissionJob, list[Admission]] = GroupCommit(
             self.triggers.admit, name="trigger-admission")
         self.metrics = ApiMetrics(self.store.queue, clock, self.store.retention)
@@ -47,7 +45,7 @@ class Api:
         return await asyncio.wrap_future(self.admissions.submit(job))
 
     async def environment(self, request: Request) -> str:
-        return await environment_of(request, self.keys)
+        return await environment_of(request, self.keys, self.clock())
 
     def count(self, environment: str, source: Source, admissions: list[Admission]) -> None:
         for a in admissions:

@@ -69,5 +69,7 @@ def _user_error(exc: OrchestratorError) -> JSONResponse:
         return error_response(404, "not_found", f"{exc.kind} {exc.key.split('/')[-1]!r} "
                               "not found")
     if isinstance(exc, Conflict):
+        if exc.execution_id:
+            return error_response(409, "conflict", str(exc), execution_id=exc.execution_id)
         return error_response(409, "conflict", str(exc))
     return error_response(422, "invalid_request", str(exc))

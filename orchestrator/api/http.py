@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from orchestrator.api.errors import ApiError
-from orchestrator.domain.access import hash_api_key
+from orchestrator.domain.access import KeyGrant, hash_api_key
 from orchestrator.domain.payloads import field_name, load_json, unstorable
 from orchestrator.store.interfaces import AccessRepository
 
@@ -87,43 +89,72 @@ def request_id_of(request: Request) -> str | None:
     return value
 
 
-class KeyCache:
-    """The environments of recently checked API keys, kept ``ttl`` seconds: the trigger path
-    skips a store read per request. Only valid keys are kept (a key created a moment ago works
-    at once), and by hash, never in clear."""
+# How long a server trusts a key it checked without asking the store again: a revoked key is
+# refused by every server process within this (an expired one at its instant, by the clock).
+KEY_CACHE_SECONDS = 0.5
 
-    def __init__(self, access: AccessRepository, *, ttl: float = 5.0, max_keys: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+
+class KeyCache:
+    """What recently checked API keys grant, kept ``ttl`` seconds: the trigger path skips a
+    store read per request (one read per key per ``ttl`` per process). Only valid keys are
+    kept (a key created a moment ago works at once), by hash, never in clear. Expiry is
+    checked on every request against the API's clock."""
+
+    def __init__(self, access: AccessRepository, *, ttl: float = KEY_CACHE_SECONDS,
+                 max_keys: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
         self.access = access
         self.ttl = ttl
         self.max_keys = max_keys
         self.clock = clock
-        self._known: dict[str, tuple[str, float]] = {}
+        self._known: dict[str, tuple[KeyGrant, float]] = {}
 
-    async def environment(self, key: str) -> str | None:
+    async def environment(self, key: str, now: datetime) -> str | None:
         digest = hash_api_key(key)
         known = self._known.get(digest)
-        now = self.clock()
-        if known is not None and known[1] > now:
-            return known[0]
-        environment = await run_in_threadpool(self.access.environment_of_key, key)
-        if environment is not None:
-            if len(self._known) >= self.max_keys:
-                self._known.clear()
-            self._known[digest] = (environment, now + self.ttl)
-        return environment
+        tick = self.clock()
+        if known is not None and known[1] > tick:
+            grant: KeyGrant | None = known[0]
+        else:
+            grant = await run_in_threadpool(self.access.check_api_key, key, now)
+            if grant is None:
+                self._known.pop(digest, None)
+            else:
+                if len(self._known) >= self.max_keys:
+                    self._known.clear()
+                self._known[digest] = (grant, tick + self.ttl)
+        return grant.environment if grant is not None and grant.valid_at(now) else None
 
 
-async def environment_of(request: Request, keys: KeyCache) -> str:
+async def environment_of(request: Request, keys: KeyCache, now: datetime) -> str:
     """The environment of the request's API key (``Authorization: Bearer <key>``)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = bearer_token(request)
+    if key is None:
         raise ApiError(401, "unauthorized", "send an API key: Authorization: Bearer <key> "
                        "(create one with `orchestrator keys create --environment ENV`)",
                        headers={"WWW-Authenticate": "Bearer"})
-    environment = await keys.environment(key.strip())
+    environment = await keys.environment(key, now)
     if environment is None:
-        raise ApiError(401, "unauthorized", "the API key is not valid",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "unauthorized", "the API key is not valid (unknown, revoked or "
+                       "expired)", headers={"WWW-Authenticate": "Bearer"})
     return environment
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of ``Authorization: Bearer <token>``, if the request sends one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def require_operator(request: Request, token: str | None) -> None:
+    """Operator-wide routes (``/metrics``: it names every environment) answer only to
+    ``Authorization: Bearer <ORCHESTRATOR_OPERATOR_TOKEN>``; an API key is no operator token."""
+    sent = bearer_token(request)
+    if token is None:
+        raise ApiError(401, "unauthorized", "operator routes need the operator token: start the "
+                       "server with ORCHESTRATOR_OPERATOR_TOKEN set, then send Authorization: "
+                       "Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
+    if sent is None or not hmac.compare_digest(sent.encode(), token.encode()):
+        raise ApiError(401, "unauthorized", "send the operator token: Authorization: Bearer "
+                       "<ORCHESTRATOR_OPERATOR_TOKEN>", headers={"WWW-Authenticate": "Bearer"})

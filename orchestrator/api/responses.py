@@ -111,6 +111,9 @@ class ErrorDetail(_Body):
                                   "header or query parameter's name)")
     problems: list[FieldProblem] | SkipJsonSchema[None] = Field(
         default=None, description="422: every invalid field")
+    execution_id: str | SkipJsonSchema[None] = Field(
+        default=None, description="409 of a replayed webhook delivery: the execution its first "
+                                  "delivery made")
 
 
 class Error(_Body):

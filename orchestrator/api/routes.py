@@ -20,7 +20,11 @@ from orchestrator.api.models import (
     TriggerBody,
 )
 from orchestrator.api.operations import Call, Operation, Reply
-from orchestrator.domain.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from orchestrator.domain.signatures import (
+    SIGNATURE_HEADER,
+    STANDARD_HEADERS,
+    TIMESTAMP_HEADER,
+)
 
 
 async def healthz(api: Api, call: Call) -> Response:
@@ -61,18 +65,25 @@ OPERATIONS: list[Operation] = [
               rejections=_TRIGGER_REJECTIONS),
     Operation(method="POST", path="/v1/webhooks/{webhook_id}", name="webhook",
               handler=triggers.webhook, public=True, any_body=True, request_id=True,
-              summary="A signed webhook delivery",
-              description=f"Headers {TIMESTAMP_HEADER} (unix seconds) and {SIGNATURE_HEADER} "
-                          "(\"sha256=\" + hex HMAC-SHA256 of \"<timestamp>.<body>\" with the "
-                          "webhook secret). Outside a 5-minute window, or a signature already "
-                          "accepted, is refused. The JSON body (an object) becomes the "
-                          "payload; any other JSON value arrives as {\"body\": value}.",
-              headers=tuple({"name": name, "in": "header", "required": True,
+              summary="A signed webhook delivery (Standard Webhooks)",
+              description="Signed as the Standard Webhooks libraries sign: webhook-id, "
+                          "webhook-timestamp (unix seconds, within 5 minutes) and "
+                          "webhook-signature (space-separated \"v1,<base64 HMAC-SHA256 of "
+                          "<webhook-id>.<webhook-timestamp>.<body>>\"; one must match the "
+                          "webhook's secret, or during a rotation's grace its previous one). "
+                          "A webhook-id accepted before (24 h) answers 409 with the first "
+                          f"execution_id. Legacy webhooks (made before Standard Webhooks) "
+                          f"sign with {TIMESTAMP_HEADER} and {SIGNATURE_HEADER} (\"sha256=\" + "
+                          "hex HMAC-SHA256 of \"<timestamp>.<body>\"). The JSON body (an "
+                          "object) becomes the payload; any other JSON value arrives as "
+                          "{\"body\": value}.",
+              headers=tuple({"name": name, "in": "header", "required": False,
                              "schema": {"type": "string"}}
-                            for name in (TIMESTAMP_HEADER, SIGNATURE_HEADER)),
+                            for name in (*STANDARD_HEADERS, TIMESTAMP_HEADER,
+                                         SIGNATURE_HEADER)),
               replies=_ACCEPTED,
               rejections={401: "missing, stale or wrong signature", 404: "unknown webhook",
-                          409: "replayed delivery"}),
+                          409: "replayed delivery (the body names the first execution_id)"}),
     Operation(method="GET", path="/v1/executions", name="executions",
               handler=executions.list_executions, query=ExecutionQuery,
               summary="Executions of the key's environment, most recent first",

@@ -19,6 +19,7 @@ from orchestrator.settings import (
     flag,
     names,
     seconds,
+    token,
 )
 
 _DEFAULT = BurstPolicy()
@@ -43,12 +44,21 @@ class BurstSettings(EnvSettings):
                            hold=self.burst_hold)
 
 
+class OperatorSettings(EnvSettings):
+    """``ORCHESTRATOR_OPERATOR_TOKEN``: the bearer token of operator-wide routes (``/metrics``);
+    unset, they answer 401 to everyone."""
+
+    operator_token: Annotated[str | None, token(16)] = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class ApiSettings:
     store: Settings
     burst: BurstPolicy = field(default_factory=BurstPolicy)
+    operator_token: str | None = None
     retry_after_seconds: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
-        return cls(store=Settings.from_env(env), burst=BurstSettings.from_env(env).policy())
+        return cls(store=Settings.from_env(env), burst=BurstSettings.from_env(env).policy(),
+                   operator_token=OperatorSettings.from_env(env).operator_token)

@@ -15,7 +15,7 @@ from orchestrator.api.http import parse_json, read_body, request_id_of
 from orchestrator.api.models import BatchBody, TriggerBody
 from orchestrator.api.operations import Call
 from orchestrator.domain.correlation import Source
-from orchestrator.domain.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from orchestrator.domain.signatures import verify_delivery
 from orchestrator.services.triggers import TriggerInput
 
 
@@ -44,16 +44,15 @@ async def webhook(api: Api, call: Call) -> Response:
     hook = await run_in_threadpool(api.access.get_webhook, call.path["webhook_id"])
     body = await read_body(request)
     now = api.clock()
-    signature = request.headers.get(SIGNATURE_HEADER)
-    problem = verify(hook.secret, request.headers.get(TIMESTAMP_HEADER), signature, body, now)
-    if problem is not None:
-        raise ApiError(401, "invalid_signature", problem)
-    assert signature is not None
+    delivery = verify_delivery(hook.secrets(now), request.headers, body, now)
+    if isinstance(delivery, str):
+        raise ApiError(401, "invalid_signature", delivery)
     value = parse_json(body)
     payload = value if isinstance(value, dict) else {"body": value}
     [admission] = await api.admit(api.triggers.prepare(
         environment=hook.environment, workflow=hook.workflow,
         items=[TriggerInput(payload=payload)], request_id=request_id_of(request),
-        source=Source.WEBHOOK, now=now, trigger_id=hook.id, receipt=(hook.id, signature)))
+        source=Source.WEBHOOK, now=now, trigger_id=hook.id,
+        receipt=(hook.id, delivery.message_id)))
     api.count(hook.environment, Source.WEBHOOK, [admission])
     return JSONResponse(admission.body(), status_code=202)

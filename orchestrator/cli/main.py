@@ -20,7 +20,7 @@ import click
 # SQLAlchemy, alembic, croniter, YAML, the block types and httpx, Dagster for `run`, uvicorn for
 # `serve`) when it runs, so `--help` and input errors answer at once and a command pays only for
 # what it uses.
-from orchestrator.cli import lifecycle, processes, schedules
+from orchestrator.cli import access, lifecycle, processes, schedules
 from orchestrator.cli.common import env_option
 from orchestrator.cli.common import open_store as _store
 from orchestrator.cli.common import parse_payload as _payload
@@ -404,74 +404,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 
-# ------------------------------------------------------------- HTTP API: keys, webhooks, serve
-
-@cli.group()
-def keys() -> None:
-    """API keys: each is scoped to one environment."""
-
-
-@keys.command("create")
-@click.option("--environment", "-e", required=True, help="The environment the key may use.")
-@json_option
-def keys_create(environment: str, as_json: bool) -> None:
-    """Create a key and print it once (only its hash is stored)."""
-    from orchestrator.domain.workflow import validate_name
-
-    problems = validate_name(environment, "--environment")
-    if problems:
-        raise InvalidInput(problems)
-    record, key = _store().access.create_api_key(environment, _now())
-    emit(record.to_dict() | {"key": key}, as_json=as_json)
-    if not as_json:
-        click.echo("store the key now: it is not shown again", err=True)
-
-
-@keys.command("list")
-@click.option("--environment", "-e", default=None, help="Only this environment.")
-@json_option
-def keys_list(environment: str | None, as_json: bool) -> None:
-    """List keys (id, environment, prefix; never the key)."""
-
-    rows = [k.to_dict() for k in _store().access.list_api_keys(environment)]
-    emit(rows, as_json=as_json, columns=["id", "environment", "prefix", "created_at"])
-
-
-@cli.group()
-def webhooks() -> None:
-    """Signed webhooks that trigger a workflow: POST /v1/webhooks/ID."""
-
-
-@webhooks.command("create")
-@click.option("--workflow", "-w", required=True, help="Workflow name.")
-@env_option
-@json_option
-def webhooks_create(workflow: str, environment: str, as_json: bool) -> None:
-    """Create a webhook; prints its id and signing secret."""
-
-    record = _store().access.create_webhook(environment, workflow, _now())
-    emit(record.to_dict() | {"url_path": f"/v1/webhooks/{record.id}"}, as_json=as_json)
-
-
-@webhooks.command("list")
-@click.option("--environment", "-e", default=None, help="Only this environment.")
-@json_option
-def webhooks_list(environment: str | None, as_json: bool) -> None:
-    """List webhooks (without secrets)."""
-
-    rows = [w.public() for w in _store().access.list_webhooks(environment)]
-    emit(rows, as_json=as_json, columns=["id", "environment", "workflow", "created_at"])
-
-
-@webhooks.command("delete")
-@click.argument("webhook_id")
-def webhooks_delete(webhook_id: str) -> None:
-    """Delete a webhook: its URL answers 404 from now on."""
-
-    _store().access.delete_webhook(webhook_id)
-    click.echo(f"deleted webhook {webhook_id}")
-
-
+# The HTTP API's access: `keys`, `webhooks` (orchestrator/cli/access.py).
+cli.add_command(access.keys)
+cli.add_command(access.webhooks)
 # The long-running processes (`serve`, `daemon`, `worker`): orchestrator/cli/processes.py.
 cli.add_command(processes.serve)
 cli.add_command(processes.daemon)

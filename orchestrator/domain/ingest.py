@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
+from orchestrator.domain.burst import BurstPolicy
 from orchestrator.domain.correlation import Correlation, parse_iso
 
 DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -180,9 +181,10 @@ class AdmissionJob:
     environment: str
     workflow: str
     requests: tuple[TriggerRequest, ...]
-    buffer: tuple[bool, ...]  # per request: to the burst buffer (the gate's decision)
+    buffer: tuple[bool, ...]  # per request: to the burst buffer whatever the gate says
     now: datetime
-    receipt: tuple[str, str] | None = None  # (webhook id, signature) to record with it
+    gate: BurstPolicy | None = None  # the burst gate covering the environment, if any
+    receipt: tuple[str, str] | None = None  # (webhook id, message id) to record with it
     batched: bool = False  # names a batch item's field ``items.<i>.…`` in errors
 
     def __post_init__(self) -> None:
@@ -207,6 +209,10 @@ class AdmissionJob:
 
     def to_buffer(self, index: int) -> bool:
         return self.buffer[index] and not self.requests[index].bypasses_gate
+
+    def gated(self, index: int) -> bool:
+        """Request ``index`` goes to the buffer while the environment is tripped."""
+        return self.gate is not None and not self.requests[index].bypasses_gate
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,6 +8,10 @@
   ``webhook-signature: v1,<base64>``, the secret ``whsec_`` + base64; signed and checked with
   the reference library (``standardwebhooks``), the clock injected. Alerts are sent this way.
 
+A webhook's deliveries are checked by :func:`verify_delivery`: Standard Webhooks for a secret of
+that form (every webhook made since), the legacy scheme for a legacy secret (``whsec_`` +
+urlsafe text, not base64), each during a rotation's grace too.
+
 Signatures are compared in constant time."""
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 SIGNATURE_HEADER = "X-Orchestrator-Signature"
@@ -87,7 +93,7 @@ STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 STANDARD_TOLERANCE = timedelta(minutes=5)
 
 
-def verify_standard(webhook_secrets: list[str], headers: dict[str, str], body: bytes,
+def verify_standard(webhook_secrets: list[str], headers: Mapping[str, str], body: bytes,
                     now: datetime) -> tuple[str | None, str | None]:
     """A Standard Webhooks delivery checked against any of ``webhook_secrets`` (several during a
     rotation), with the clock injected: ``(message id, None)`` when valid, else ``(None, why
@@ -120,3 +126,52 @@ def verify_standard(webhook_secrets: list[str], headers: dict[str, str], body: b
         if any(hmac.compare_digest(expected, p) for p in passed):
             return message_id, None
     return None, mismatch
+
+
+# ------------------------------------------------------------------- a webhook's deliveries
+
+MAX_MESSAGE_ID = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delivery:
+    """A delivery whose signature holds: ``message_id`` is what replays are refused by (the
+    ``webhook-id``; for the legacy scheme, the signature itself)."""
+
+    message_id: str
+    standard: bool
+
+
+def is_standard_secret(secret: str) -> bool:
+    return standard_secret_problem(secret) is None
+
+
+def verify_delivery(webhook_secrets: list[str], headers: Mapping[str, str], body: bytes,
+                    now: datetime) -> Delivery | str:
+    """The delivery, or why it is refused (safe to show the sender). Standard Webhooks headers
+    are checked against the webhook's Standard secrets, ``X-Orchestrator-Signature`` against
+    its legacy one (a webhook rotated from a legacy secret accepts both during the grace)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    standard = [s for s in webhook_secrets if is_standard_secret(s)]
+    legacy = [s for s in webhook_secrets if not is_standard_secret(s)]
+    if any(h in lowered for h in STANDARD_HEADERS):
+        if not standard:
+            return ("this webhook has a legacy secret: sign with X-Orchestrator-Signature, or "
+                    "rotate its secret (orchestrator webhooks rotate-secret ID) to sign with "
+                    "Standard Webhooks")
+        message_id, problem = verify_standard(standard, lowered, body, now)
+        if problem is not None:
+            return problem
+        assert message_id is not None
+        if len(message_id) > MAX_MESSAGE_ID:
+            return f"webhook-id must be at most {MAX_MESSAGE_ID} characters"
+        return Delivery(message_id=message_id, standard=True)
+    signature = lowered.get(SIGNATURE_HEADER.lower())
+    if legacy and (signature is not None or not standard):
+        problems = [verify(s, lowered.get(TIMESTAMP_HEADER.lower()), signature, body, now)
+                    for s in legacy]
+        if None in problems and signature is not None:
+            return Delivery(message_id=signature[-64:], standard=False)
+        return str(problems[0])
+    return "webhook-id, webhook-timestamp and webhook-signature headers are required " \
+        "(Standard Webhooks)"

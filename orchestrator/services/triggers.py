@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.domain.burst import BurstGate
+from orchestrator.domain.burst import BurstPolicy
 from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.domain.ingest import (
     DEFAULT_IDEMPOTENCY_TTL,
@@ -55,11 +55,12 @@ class TriggerInput:
 
 class IngestService:
     """Admits triggers through a store's admission repository, with an optional burst gate
-    (None: gate off, and the hot path never consults it)."""
+    (None, or a policy switched off: the hot path never consults it; the store counts the
+    window of a covered environment)."""
 
-    def __init__(self, admission: AdmissionRepository, gate: BurstGate | None = None) -> None:
+    def __init__(self, admission: AdmissionRepository, gate: BurstPolicy | None = None) -> None:
         self.admission = admission
-        self.gate = gate
+        self.gate = gate if gate is not None and gate.enabled else None
 
     def trigger(self, *, environment: str, workflow: str, items: Sequence[TriggerInput],
                 request_id: str | None, source: Source, now: datetime,
@@ -81,8 +82,8 @@ class IngestService:
                 trigger_id: str | None = None, batch_key: str | None = None,
                 batched: bool = False, receipt: tuple[str, str] | None = None
                 ) -> AdmissionJob:
-        """The job for one call: correlations assigned, the gate consulted; nothing read or
-        written yet (the workflow and any parent are checked when the job is admitted)."""
+        """The job for one call: correlations assigned, the gate's policy attached; nothing read
+        or written yet (the workflow and any parent are checked when the job is admitted)."""
         request_id = request_id or new_id()
         batch_id = "bat_" + new_id().replace("-", "")[:20] if batched else None
         requests = []
@@ -106,9 +107,10 @@ class IngestService:
                                            priority=item.priority,
                                            concurrency_key=item.concurrency_key,
                                            pinned_version=item.pinned_version))
+        gate = self.gate if self.gate is not None and self.gate.covers(environment) else None
         return AdmissionJob(environment=environment, workflow=workflow,
                             requests=tuple(requests), now=now, receipt=receipt,
-                            batched=batched, buffer=tuple(self._gated(r, now) for r in requests))
+                            batched=batched, buffer=(False,) * len(requests), gate=gate)
 
     def admit(self, jobs: Sequence[AdmissionJob]) -> list[JobResult]:
         """Admit prepared jobs in one transaction (the API's group commit hands it every job
@@ -124,12 +126,6 @@ class IngestService:
                          extra={"execution_id": admission.execution_id,
                                 "request_id": admission.request_id})
         return results
-
-    def _gated(self, request: TriggerRequest, now: datetime) -> bool:
-        environment = request.correlation.environment
-        if self.gate is None or request.bypasses_gate or not self.gate.covers(environment):
-            return False
-        return self.gate.should_buffer(environment, now)
 
 
 def _timing(item: TriggerInput, now: datetime, prefix: str) -> tuple[datetime | None,

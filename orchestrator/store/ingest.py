@@ -11,13 +11,15 @@ claim, or one whose execution ended in a pipeline fault, is taken over with a co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from orchestrator.domain.burst import BurstWindow
 from orchestrator.domain.correlation import Correlation
 from orchestrator.domain.ingest import (
     Admission,
@@ -37,6 +39,7 @@ from orchestrator.exceptions import (
     StoreError,
 )
 from orchestrator.store import tables as t
+from orchestrator.store.burst import read_windows, store_trips
 from orchestrator.store.executions import execution_row, insert_execution, queued_row
 from orchestrator.store.interfaces import (
     BufferedTrigger,
@@ -46,10 +49,18 @@ from orchestrator.store.interfaces import (
 )
 from orchestrator.store.uow import Database, store_error, translated
 
-__all__ = ["RECEIPT_RETENTION", "IngestStore", "JobResult"]
+__all__ = ["RECEIPT_RETENTION", "IngestStore", "JobResult", "replayed"]
 
-# Receipts older than this carry timestamps the signature check refuses anyway.
-RECEIPT_RETENTION = timedelta(minutes=15)
+# A delivery's webhook-id is refused for this long after it was accepted: a sender's retries
+# (a fresh timestamp, the same webhook-id) within it are answered 409 with the first execution.
+RECEIPT_RETENTION = timedelta(hours=24)
+
+
+def replayed(execution_id: str | None) -> Conflict:
+    """A delivery whose webhook-id (legacy: signature) was accepted before."""
+    made = f"; the first delivery made execution {execution_id}" if execution_id else ""
+    return Conflict(f"this webhook delivery was already accepted (replay refused: its "
+                    f"webhook-id was seen before){made}", execution_id=execution_id)
 
 
 def _contended() -> StoreError:
@@ -72,8 +83,8 @@ class IngestStore:
               receipt: tuple[str, str] | None = None) -> list[Admission]:
         """Admit ``requests`` (of one environment and workflow) in one transaction.
         ``buffer[i]`` sends request ``i`` to the burst buffer (when it does not bypass the
-        gate). ``receipt`` = (webhook id, signature) is recorded in the same transaction; a
-        signature seen before raises :class:`Conflict`."""
+        gate). ``receipt`` = (webhook id, message id) is recorded in the same transaction; a
+        message id seen before raises :class:`Conflict` naming the first execution."""
         c = requests[0].correlation
         job = AdmissionJob(environment=c.environment, workflow=c.workflow,
                            requests=tuple(requests), now=now, receipt=receipt,
@@ -108,22 +119,25 @@ class IngestStore:
         for i, job in enumerate(jobs):
             if (job.environment, job.workflow) not in live:
                 results[i] = NotFound("workflow", f"{job.environment}/{job.workflow}")
+        windows = read_windows(conn, [job for i, job in enumerate(jobs) if results[i] is None],
+                               jobs[0].now)
         involved = sorted((i for i, job in enumerate(jobs)
                            if results[i] is None and not job.plain),
                           key=lambda i: jobs[i].lock_order)
         for i in involved:
             if len(jobs) == 1:  # an error rolls back the whole transaction: no savepoint
-                results[i] = self._admit_job(conn, jobs[i])
+                results[i] = self._admit_job(conn, jobs[i], windows)
                 continue
             try:
                 with conn.begin_nested():
-                    results[i] = self._admit_job(conn, jobs[i])
+                    results[i] = self._admit_job(conn, jobs[i], windows)
             except OrchestratorError as exc:
                 results[i] = exc
         plain = [i for i, result in enumerate(results) if result is None]
-        for i, admissions in zip(plain, self._insert_plain(conn, [jobs[i] for i in plain]),
-                                 strict=True):
+        for i, admissions in zip(plain, self._insert_plain(conn, [jobs[i] for i in plain],
+                                                           windows), strict=True):
             results[i] = admissions
+        store_trips(conn, windows)
         return [result for result in results if result is not None]
 
     @staticmethod
@@ -134,9 +148,10 @@ class IngestStore:
             sa.tuple_(w.c.environment, w.c.name).in_(sorted(pairs)), w.c.deleted_at.is_(None))
         return {(row.environment, row.name) for row in conn.execute(query)}
 
-    def _admit_job(self, conn: sa.Connection, job: AdmissionJob) -> list[Admission]:
+    def _admit_job(self, conn: sa.Connection, job: AdmissionJob,
+                   windows: dict[str, BurstWindow]) -> list[Admission]:
         if job.receipt is not None:
-            self._record_receipt(conn, *job.receipt, job.now)
+            self._record_receipt(conn, job)
         for index, request in enumerate(job.requests):
             parent = request.correlation.parent_execution_id
             if parent is not None and not _exists(conn, parent, job.environment):
@@ -144,12 +159,12 @@ class IngestStore:
                     else "parent_execution_id"
                 raise InvalidInput(Problem(field=field, message=f"no execution {parent!r} in "
                                            "this environment"), subject="trigger")
-        return [self._admit_one(conn, request, job.now, job.to_buffer(index))
+        return [self._admit_one(conn, request, job.now, partial(to_buffer, windows, job, index))
                 for index, request in enumerate(job.requests)]
 
     @staticmethod
-    def _insert_plain(conn: sa.Connection, jobs: Sequence[AdmissionJob]
-                      ) -> list[list[Admission]]:
+    def _insert_plain(conn: sa.Connection, jobs: Sequence[AdmissionJob],
+                      windows: dict[str, BurstWindow]) -> list[list[Admission]]:
         """Plain jobs' rows, one multi-row insert per table."""
         executions: list[dict[str, Any]] = []
         queued: list[dict[str, Any]] = []
@@ -158,8 +173,8 @@ class IngestStore:
         for job in jobs:
             admissions = []
             for index, request in enumerate(job.requests):
-                c, to_buffer = request.correlation, job.to_buffer(index)
-                if to_buffer:
+                c, gated = request.correlation, to_buffer(windows, job, index)
+                if gated:
                     buffered.append(buffer_row(request, job.now))
                 else:
                     executions.append(execution_row(c, job.now, batch_id=request.batch_id,
@@ -173,7 +188,7 @@ class IngestStore:
                                              concurrency_key=request.concurrency_key,
                                              pinned_version=request.pinned_version))
                 admissions.append(Admission(execution_id=c.execution_id,
-                                            request_id=c.request_id, buffered=to_buffer))
+                                            request_id=c.request_id, buffered=gated))
             results.append(admissions)
         for table, rows in ((t.executions, executions), (t.queued_triggers, queued),
                             (t.burst_buffer, buffered)):
@@ -181,26 +196,30 @@ class IngestStore:
                 conn.execute(table.insert(), rows)
         return results
 
-    def _record_receipt(self, conn: sa.Connection, webhook_id: str, signature: str,
-                        now: datetime) -> None:
-        r = t.webhook_receipts
+    def _record_receipt(self, conn: sa.Connection, job: AdmissionJob) -> None:
+        assert job.receipt is not None
+        webhook_id, message_id = job.receipt
+        r, now = t.webhook_receipts, job.now
         conn.execute(r.delete().where(r.c.received_at < now - RECEIPT_RETENTION))
         try:
             with conn.begin_nested():
-                conn.execute(r.insert().values(webhook_id=webhook_id, signature=signature[-64:],
-                                               received_at=now))
+                conn.execute(r.insert().values(
+                    webhook_id=webhook_id, message_id=message_id, received_at=now,
+                    execution_id=job.requests[0].correlation.execution_id))
         except IntegrityError:
-            raise Conflict("this webhook delivery was already accepted (replay refused); "
-                           "sign each delivery with a fresh timestamp") from None
+            first = conn.execute(sa.select(r.c.execution_id).where(
+                r.c.webhook_id == webhook_id, r.c.message_id == message_id)).scalar()
+            raise replayed(first) from None
 
     def _admit_one(self, conn: sa.Connection, request: TriggerRequest, now: datetime,
-                   to_buffer: bool) -> Admission:
+                   buffering: Callable[[], bool]) -> Admission:
         c = request.correlation
         expires_at = now + request.idempotency_ttl
         if c.idempotency_key is not None:
             existing = self._claim(conn, c, now, expires_at)
             if existing is not None:
                 return existing
+        buffered = buffering()  # counted by the gate once it is no duplicate
         if request.debounce is not None:
             admission = self._debounce(conn, request, request.debounce, now)
             if c.idempotency_key is not None and admission.execution_id != c.execution_id:
@@ -208,7 +227,7 @@ class IngestStore:
                 conn.execute(k.update().where(*_key_of(c)).values(
                     execution_id=admission.execution_id))
             return admission
-        if to_buffer:
+        if buffered:
             conn.execute(t.burst_buffer.insert().values(buffer_row(request, now)))
             return Admission(execution_id=c.execution_id, request_id=c.request_id,
                              buffered=True)
@@ -362,6 +381,14 @@ class IngestStore:
         found.sort(key=lambda v: (v.execution.created_at, v.execution.execution_id),
                    reverse=True)
         return found[:limit]
+
+
+def to_buffer(windows: dict[str, BurstWindow], job: AdmissionJob, index: int) -> bool:
+    """Whether request ``index`` of ``job`` goes to the burst buffer: counted in its
+    environment's window when the gate covers it (whether or not it bypasses the gate)."""
+    window = windows.get(job.environment)
+    tripped = window.admit(job.gated(index)) if window is not None else False
+    return job.to_buffer(index) or tripped
 
 
 def buffer_row(request: TriggerRequest, now: datetime) -> dict[str, Any]:

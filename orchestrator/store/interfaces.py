@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from orchestrator.domain.access import ApiKeyRecord, WebhookRecord
+from orchestrator.domain.access import ApiKeyRecord, KeyGrant, WebhookRecord
 from orchestrator.domain.backfills import BackfillSpec
 from orchestrator.domain.correlation import Correlation
 from orchestrator.domain.ingest import Admission, AdmissionJob, TriggerRequest
@@ -320,11 +320,16 @@ class AlertRepository(Protocol):
 
 
 class AccessRepository(Protocol):
-    def create_api_key(self, environment: str, now: datetime) -> tuple[ApiKeyRecord, str]: ...
+    def create_api_key(self, environment: str, now: datetime,
+                       expires_at: datetime | None = None) -> tuple[ApiKeyRecord, str]: ...
 
-    def environment_of_key(self, key: str) -> str | None: ...
+    def check_api_key(self, key: str, now: datetime) -> KeyGrant | None:
+        """What a key that is not revoked grants (expiry included), recording its use."""
+        ...
 
     def list_api_keys(self, environment: str | None = None) -> list[ApiKeyRecord]: ...
+
+    def revoke_api_key(self, key_id: str, now: datetime) -> ApiKeyRecord: ...
 
     def create_webhook(self, environment: str, workflow: str, now: datetime
                        ) -> WebhookRecord: ...
@@ -334,6 +339,11 @@ class AccessRepository(Protocol):
     def list_webhooks(self, environment: str | None = None) -> list[WebhookRecord]: ...
 
     def delete_webhook(self, webhook_id: str) -> None: ...
+
+    def rotate_webhook_secret(self, webhook_id: str, now: datetime,
+                              grace: timedelta) -> WebhookRecord:
+        """A new secret; the replaced one is still accepted for ``grace``."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -193,10 +193,13 @@ webhooks = sa.Table(
 
 webhook_receipts = sa.Table(
     "orch_webhook_receipts", metadata,
-    # A signature accepted once is refused after: the primary key is the replay guard.
+    # A delivery accepted once is refused after: the primary key is the replay guard, written in
+    # the transaction that admits its execution. message_id is the Standard Webhooks
+    # `webhook-id` (the legacy scheme: the signature's last 64 characters); migration 0007.
     sa.Column("webhook_id", sa.String(40), primary_key=True),
-    sa.Column("signature", sa.String(64), primary_key=True),
+    sa.Column("message_id", sa.String(200), primary_key=True),
     sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("execution_id", sa.String(36), nullable=True),  # null: accepted before 0007
     sa.Index("orch_ix_webhook_receipts_received", "received_at"),
 )
 
@@ -384,4 +387,20 @@ backfills = sa.Table(
     sa.Column("skipped", sa.Integer, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("orch_ix_backfills_schedule_created", "schedule_id", "created_at"),
+)
+
+# ------------------------------------------- key lifecycle, secret rotation, gate (migration 0009)
+
+api_keys.append_column(sa.Column("expires_at", UTCDateTime, nullable=True))
+api_keys.append_column(sa.Column("last_used_at", UTCDateTime, nullable=True))
+# A rotated webhook's former secret, still accepted until previous_secret_expires_at.
+webhooks.append_column(sa.Column("previous_secret", sa.String(128), nullable=True))
+webhooks.append_column(sa.Column("previous_secret_expires_at", UTCDateTime, nullable=True))
+
+burst_trips = sa.Table(
+    "orch_burst_trips", metadata,
+    # The burst gate's state shared by every API server process: an environment whose trigger
+    # rate went over the threshold sends its new triggers to the buffer until tripped_until.
+    sa.Column("environment", sa.String(64), primary_key=True),
+    sa.Column("tripped_until", UTCDateTime, nullable=False),
 )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from orchestrator.domain.correlation import (
     TAG_TRIGGER_ID,
 )
 from orchestrator.domain.records import Outcome
-from orchestrator.domain.signatures import sign
+from orchestrator.domain.signatures import standard_headers
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
@@ -134,10 +133,9 @@ def _trigger_alone(store: Store, base: str, auth: dict[str, str], hook,
     wait_for(lambda: store.get_execution(first).dagster_run_id is not None, 60,
              f"execution {first} to get its run", daemon.log)
     body = b'{"user": "webhook"}'
-    ts = str(int(time.time()))
     delivered = requests.post(f"{base}/v1/webhooks/{hook.id}", data=body, timeout=30,
-                              headers={"X-Orchestrator-Timestamp": ts,
-                                       "X-Orchestrator-Signature": sign(hook.secret, ts, body),
+                              headers={**standard_headers(hook.secret, "msg_7",
+                                                          datetime.now(UTC), body),
                                        "X-Request-Id": "hook-req-7"})
     assert delivered.status_code == 202, delivered.text
     ids = [first, delivered.json()["execution_id"]]

@@ -5,6 +5,7 @@ listings never show secrets."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ __all__ = ["base_env", "cli", "cli_env"]  # fixtures
 def test_keys_create_prints_the_key_once(cli, store_url: str) -> None:
     created = ok_json(cli("keys", "create", "--environment", "acme", "--json"))
     assert created["key"].startswith("ork_") and created["environment"] == "acme"
-    assert Store(store_url).access.environment_of_key(created["key"]) == "acme"
+    grant = Store(store_url).access.check_api_key(created["key"], datetime.now(UTC))
+    assert grant is not None and grant.environment == "acme"
     listed = ok_json(cli("keys", "list", "--json"))
     assert [k["id"] for k in listed] == [created["id"]]
     assert created["key"] not in json.dumps(listed)

@@ -15,6 +15,7 @@ import uvicorn
 from harness.processes import free_port
 from orchestrator.api.app import create_app
 from orchestrator.api.settings import ApiSettings
+from orchestrator.domain.access import WebhookRecord
 from orchestrator.domain.burst import BurstPolicy
 from orchestrator.settings import Settings
 from orchestrator.store import Store
@@ -64,13 +65,28 @@ class Client:
         return self.session.delete(self.url + path, timeout=60)
 
 
+OPERATOR_TOKEN = "operator-token-of-the-tests"
+
+
+def scrape(url: str, token: str | None = OPERATOR_TOKEN) -> str:
+    """``/metrics`` of the server at ``url``, read with the operator token."""
+    response = requests.get(url + "/metrics", timeout=60,
+                            headers={"Authorization": f"Bearer {token}"} if token else {})
+    assert response.status_code == 200, (response.status_code, response.text)
+    return response.text
+
+
 @pytest.fixture
 def serve(store_url: str) -> Iterator[Callable[..., Server]]:
+    """Starts servers on the test's store (``operator_token``: ORCHESTRATOR_OPERATOR_TOKEN, the
+    tests' own by default)."""
     servers: list[Server] = []
 
     def start(*, url: str | None = None, burst: BurstPolicy | None = None,
-              clock: Callable[[], datetime] | None = None) -> Server:
+              clock: Callable[[], datetime] | None = None,
+              operator_token: str | None = OPERATOR_TOKEN) -> Server:
         settings = ApiSettings(store=Settings(database_url=url or store_url),
+                               operator_token=operator_token,
                                **({"burst": burst} if burst else {}))
         server = Server(settings, clock).start()
         servers.append(server)
@@ -87,6 +103,21 @@ def key_for(store: Store) -> Callable[[str], str]:
         return store.access.create_api_key(environment, datetime.now(UTC))[1]
 
     return create
+
+
+def legacy_webhook(store: Store, environment: str, workflow: str) -> WebhookRecord:
+    """A webhook as those made before Standard Webhooks were: its secret ``whsec_`` + urlsafe
+    text (not base64), signed with the legacy scheme."""
+    import secrets
+
+    from orchestrator.store import tables as t
+
+    hook = store.access.create_webhook(environment, workflow, datetime.now(UTC))
+    legacy = "whsec_" + secrets.token_urlsafe(32)
+    with store.db.write() as conn:
+        conn.execute(t.webhooks.update().where(t.webhooks.c.id == hook.id)
+                     .values(secret=legacy))
+    return store.access.get_webhook(hook.id)
 
 
 def error_of(response: requests.Response, status: int) -> dict[str, Any]:

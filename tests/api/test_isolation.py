@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from harness.chaos_isolation import build_world, isolation
+from tests.api.conftest import OPERATOR_TOKEN
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +19,7 @@ def test_every_endpoint_refuses_other_environments_and_bad_credentials(serve,
                                                                        store_url: str) -> None:
     server = serve()
     routes = server.server.config.app.routes
-    result = isolation(build_world(store_url, server.url), routes)
+    result = isolation(build_world(store_url, server.url, OPERATOR_TOKEN), routes)
     assert result.ok(), result.summary() + "\n" + "\n".join(result.failures())
     served = {(m, r.path) for r in routes for m in (r.methods or set()) - {"HEAD"}}
     assert len(result.endpoints) == len(served) >= 17
@@ -28,7 +29,13 @@ def test_every_endpoint_refuses_other_environments_and_bad_credentials(serve,
     # none of A's.
     assert b_key[404] >= 12
     for variant in ("no Authorization", "Basic scheme", "A's key under Token scheme",
-                    "unknown key", "A's revoked key"):
+                    "unknown key", "A's revoked key", "A's expired key",
+                    "operator route, no token", "operator route, A's key",
+                    "operator route, B's key", "operator route, a wrong token"):
         assert set(result.statuses[variant]) == {401}, (variant, result.statuses[variant])
+    for variant in ("tampered body", "tampered signature", "stale timestamp (10 min)",
+                    "future timestamp (10 min)", "no signature", "B's webhook secret",
+                    "A's delivery to B's webhook", "legacy scheme on a Standard webhook"):
+        assert set(result.statuses[f"webhook: {variant}"]) == {401}, variant
     assert result.statuses["webhook: replay of an accepted delivery"] == {409: 1}
     assert result.statuses["B's key, A's execution as parent"] == {422: 1}

@@ -9,7 +9,7 @@ from orchestrator.domain.correlation import Correlation, Source
 from orchestrator.domain.records import ExecutionStatus, Outcome
 from orchestrator.lifecycle.prune import prune
 from orchestrator.store import Store
-from tests.api.conftest import Client
+from tests.api.conftest import scrape
 
 
 def test_metrics_count_pruned_rows(serve, store: Store, make_workflow) -> None:
@@ -21,9 +21,9 @@ def test_metrics_count_pruned_rows(serve, store: Store, make_workflow) -> None:
                                            environment="default"), old, enqueue=True)
         store.finish_execution(f"e{i}", status=ExecutionStatus.SUCCESS,
                                outcome=Outcome.SUCCESS, finalized_by="core", now=old)
-    client = Client(serve().url)
-    assert "orchestrator_pruned_rows_total{" not in client.get("/metrics").text
+    url = serve().url
+    assert "orchestrator_pruned_rows_total{" not in scrape(url)
     prune(store, now=datetime.now(UTC), default_retention=timedelta(days=30))
-    text = client.get("/metrics").text
+    text = scrape(url)
     assert 'orchestrator_pruned_rows_total{kind="executions"} 3.0' in text
     assert 'orchestrator_pruned_rows_total{kind="queue"} 3.0' in text

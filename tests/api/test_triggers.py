@@ -15,7 +15,7 @@ from datetime import timedelta
 import pytest
 
 from orchestrator.store import Store
-from tests.api.conftest import Client, error_of
+from tests.api.conftest import Client, error_of, scrape
 from tests.conftest import ManualClock
 
 pytestmark = pytest.mark.slow
@@ -171,7 +171,7 @@ def test_metrics_and_openapi(acme: Client) -> None:
     acme.post("/v1/workflows/digest/trigger", {"idempotency_key": "m"})
     acme.post("/v1/workflows/digest/trigger", {"idempotency_key": "m"})
     acme.post("/v1/workflows/digest/trigger", data=b"{")
-    text = acme.get("/metrics").text
+    text = scrape(acme.url)
     assert 'orchestrator_triggers_accepted_total{environment="acme",source="api"} 1.0' in text
     assert 'orchestrator_triggers_deduplicated_total{environment="acme"} 1.0' in text
     assert 'orchestrator_requests_rejected_total{code="malformed_json"} 1.0' in text
@@ -195,8 +195,10 @@ def test_metrics_and_openapi(acme: Client) -> None:
                                       {"$ref": "#/components/schemas/Error"} for r in rejections)
     hook = document["paths"]["/v1/webhooks/{webhook_id}"]["post"]
     assert hook["security"] == [] and document["paths"]["/healthz"]["get"]["security"] == []
-    assert {p["name"] for p in hook["parameters"] if p.get("required")} == \
-        {"webhook_id", "X-Orchestrator-Timestamp", "X-Orchestrator-Signature"}
+    assert {p["name"] for p in hook["parameters"] if p.get("required")} == {"webhook_id"}
+    assert {p["name"] for p in hook["parameters"] if "name" in p} == {
+        "webhook_id", "webhook-id", "webhook-timestamp", "webhook-signature",
+        "X-Orchestrator-Timestamp", "X-Orchestrator-Signature"}
     ttl = document["components"]["schemas"]["TriggerBody"]["properties"]["idempotency_key_ttl"]
     assert "format" not in json.dumps(ttl) and '"number"' in json.dumps(ttl)  # "30s" or 30
 
@@ -212,7 +214,7 @@ def test_a_caller_gone_mid_body_is_counted_not_logged_as_a_fault(acme: Client, s
                         "Content-Length: 100\r\n\r\n{\"payload\": ".encode())
         deadline = time.monotonic() + 10
         metric = 'orchestrator_requests_rejected_total{code="client_disconnected"} 1.0'
-        while metric not in acme.get("/metrics").text:
+        while metric not in scrape(acme.url):
             assert time.monotonic() < deadline, "the disconnect was not counted"
             time.sleep(0.05)
     assert [r.getMessage() for r in caplog.records] == []

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from orchestrator.domain.burst import BurstGate, BurstPolicy
+from orchestrator.domain.burst import BurstPolicy
 from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.domain.records import CancelOutcome, ExecutionStatus, Outcome
 from orchestrator.exceptions import Conflict, NotFound
@@ -47,8 +47,8 @@ def test_log_lists_every_environment_newest_first_with_filters(service: Executio
 def test_visible_and_find_include_the_burst_buffer(service: ExecutionService, store: Store,
                                                    make_workflow) -> None:
     make_workflow(environment="a")
-    gate = BurstGate(BurstPolicy(enabled=True, environments={"a"}, threshold=1,
-                                  window=timedelta(seconds=60)))
+    gate = BurstPolicy(enabled=True, environments={"a"}, threshold=1,
+                       window=timedelta(seconds=60))
     ingest = IngestService(store.admission, gate)
     admitted = [ingest.trigger(environment="a", workflow="digest", request_id=None,
                                source=Source.API, now=NOW + timedelta(seconds=i),

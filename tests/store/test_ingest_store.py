@@ -160,8 +160,8 @@ def test_queue_page_is_round_robin_across_environments(store: Store, make_workfl
 def test_api_keys_are_stored_hashed(store: Store) -> None:
     access = store.access
     record, key = access.create_api_key("acme", NOW)
-    assert access.environment_of_key(key) == "acme"
-    assert access.environment_of_key(key + "x") is None
+    assert access.check_api_key(key, NOW).environment == "acme"
+    assert access.check_api_key(key + "x", NOW) is None
     with store.db.read() as conn:
         stored = conn.execute(sa.select(t.api_keys)).one()
     assert key not in stored and stored.key_hash != key and stored.prefix == key[:12]

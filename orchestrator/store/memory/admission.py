@@ -3,10 +3,12 @@ whose docstring states the rules; this follows it step by step)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from types import SimpleNamespace
 
+from orchestrator.domain.burst import BurstWindow
 from orchestrator.domain.ingest import (
     Admission,
     AdmissionJob,
@@ -16,14 +18,19 @@ from orchestrator.domain.ingest import (
 )
 from orchestrator.domain.records import ExecutionStatus, Outcome, TriggerStatus
 from orchestrator.exceptions import (
-    Conflict,
     InvalidInput,
     NotFound,
     OrchestratorError,
     Problem,
     StoreError,
 )
-from orchestrator.store.ingest import RECEIPT_RETENTION, buffer_row, buffered_visible
+from orchestrator.store.ingest import (
+    RECEIPT_RETENTION,
+    buffer_row,
+    buffered_visible,
+    replayed,
+    to_buffer,
+)
 from orchestrator.store.interfaces import JobResult, Visible
 from orchestrator.store.memory.executions import (
     MemoryExecutions,
@@ -74,25 +81,49 @@ class MemoryAdmission:
             row = workflows.get((job.environment, job.workflow))
             if row is None or row["deleted_at"] is not None:
                 results[i] = NotFound("workflow", f"{job.environment}/{job.workflow}")
+        windows = self._windows([job for i, job in enumerate(jobs) if results[i] is None],
+                                jobs[0].now)
         for i, job in enumerate(jobs):
             if results[i] is not None:
                 continue
             if job.plain:
-                results[i] = [self._admit_one(request, job.now, job.to_buffer(index))
+                results[i] = [self._admit_one(request, job.now,
+                                              partial(to_buffer, windows, job, index))
                               for index, request in enumerate(job.requests)]
                 continue
             try:
                 with self.state.transaction():
-                    results[i] = self._admit_job(job)
+                    results[i] = self._admit_job(job, windows)
             except OrchestratorError as exc:
                 if len(jobs) == 1:
                     raise
                 results[i] = exc
+        trips = self.state.table("burst_trips")
+        for environment, window in windows.items():
+            until = window.trip_to_store()
+            stored = trips.get(environment)
+            if until is not None and (stored is None or stored["tripped_until"] < until):
+                trips[environment] = {"tripped_until": until}
         return [result for result in results if result is not None]
 
-    def _admit_job(self, job: AdmissionJob) -> list[Admission]:
+    def _windows(self, jobs: Sequence[AdmissionJob], now: datetime) -> dict[str, BurstWindow]:
+        """As ``store/burst.py``'s: the environment's triggers created within the window."""
+        windows = {}
+        for environment, policy in sorted({j.environment: j.gate for j in jobs
+                                           if j.gate is not None}.items()):
+            horizon = BurstWindow.horizon(policy, now)
+            counted = sum(1 for table in ("executions", "buffer")
+                          for row in self.state.table(table).values()
+                          if row["environment"] == environment and row["created_at"] > horizon)
+            trip = self.state.table("burst_trips").get(environment)
+            windows[environment] = BurstWindow(
+                policy, now, counted=counted,
+                tripped_until=trip["tripped_until"] if trip else None)
+        return windows
+
+    def _admit_job(self, job: AdmissionJob, windows: dict[str, BurstWindow]) -> list[Admission]:
         if job.receipt is not None:
-            self._record_receipt(*job.receipt, job.now)
+            self._record_receipt(job)
         for index, request in enumerate(job.requests):
             parent = request.correlation.parent_execution_id
             if parent is not None and not self._exists(parent, job.environment):
@@ -100,37 +131,40 @@ class MemoryAdmission:
                     else "parent_execution_id"
                 raise InvalidInput(Problem(field=field, message=f"no execution {parent!r} in "
                                            "this environment"), subject="trigger")
-        return [self._admit_one(request, job.now, job.to_buffer(index))
+        return [self._admit_one(request, job.now, partial(to_buffer, windows, job, index))
                 for index, request in enumerate(job.requests)]
 
     def _exists(self, execution_id: str, environment: str) -> bool:
         return any((row := self.state.table(table).get(execution_id)) is not None
                    and row["environment"] == environment for table in ("executions", "buffer"))
 
-    def _record_receipt(self, webhook_id: str, signature: str, now: datetime) -> None:
-        receipts = self.state.table("receipts")
+    def _record_receipt(self, job: AdmissionJob) -> None:
+        assert job.receipt is not None
+        receipts, now = self.state.table("receipts"), job.now
         for key in [k for k, r in receipts.items()
                     if r["received_at"] < now - RECEIPT_RETENTION]:
             del receipts[key]
         try:
-            self.state.insert("receipts", (webhook_id, signature[-64:]), {"received_at": now})
+            self.state.insert("receipts", job.receipt, {
+                "received_at": now, "execution_id": job.requests[0].correlation.execution_id})
         except Duplicate:
-            raise Conflict("this webhook delivery was already accepted (replay refused); "
-                           "sign each delivery with a fresh timestamp") from None
+            raise replayed(receipts[job.receipt]["execution_id"]) from None
 
-    def _admit_one(self, request: TriggerRequest, now: datetime, to_buffer: bool) -> Admission:
+    def _admit_one(self, request: TriggerRequest, now: datetime,
+                   buffering: Callable[[], bool]) -> Admission:
         c = request.correlation
         if c.idempotency_key is not None:
             existing = self._claim(request, now)
             if existing is not None:
                 return existing
+        buffered = buffering()
         if request.debounce is not None:
             admission = self._debounce(request, request.debounce, now)
             if c.idempotency_key is not None and admission.execution_id != c.execution_id:
                 self.state.update("idempotency", (c.environment, c.workflow, c.idempotency_key),
                                   execution_id=admission.execution_id)
             return admission
-        if to_buffer:
+        if buffered:
             self.state.insert("buffer", c.execution_id, buffer_row(request, now))
             return Admission(execution_id=c.execution_id, request_id=c.request_id,
                              buffered=True)

@@ -4,19 +4,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.domain.access import (
+    LAST_USE_RESOLUTION,
     ApiKeyRecord,
+    KeyGrant,
     WebhookRecord,
     hash_api_key,
     new_api_key,
-    new_webhook_secret,
 )
 from orchestrator.domain.correlation import new_id
 from orchestrator.domain.records import ExecutionStatus, Outcome, ScheduleRecord, WorkflowRecord
 from orchestrator.domain.schedules import FINALIZED_BY_PAUSE, PAUSED_ERROR, ScheduleSpec
+from orchestrator.domain.signatures import new_standard_secret
 from orchestrator.domain.workflow import WorkflowSpec
 from orchestrator.exceptions import NotFound
 from orchestrator.store.interfaces import Advance, WorkflowRepository, schedule_controls
@@ -234,32 +236,50 @@ class MemoryAccess:
         self.state = state
         self.workflows = workflows
 
-    def create_api_key(self, environment: str, now: datetime) -> tuple[ApiKeyRecord, str]:
+    def create_api_key(self, environment: str, now: datetime,
+                       expires_at: datetime | None = None) -> tuple[ApiKeyRecord, str]:
         key = new_api_key()
         record = ApiKeyRecord(id=_short_id("key_"), environment=environment,
-                              prefix=key[:12], created_at=now)
+                              prefix=key[:12], created_at=now, expires_at=expires_at)
         with self.state.transaction() as s:
             s.insert("api_keys", record.id, {**record.__dict__, "key_hash": hash_api_key(key)})
         return record, key
 
-    def environment_of_key(self, key: str) -> str | None:
+    def check_api_key(self, key: str, now: datetime) -> KeyGrant | None:
         wanted = hash_api_key(key)
         with self.state.lock:
-            return next((r["environment"] for r in self.state.table("api_keys").values()
-                         if r["key_hash"] == wanted and r["revoked_at"] is None), None)
+            keys = self.state.table("api_keys")
+            row = next((r for r in keys.values()
+                        if r["key_hash"] == wanted and r["revoked_at"] is None), None)
+            if row is None:
+                return None
+            grant = KeyGrant(key_id=row["id"], environment=row["environment"],
+                             expires_at=row["expires_at"])
+            last = row["last_used_at"]
+            if grant.valid_at(now) and (last is None or last <= now - LAST_USE_RESOLUTION):
+                keys[row["id"]] = {**row, "last_used_at": now}
+        return grant
 
     def list_api_keys(self, environment: str | None = None) -> list[ApiKeyRecord]:
         with self.state.lock:
             rows = sorted(self.state.table("api_keys").values(),
                           key=lambda r: (r["created_at"], r["id"]))
-        return [ApiKeyRecord(id=r["id"], environment=r["environment"], prefix=r["prefix"],
-                             created_at=r["created_at"], revoked_at=r["revoked_at"])
-                for r in rows if environment in (None, r["environment"])]
+        return [_key(r) for r in rows if environment in (None, r["environment"])]
+
+    def revoke_api_key(self, key_id: str, now: datetime) -> ApiKeyRecord:
+        with self.state.transaction() as s:
+            keys = s.table("api_keys")
+            row = keys.get(key_id)
+            if row is None:
+                raise NotFound("API key", key_id)
+            if row["revoked_at"] is None:
+                keys[key_id] = row = {**row, "revoked_at": now}
+        return _key(row)
 
     def create_webhook(self, environment: str, workflow: str, now: datetime) -> WebhookRecord:
         self.workflows.get_workflow(environment, workflow)  # NotFound: nothing to trigger
         record = WebhookRecord(id=_short_id("wh_"), environment=environment, workflow=workflow,
-                               secret=new_webhook_secret(), created_at=now)
+                               secret=new_standard_secret(), created_at=now)
         with self.state.transaction() as s:
             s.insert("webhooks", record.id, dict(record.__dict__))
         return record
@@ -280,3 +300,17 @@ class MemoryAccess:
         with self.state.transaction() as s:
             if s.table("webhooks").pop(webhook_id, None) is None:
                 raise NotFound("webhook", webhook_id)
+
+    def rotate_webhook_secret(self, webhook_id: str, now: datetime,
+                              grace: timedelta) -> WebhookRecord:
+        with self.state.transaction() as s:
+            row = s.table("webhooks").get(webhook_id)
+            if row is None:
+                raise NotFound("webhook", webhook_id)
+            rotated = WebhookRecord(**row).rotated(new_standard_secret(), now, grace)
+            s.table("webhooks")[webhook_id] = dict(rotated.__dict__)
+        return rotated
+
+
+def _key(row: Row) -> ApiKeyRecord:
+    return ApiKeyRecord(**{k: v for k, v in row.items() if k != "key_hash"})

@@ -26,7 +26,8 @@ Row = dict[str, Any]
 
 TABLES = ("workflows", "workflow_versions", "schedules", "executions", "blocks", "queued",
           "alerts", "alert_executions", "api_keys", "webhooks", "receipts", "idempotency",
-          "debounces", "buffer", "run_batches", "environments", "prune_totals", "backfills")
+          "burst_trips", "debounces", "buffer", "run_batches", "environments", "prune_totals",
+          "backfills")
 
 
 class Refused(Exception):

@@ -1,0 +1,83 @@
+"""The burst gate across server processes: the window is counted in the store, so
+``orchestrator serve --workers 4`` must trip an environment at the count one process does, and
+a gated burst must stay fast.
+
+- **trip count**: the gate on (threshold ``THRESHOLD`` per ``WINDOW`` s, held long), ``SENT``
+  triggers one after another, each on a new connection (so any of the server's processes takes
+  it), with 1 and with 4 worker processes: how many were queued before the environment tripped
+  (the rest went to the buffer). Target: the same count (``THRESHOLD``) for both; were each
+  process counting its own window, 4 processes would let up to 4x through.
+- **p99 with 4 processes**: paced ``wrk`` load (:func:`bench.ingestion.load`), steady at
+  ``STEADY_RATE``/s below the gate's ``GATE_THRESHOLD``/s, then a 10x burst that trips it.
+  Target: burst p99 ≤ 2x steady p99, none lost.
+
+Usage: .venv/bin/python -m bench.burst_gate [sqlite|postgres]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import requests
+
+from bench.ingestion import GATE_THRESHOLD, PACE_MS, SECONDS, STEADY_RATE, api_server, load
+from bench.report import BACKENDS, QUICK, Row
+from harness.dagster_home import backend
+
+THRESHOLD = 50
+SENT = 80 if QUICK else 150
+WINDOW = 300  # seconds: the whole sequence falls in one window
+
+
+def trip_count(name: str, workers: int) -> int:
+    """Triggers queued (not buffered) of ``SENT`` sent one by one to ``workers`` processes."""
+    gate = {"ORCHESTRATOR_BURST_GATE": "1", "ORCHESTRATOR_BURST_THRESHOLD": str(THRESHOLD),
+            "ORCHESTRATOR_BURST_WINDOW_SECONDS": str(WINDOW),
+            "ORCHESTRATOR_BURST_HOLD_SECONDS": str(WINDOW)}
+    with backend(name) as b, api_server(b, workers=workers, **gate) as server:
+        ids = []
+        for n in range(SENT):
+            answer = requests.post(f"{server.url}/v1/workflows/digest/trigger",
+                                   json={"payload": {"n": n}}, timeout=30,
+                                   headers={"Authorization": f"Bearer {server.key}",
+                                            "Connection": "close"})
+            answer.raise_for_status()
+            ids.append(answer.json()["execution_id"])
+        return len(server.store.executions_by_id(ids))
+
+
+def measure(name: str) -> list[Row]:
+    one, four = trip_count(name, 1), trip_count(name, 4)
+    print(f"  trip count: 1 process {one}, 4 processes {four} (threshold {THRESHOLD})",
+          flush=True)
+    rows = [Row(
+        benchmark=f"burst gate across processes: triggers queued before the trip, {SENT} sent "
+                  f"one by one, threshold {THRESHOLD} (serve --workers 4 vs 1)",
+        backend=name, ours=f"4 processes: {four} queued, {SENT - four} buffered",
+        baseline=f"1 process: {one} queued, {SENT - one} buffered",
+        ratio=four / one if one else None, target=f"the same count ({THRESHOLD})",
+        met=one == four == THRESHOLD)]
+    gate = {"ORCHESTRATOR_BURST_GATE": "1", "ORCHESTRATOR_BURST_THRESHOLD": str(GATE_THRESHOLD)}
+    with backend(name) as b, api_server(b, workers=4, **gate) as server:
+        load(server, connections=8, seconds=2, paced=True)  # warm every process
+        steady = load(server, connections=STEADY_RATE * PACE_MS // 1000, seconds=SECONDS,
+                      paced=True)
+        burst = load(server, connections=10 * STEADY_RATE * PACE_MS // 1000, seconds=SECONDS,
+                     paced=True)
+    print(f"  4 processes steady: {steady.summary()}\n  4 processes burst: {burst.summary()}",
+          flush=True)
+    ratio = burst.p99_ms / steady.p99_ms if steady.p99_ms else None
+    rows.append(Row(
+        benchmark=f"burst gate, serve --workers 4: p99 of a 10x burst ({10 * STEADY_RATE:,}/s) "
+                  f"vs steady ({STEADY_RATE}/s), threshold {GATE_THRESHOLD}/s, paced wrk",
+        backend=name, ours=f"burst {burst.summary()}", baseline=f"steady {steady.summary()}",
+        ratio=ratio, target="burst p99 ≤ 2x steady p99, none lost",
+        met=ratio is not None and ratio <= 2 and burst.lost == 0 and steady.lost == 0
+        and burst.refused == 0 and steady.refused == 0))
+    return rows
+
+
+if __name__ == "__main__":
+    for backend_name in sys.argv[1:] or BACKENDS:
+        for row in measure(backend_name):
+            print(row)

@@ -1,0 +1,64 @@
+"""The burst gate's window and trip, in the store (SQLite and PostgreSQL alike): every API server
+process counts the same window. Read and written inside the admission transaction
+(:mod:`orchestrator.store.ingest`), so the count includes every trigger committed before it.
+
+The window is counted from the triggers themselves, with no counter to keep: the environment's
+executions and burst-buffer entries created within it (each index range read stops at
+``threshold + 1`` rows, in one statement, so one snapshot sees a buffered trigger that is being
+moved to the queue exactly once). The trip is a row of ``orch_burst_trips`` per environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from orchestrator.domain.burst import BurstPolicy, BurstWindow
+from orchestrator.domain.ingest import AdmissionJob
+from orchestrator.store import tables as t
+
+
+def read_windows(conn: sa.Connection, jobs: Sequence[AdmissionJob],
+                 now: datetime) -> dict[str, BurstWindow]:
+    """The window of every environment a job is gated in (none: no read at all)."""
+    policies: dict[str, BurstPolicy] = {job.environment: job.gate for job in jobs
+                                        if job.gate is not None}
+    return {environment: _window(conn, environment, policy, now)
+            for environment, policy in sorted(policies.items())}
+
+
+def _window(conn: sa.Connection, environment: str, policy: BurstPolicy,
+            now: datetime) -> BurstWindow:
+    horizon = BurstWindow.horizon(policy, now)
+
+    def counted(table: sa.Table) -> sa.ScalarSelect[int]:
+        rows = (sa.select(sa.literal(1)).where(table.c.environment == environment,
+                                               table.c.created_at > horizon)
+                .limit(policy.threshold + 1).subquery())
+        return sa.select(sa.func.count()).select_from(rows).scalar_subquery()
+
+    trips = t.burst_trips
+    row = conn.execute(sa.select(
+        counted(t.executions) + counted(t.burst_buffer),
+        sa.select(trips.c.tripped_until).where(trips.c.environment == environment)
+        .scalar_subquery())).one()
+    return BurstWindow(policy, now, counted=int(row[0]), tripped_until=row[1])
+
+
+def store_trips(conn: sa.Connection, windows: dict[str, BurstWindow]) -> None:
+    """Write the trips these windows started or extended (a later one stored meanwhile by
+    another server is kept)."""
+    trips = t.burst_trips
+    for environment, window in windows.items():
+        until = window.trip_to_store()
+        if until is None:
+            continue
+        insert = (postgresql.insert(trips) if conn.dialect.name == "postgresql"
+                  else sqlite.insert(trips)).values(environment=environment,
+                                                    tripped_until=until)
+        conn.execute(insert.on_conflict_do_update(
+            index_elements=["environment"], set_={"tripped_until": insert.excluded.tripped_until},
+            where=trips.c.tripped_until < insert.excluded.tripped_until))
