@@ -263,7 +263,11 @@ class Fuzzer:
         text = response.text
         what = f"{operation.method.upper()} {operation.path}: {status} for {_brief(sent)} -> " \
                f"{text[:300]!r}"
-        leaked = [m for m in (*LEAK_MARKERS, *self.target.secrets) if m in text]
+        # A marker the request itself carried may come back in its error (``'x' is not an
+        # ISO-8601 instant``): an echo of the caller's input, not a leak.
+        echoed = f"{sent.get('url')} {sent.get('params')} {sent.get('data')!r} {sent.get('json')}"
+        leaked = [m for m in (*LEAK_MARKERS, *self.target.secrets)
+                  if m in text and m not in echoed]
         if leaked:
             at = text.index(leaked[0])
             result.leaks.append(f"leaked {leaked} ({text[max(0, at - 150):at + 100]!r}): "

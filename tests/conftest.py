@@ -5,8 +5,11 @@ factories. PostgreSQL tests fail (never skip) when ``CI=true`` and the server ca
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from orchestrator.domain.schedules import ScheduleSpec, validate_schedule
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
+from orchestrator.store.engine import engine_for
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.tables import metadata
 
@@ -32,31 +36,33 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 # alone at the end while the other workers sit idle. A test that takes more than ~5 s belongs
 # here.
 LONG_TESTS: dict[str, float] = {
-    "tests/acceptance/test_celery_workers.py::test_runs_execute": 35,
-    "tests/acceptance/test_chaos_crash.py::": 32,
-    "tests/acceptance/test_dagster_ui.py::": 33,
-    "tests/acceptance/test_api_daemon.py::": 36,
-    "tests/acceptance/test_daemon_faults.py::test_terminated_and_killed": 25,
-    "tests/acceptance/test_celery_workers.py::": 20,
-    "tests/acceptance/test_daemon_schedules.py::test_sigkill_mid_dispatch": 20,
-    "tests/acceptance/test_daemon_faults.py::test_run_retried_by_dagster": 19,
-    "tests/acceptance/test_daemon_faults.py::test_killed_batch_run_worker": 15,
-    "tests/acceptance/test_merged_definitions.py::": 15,
-    "tests/acceptance/test_daemon_schedules.py::test_daemon_launches": 14,
-    "tests/acceptance/test_cli.py::test_db_upgrade_prints_revision": 12,
-    "tests/acceptance/test_first_start.py::test_db_upgrade_then_daemon": 12,
-    "tests/api/test_fuzz.py::test_schemathesis": 11,
-    "tests/acceptance/test_burst_gate_processes.py::": 13,
-    "tests/acceptance/test_key_lifecycle.py::test_revocation": 8,
-    "tests/acceptance/test_cli.py::test_unreachable_store": 11,
-    "tests/dagster/test_reconciler.py::test_one_tick_settles_more_ended_runs": 9,
-    "tests/api/test_store_outage.py::": 8,
-    "tests/acceptance/test_first_start.py::": 6,
-    "tests/acceptance/test_cli.py::test_run_reports_success_and_user_error": 7,
-    "tests/acceptance/test_cli.py::test_run_pipeline_fault": 6,
-    "tests/acceptance/test_harness.py::test_no_code_server": 6,
-    "tests/dagster/test_database_outage.py::test_long_outage": 6,
-    "tests/dagster/test_queue_fairness.py::test_burst_of_one_environment": 5,
+    "tests/acceptance/test_api_daemon.py::": 50,
+    "tests/acceptance/test_chaos_crash.py::": 40,
+    "tests/acceptance/test_daemon_schedules.py::test_sigkill_mid_dispatch": 40,
+    "tests/acceptance/test_celery_workers.py::test_a_killed_worker": 33,
+    "tests/acceptance/test_daemon_faults.py::test_terminated_and_killed": 30,
+    "tests/acceptance/test_celery_workers.py::": 28,
+    "tests/acceptance/test_dagster_ui.py::": 28,
+    "tests/api/test_fuzz.py::test_schemathesis": 22,
+    "tests/acceptance/test_daemon_faults.py::test_run_retried_by_dagster": 21,
+    "tests/acceptance/test_daemon_faults.py::test_killed_batch_run_worker": 16,
+    "tests/acceptance/test_merged_definitions.py::": 16,
+    "tests/acceptance/test_daemon_schedules.py::test_daemon_launches": 11,
+    "tests/acceptance/test_first_start.py::test_db_upgrade_then_daemon": 8,
+    "tests/acceptance/test_first_start.py::test_daemon_on_empty_home": 8,
+    "tests/acceptance/test_burst_gate_processes.py::": 7,
+    "tests/acceptance/test_cli.py::test_unreachable_store": 7,
+    "tests/acceptance/test_cli.py::test_db_upgrade_prints_revision": 6,
+    "tests/api/test_store_outage.py::": 6,
+    "tests/acceptance/test_first_start.py::": 5,
+    "tests/acceptance/test_cli.py::test_run_reports_success_and_user_error": 5,
+    "tests/acceptance/test_cli_retention.py::test_a_prune_killed_midway": 5,
+    "tests/acceptance/test_key_lifecycle.py::": 4,
+    "tests/acceptance/test_cli.py::test_run_pipeline_fault": 4,
+    "tests/acceptance/test_harness.py::test_no_code_server": 4,
+    "tests/dagster/test_database_outage.py::test_long_outage": 4,
+    "tests/store/test_backfills.py::test_ten_thousand": 4,
+    "tests/dagster/test_queue_fairness.py::test_burst_of_one_environment": 4,
 }
 
 
@@ -113,6 +119,19 @@ def pg_store_url() -> Iterator[str]:
     drop_pg_database(url)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite store, copied for each test (a copy takes a millisecond; migrating a
+    fresh file, ~70 ms of CPU, hundreds of times a suite)."""
+    path = tmp_path_factory.mktemp("template") / "orchestrator.sqlite"
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    engine_for(url).dispose()
+    with closing(sqlite3.connect(path)) as conn:  # all in the main file: no -wal file to copy
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
 def _truncate(url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
@@ -153,9 +172,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         forget(url)
         return
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'orchestrator.sqlite'}"
-        upgrade(url)
-        yield url
+        path = tmp_path / "orchestrator.sqlite"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
         return
     url = request.getfixturevalue("pg_store_url")
     _truncate(url)

@@ -46,6 +46,8 @@ from orchestrator.store import Store
 log = logging.getLogger(__name__)
 FINALIZED_BY = "reconciler"
 PAGE = 200
+# Dagster's run update timestamps are whole seconds (SQLite and PostgreSQL run storage).
+UPDATE_RESOLUTION = timedelta(seconds=1)
 
 
 class RunPhase(str, Enum):
@@ -134,8 +136,17 @@ def _message(run: RunInfo) -> str:
 
 def _settle_ended_runs(store: Store, runs: RunSource, alerter: Alerter,
                        tick: ReconcileTick) -> None:
+    """Settle the runs that ended since the cursor, page by page. Dagster keeps a run's update
+    time to the whole second: a run can end within the cursor's second after the previous tick
+    read it, and one second can hold more ended runs than a page. So every read starts a
+    second before the cursor (settling is idempotent), and a full page whose runs all share one
+    instant is read again, twice as large, until it holds that whole instant."""
+    limit = PAGE
     while True:
-        page = runs.ended_since(tick.cursor, PAGE)
+        page = runs.ended_since(tick.cursor - UPDATE_RESOLUTION, limit)
+        if len(page) == limit and page[0].updated_at == page[-1].updated_at:
+            limit *= 2
+            continue
         executions = store.executions_by_id(
             [r.execution_id for r in page if r.execution_id is not None])
         for run in page:
@@ -148,12 +159,9 @@ def _settle_ended_runs(store: Store, runs: RunSource, alerter: Alerter,
             if not settled:
                 return  # not decided yet: the cursor stays before this run for the next tick
             tick.cursor = max(tick.cursor, run.updated_at)
-        if len(page) < PAGE:
+        if len(page) < limit:
             return
-        if page[0].updated_at != page[-1].updated_at:
-            # A full page may have cut between runs updated at the same instant: re-read from
-            # just before the last one (settling is idempotent).
-            tick.cursor = page[-1].updated_at - timedelta(microseconds=1)
+        limit = PAGE  # a full page over several instants: read on from its last one
 
 
 def _settle_run(store: Store, runs: RunSource, alerter: Alerter, tick: ReconcileTick,

@@ -17,7 +17,8 @@ from orchestrator.dagster.runs import DagsterRuns
 from orchestrator.dagster.sensors import RECONCILER_SENSOR
 from orchestrator.domain.correlation import TAG_OUTCOME, Correlation, Source, new_id
 from orchestrator.domain.records import ExecutionStatus, Outcome
-from orchestrator.execution.reconcile import PAGE, reconcile
+from orchestrator.execution import reconcile as reconcile_module
+from orchestrator.execution.reconcile import reconcile
 from orchestrator.store import Store
 from tests.dagster.conftest import SensorHarness
 
@@ -148,9 +149,11 @@ def test_failure_that_dagster_will_retry_stays_open_until_the_retry_never_comes(
 
 
 def test_one_tick_settles_more_ended_runs_than_a_page(instance, store_url, store,
-                                                      make_workflow) -> None:
+                                                      make_workflow, monkeypatch) -> None:
+    # A page of 10, not 200: the same paging, without creating 215 Dagster runs.
+    monkeypatch.setattr(reconcile_module, "PAGE", 10)
     make_workflow()
-    correlations = [_queued(store) for _ in range(PAGE + 15)]
+    correlations = [_queued(store) for _ in range(reconcile_module.PAGE + 15)]
     for correlation in correlations:
         _run_for(instance, correlation, dg.DagsterRunStatus.CANCELED)
     harness = SensorHarness(instance, store_url, RECONCILER_SENSOR)
@@ -159,6 +162,21 @@ def test_one_tick_settles_more_ended_runs_than_a_page(instance, store_url, store
         [c.execution_id for c in correlations]).values()}
     assert statuses == {ExecutionStatus.CANCELLED}
     assert harness.cursor is not None
+
+
+def test_a_run_ending_within_the_cursors_second_is_settled_by_the_next_tick(
+        instance, store_url, store, make_workflow) -> None:
+    """Dagster keeps update times to the second: a run that ends in the second a tick moved
+    its cursor to comes after that tick's read, and the next tick still settles it."""
+    make_workflow()
+    first, second = _queued(store), _queued(store)
+    _run_for(instance, first, dg.DagsterRunStatus.CANCELED)
+    harness = SensorHarness(instance, store_url, RECONCILER_SENSOR)
+    harness.tick()
+    assert store.get_execution(first.execution_id).status is ExecutionStatus.CANCELLED
+    _run_for(instance, second, dg.DagsterRunStatus.CANCELED)  # most likely the same second
+    harness.tick()
+    assert store.get_execution(second.execution_id).status is ExecutionStatus.CANCELLED
 
 
 def test_alert_delivery_is_retried_with_backoff_until_delivered(instance, store_url, store,
