@@ -47,7 +47,6 @@ LONG_TESTS: dict[str, float] = {
     "tests/acceptance/test_daemon_faults.py::test_run_retried_by_dagster": 21,
     "tests/acceptance/test_daemon_faults.py::test_killed_batch_run_worker": 16,
     "tests/acceptance/test_merged_definitions.py::": 16,
-    "tests/acceptance/test_daemon_schedules.py::test_daemon_launches": 11,
     "tests/acceptance/test_first_start.py::test_db_upgrade_then_daemon": 8,
     "tests/acceptance/test_first_start.py::test_daemon_on_empty_home": 8,
     "tests/acceptance/test_burst_gate_processes.py::": 7,

@@ -3,15 +3,16 @@ PostgreSQL: a pile of HTTP triggers sharing batch runs, each execution keeping i
 correlation, outcome and block entries, findable from ``executions show`` to the batch run and
 back; then an HTTP trigger and a signed webhook delivery, each into a Dagster run whose tags
 carry the ``execution_id`` and ``request_id`` assigned at ingestion (the caller's
-``X-Request-Id``), and back into the execution row. (One server and one daemon for both: each
-daemon a test starts costs the suite several seconds of CPU.)"""
+``X-Request-Id``), and back into the execution row; and a one-time schedule falling due
+meanwhile, launched once in a run of its own with its occurrence in the tags. (One server and
+one daemon for all three: each daemon a test starts costs the suite several seconds of CPU.)"""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -28,10 +29,14 @@ from orchestrator.domain.correlation import (
     TAG_IDEMPOTENCY_KEY,
     TAG_OUTCOMES,
     TAG_REQUEST_ID,
+    TAG_SCHEDULED_FOR,
     TAG_SOURCE,
     TAG_TRIGGER_ID,
+    Source,
+    iso_utc,
 )
-from orchestrator.domain.records import Outcome
+from orchestrator.domain.records import ExecutionStatus, Outcome
+from orchestrator.domain.schedules import validate_schedule
 from orchestrator.domain.signatures import standard_headers
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
@@ -68,7 +73,8 @@ def test_http_and_webhook_triggers_reach_runs_with_their_correlation(backend, tm
     store.apply_workflow(parse_workflow(workflow_doc(), block_types()), now)
     key = store.access.create_api_key("default", now)[1]
     hook = store.access.create_webhook("default", "digest", now)
-    env = environment(home, url, ORCHESTRATOR_MAX_BATCH_SIZE="10",
+    # Batch runs of up to 13: the pile of 25 fits two (each run costs ~3 s of CPU to start).
+    env = environment(home, url, ORCHESTRATOR_MAX_BATCH_SIZE="13",
                       ORCHESTRATOR_DAGSTER_UI_URL="http://127.0.0.1:3999")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -83,15 +89,26 @@ def test_http_and_webhook_triggers_reach_runs_with_their_correlation(backend, tm
     try:
         wait_for(lambda: _up(base), 60, "orchestrator serve to answer /healthz", log)
         pile = _queue_a_pile(base, auth)
+        # A one-time schedule falls due while the daemon works through the pile.
+        due = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
+        schedule, _ = store.create_schedule(validate_schedule(
+            workflow="digest", run_at=iso_utc(due), payload={"user": "sched"},
+            now=datetime.now(UTC)), datetime.now(UTC))
         daemon.start()
         wait_for(lambda: all(store.get_execution(e).status.terminal for e in pile), 180,
                  "every execution of the pile to end", daemon.log)
         answer, ids = _trigger_alone(store, base, auth, hook, daemon)
+        wait_for(lambda: not store.get_schedule(schedule.id).enabled, 60,
+                 "the one-time schedule to run and disable itself", daemon.log)
+        [scheduled] = store.list_executions(trigger_id=schedule.id)
+        wait_for(lambda: store.get_execution(scheduled.execution_id).status.terminal, 60,
+                 "the scheduled execution to end", daemon.log)
         with dg.DagsterInstance.from_config(str(home)) as instance:
             # An execution is final once its core wrote it; its run ends (a batch run: with
             # its outcomes tag, once its last member has ended) a moment later.
             wait_for(lambda: all(_run_ended(instance, store.get_execution(e).dagster_run_id)
-                                 for e in pile + ids), 60, "every run to end", daemon.log)
+                                 for e in [*pile, *ids, scheduled.execution_id]), 60,
+                     "every run to end", daemon.log)
         for _ in range(4):  # new connections: both processes answer with the key's execution
             again = requests.post(f"{base}/v1/workflows/digest/trigger",
                                   json={"idempotency_key": "order-42"}, headers=auth,
@@ -106,6 +123,7 @@ def test_http_and_webhook_triggers_reach_runs_with_their_correlation(backend, tm
     assert "Traceback" not in served, served
     _check_pile(store, home, env, pile)
     _check_correlation(store, home, hook, ids)
+    _check_schedule(store, home, schedule.id, due)
 
 
 def _queue_a_pile(base: str, auth: dict[str, str]) -> list[str]:
@@ -191,6 +209,29 @@ def _check_correlation(store: Store, home: Path, hook, ids: list[str]) -> None:
             store.get_execution(ids[1]).dagster_run_id).tags[TAG_TRIGGER_ID] == hook.id
     assert store.get_execution(ids[0]).output == {"count": 3, "who": "ada"}
     assert store.get_execution(ids[1]).output == {"count": 3, "who": "webhook"}
+
+
+def _check_schedule(store: Store, home: Path, schedule_id: str, due: datetime) -> None:
+    """The due one-time schedule ran once, in a run of its own whose tags carry its
+    correlation, and disabled itself."""
+    [execution] = store.list_executions(trigger_id=schedule_id)
+    assert (execution.status, execution.output) == (ExecutionStatus.SUCCESS,
+                                                    {"count": 3, "who": "sched"})
+    assert (execution.source, execution.scheduled_for) == (Source.SCHEDULE, due)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_run_by_id(execution.dagster_run_id)
+        assert run is not None and run.status is dg.DagsterRunStatus.SUCCESS
+        assert run.tags[DAGSTER_RUN_KEY_TAG] == f"schedule:{schedule_id}:{iso_utc(due)}"
+        assert run.tags[TAG_EXECUTION_ID] == execution.execution_id
+        assert run.tags[TAG_REQUEST_ID] == execution.request_id
+        assert run.tags[TAG_SOURCE] == "schedule"
+        assert run.tags[TAG_TRIGGER_ID] == schedule_id
+        assert run.tags[TAG_SCHEDULED_FOR] == iso_utc(due)
+        assert run.tags["orchestrator/outcome"] == "success"
+        assert len(instance.get_runs(dg.RunsFilter(
+            tags={DAGSTER_RUN_KEY_TAG: run.tags[DAGSTER_RUN_KEY_TAG]}))) == 1
+    stored = store.get_schedule(schedule_id)
+    assert (stored.enabled, stored.next_run_at, stored.last_scheduled_for) == (False, None, due)
 
 
 def _up(base: str) -> bool:

@@ -1,5 +1,6 @@
-"""The real daemon (``orchestrator daemon``, as production runs it) launches scheduled runs;
-killed with SIGKILL mid-dispatch and restarted, every occurrence still gets exactly one run."""
+"""The real daemon (``orchestrator daemon``, as production runs it), killed with SIGKILL while it
+dispatches due schedules and restarted: every occurrence still gets exactly one run. (A due
+schedule launched with its correlation: ``test_api_daemon.py``.)"""
 
 from __future__ import annotations
 
@@ -18,35 +19,15 @@ from orchestrator.domain.correlation import (
     TAG_BATCH_ID,
     TAG_BATCH_SIZE,
     TAG_EXECUTION_ID,
-    TAG_REQUEST_ID,
-    TAG_SCHEDULED_FOR,
-    TAG_SOURCE,
-    TAG_TRIGGER_ID,
     derived_id,
     iso_utc,
 )
-from orchestrator.domain.records import ExecutionStatus
 from orchestrator.domain.schedules import validate_schedule
 from orchestrator.store import Store
 from orchestrator.store.migrate import upgrade
-from tests.conftest import create_pg_database, drop_pg_database, workflow_doc
+from tests.conftest import workflow_doc
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path):
-    """A DAGSTER_HOME and a store URL: all SQLite, or all PostgreSQL (dagster-postgres)."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    if request.param == "sqlite":
-        write_dagster_yaml(home)
-        yield home, f"sqlite:///{home / 'orchestrator.sqlite'}", {}
-        return
-    url = create_pg_database("orch_accept")
-    write_dagster_yaml(home, postgres_url=url)
-    yield home, url, {}
-    drop_pg_database(url)
 
 
 def _store_with_workflow(url: str) -> Store:
@@ -66,43 +47,6 @@ def _runs_by_key(instance: dg.DagsterInstance) -> dict[str, list[dg.DagsterRun]]
         if key:
             runs[key].append(run)
     return runs
-
-
-def test_daemon_launches_due_schedule_with_correlation(backend, tmp_path: Path) -> None:
-    home, url, _ = backend
-    store = _store_with_workflow(url)
-    now = datetime.now(UTC)
-    due = (now + timedelta(seconds=3)).replace(microsecond=0)
-    schedule, _ = store.create_schedule(validate_schedule(
-        workflow="digest", run_at=iso_utc(due), payload={"user": "ada"}, now=now), now)
-    daemon = OrchestratorDaemon(environment(home, url), tmp_path / "daemon.log")
-    daemon.start()
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        try:
-            # The core finalizes the execution inside the op; the run ends a moment later.
-            execution = wait_for(
-                lambda: next((e for e in store.list_executions()
-                              if e.status is ExecutionStatus.SUCCESS and
-                              instance.get_run_by_id(e.dagster_run_id).status
-                              is dg.DagsterRunStatus.SUCCESS), None),
-                120, "the scheduled execution and its run to succeed", daemon.log)
-            wait_for(lambda: not store.get_schedule(schedule.id).enabled, 60,
-                     "the one-time schedule to disable itself", daemon.log)
-        finally:
-            daemon.stop()
-        run = instance.get_run_by_id(execution.dagster_run_id)
-        assert run.tags[DAGSTER_RUN_KEY_TAG] == f"schedule:{schedule.id}:{iso_utc(due)}"
-        assert run.tags[TAG_EXECUTION_ID] == execution.execution_id
-        assert run.tags[TAG_REQUEST_ID] == execution.request_id
-        assert run.tags[TAG_SOURCE] == "schedule"
-        assert run.tags[TAG_TRIGGER_ID] == schedule.id
-        assert run.tags[TAG_SCHEDULED_FOR] == iso_utc(due)
-        assert run.tags["orchestrator/outcome"] == "success"
-        assert len(_runs_by_key(instance)) == 1
-    assert execution.output == {"count": 3, "who": "ada"}
-    assert execution.scheduled_for == due
-    stored = store.get_schedule(schedule.id)
-    assert (stored.enabled, stored.next_run_at, stored.last_scheduled_for) == (False, None, due)
 
 
 @pytest.mark.parametrize("batch_size", [5], ids=["batch_runs"])
