@@ -46,7 +46,7 @@ from orchestrator.store import Store
 log = logging.getLogger(__name__)
 FINALIZED_BY = "reconciler"
 PAGE = 200
-# Dagster's run update timestamps are whole seconds (SQLite and PostgreSQL run storage).
+# Dagster's run update timestamps may be whole seconds (its SQLite run storage).
 UPDATE_RESOLUTION = timedelta(seconds=1)
 
 
@@ -136,14 +136,17 @@ def _message(run: RunInfo) -> str:
 
 def _settle_ended_runs(store: Store, runs: RunSource, alerter: Alerter,
                        tick: ReconcileTick) -> None:
-    """Settle the runs that ended since the cursor, page by page. Dagster keeps a run's update
-    time to the whole second: a run can end within the cursor's second after the previous tick
-    read it, and one second can hold more ended runs than a page. So every read starts a
-    second before the cursor (settling is idempotent), and a full page whose runs all share one
-    instant is read again, twice as large, until it holds that whole instant."""
+    """Settle the runs that ended since the cursor, page by page. Dagster may keep a run's
+    update time to the whole second (SQLite): a run can end within the cursor's second after
+    the previous tick read it, so a tick reads from a second before its cursor (settling is
+    idempotent). A full page is followed by one from just before its last instant (a page may
+    cut between runs of one instant); a full page whose runs all share one instant is read
+    again, twice as large, until it holds that whole instant. Each read starts later than the
+    one before, or is larger: the loop ends."""
+    after = tick.cursor - UPDATE_RESOLUTION
     limit = PAGE
     while True:
-        page = runs.ended_since(tick.cursor - UPDATE_RESOLUTION, limit)
+        page = runs.ended_since(after, limit)
         if len(page) == limit and page[0].updated_at == page[-1].updated_at:
             limit *= 2
             continue
@@ -161,7 +164,7 @@ def _settle_ended_runs(store: Store, runs: RunSource, alerter: Alerter,
             tick.cursor = max(tick.cursor, run.updated_at)
         if len(page) < limit:
             return
-        limit = PAGE  # a full page over several instants: read on from its last one
+        after, limit = page[-1].updated_at - timedelta(microseconds=1), PAGE
 
 
 def _settle_run(store: Store, runs: RunSource, alerter: Alerter, tick: ReconcileTick,
