@@ -43,7 +43,7 @@ LONG_TESTS: dict[str, float] = {
     "tests/acceptance/test_daemon_faults.py::test_terminated_and_killed": 30,
     "tests/acceptance/test_celery_workers.py::": 28,
     "tests/acceptance/test_dagster_ui.py::": 28,
-    "tests/api/test_fuzz.py::test_schemathesis": 22,
+    "tests/api/test_fuzz.py::test_schemathesis": 12,
     "tests/acceptance/test_daemon_faults.py::test_run_retried_by_dagster": 21,
     "tests/acceptance/test_daemon_faults.py::test_killed_batch_run_worker": 16,
     "tests/acceptance/test_merged_definitions.py::": 16,

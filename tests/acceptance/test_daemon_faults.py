@@ -131,6 +131,10 @@ def test_terminated_and_killed_runs_are_settled_by_the_reconciler(backend, tmp_p
     assert post.json()["execution_id"] == killed
 
 
+# Each scenario below starts a daemon (several seconds of CPU on the suite's two cores): it runs
+# on one backend, the reconciler's settling of what it leaves is tested on both
+# (tests/dagster/test_reconciler.py, test_batch_runs.py), and the scenario above on both.
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # where run retries are used
 def test_run_retried_by_dagster_reruns_the_same_execution_once(backend, tmp_path, sink):
     home, url = backend
     write_dagster_yaml(home, postgres_url=url if url.startswith("postgresql") else None,
@@ -162,6 +166,7 @@ def test_run_retried_by_dagster_reruns_the_same_execution_once(backend, tmp_path
     assert store.list_alerts() == [] and sink.hits("/alerts") == []
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the embedded default
 def test_killed_batch_run_worker_settles_the_whole_batch_with_one_alert(backend, tmp_path,
                                                                          sink):
     """50 executions in one batch run; its worker is SIGKILLed while 8 of them are inside a
