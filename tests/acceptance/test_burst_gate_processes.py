@@ -16,10 +16,9 @@ import sqlalchemy as sa
 from harness.processes import api_server
 from orchestrator.store import Store
 from orchestrator.store import tables as t
-from tests.acceptance.test_cli import apply_digest, base_env, cli, cli_env
+from tests.acceptance.commands import apply_digest
 
 pytestmark = pytest.mark.slow
-__all__ = ["base_env", "cli", "cli_env"]  # fixtures
 
 THRESHOLD, SENT = 10, 25
 GATE = {"ORCHESTRATOR_BURST_GATE": "1", "ORCHESTRATOR_BURST_THRESHOLD": str(THRESHOLD),

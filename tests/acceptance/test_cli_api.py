@@ -12,10 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.store import Store
-from tests.acceptance.test_cli import bad_input, base_env, cli, cli_env, ok, ok_json, write_doc
+from tests.acceptance.commands import bad_input, ok, ok_json, write_doc
 
 pytestmark = pytest.mark.slow
-__all__ = ["base_env", "cli", "cli_env"]  # fixtures
 
 
 def test_keys_create_prints_the_key_once(cli, store_url: str) -> None:

@@ -9,21 +9,12 @@ from pathlib import Path
 import pytest
 
 from orchestrator.domain.correlation import parse_iso
-from tests.acceptance.test_cli import (  # noqa: F401 (fixtures)
-    CLI,
-    apply_digest,
-    bad_input,
-    base_env,
-    cli,
-    cli_env,
-    ok,
-    ok_json,
-)
+from tests.acceptance.commands import CLI, apply_digest, bad_input, ok, ok_json
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_delayed_trigger_is_shown_and_cancelled(cli: CLI, tmp_path: Path) -> None:  # noqa: F811
+def test_a_delayed_trigger_is_shown_and_cancelled(cli: CLI, tmp_path: Path) -> None:
     apply_digest(cli, tmp_path)
     before = datetime.now(UTC).replace(microsecond=0)
     queued = ok_json(cli("trigger", "digest", "--delay", "10m", "--ttl", "1h",
@@ -47,14 +38,14 @@ def test_a_delayed_trigger_is_shown_and_cancelled(cli: CLI, tmp_path: Path) -> N
     (("--ttl", "0"), "--ttl"),
     (("--priority", "11"), "--priority"),
 ])
-def test_bad_timing_exits_2_naming_the_option(cli: CLI, tmp_path: Path,  # noqa: F811
+def test_bad_timing_exits_2_naming_the_option(cli: CLI, tmp_path: Path,
                                               args: tuple[str, ...], option: str) -> None:
     apply_digest(cli, tmp_path)
     assert option in bad_input(cli("trigger", "digest", *args))
     assert ok_json(cli("executions", "list", "--json")) == []
 
 
-def test_replay_from_the_command_line(cli: CLI, tmp_path: Path) -> None:  # noqa: F811
+def test_replay_from_the_command_line(cli: CLI, tmp_path: Path) -> None:
     apply_digest(cli, tmp_path)
     original = ok_json(cli("trigger", "digest", "--payload", '{"user": "ada"}',
                            "--concurrency-key", "user-ada", "--json"))["execution_id"]
@@ -76,7 +67,7 @@ def test_replay_from_the_command_line(cli: CLI, tmp_path: Path) -> None:  # noqa
     assert len(ok_json(cli("executions", "list", "--json"))) == 3
 
 
-def test_concurrency_settings_from_the_command_line(cli: CLI,  # noqa: F811
+def test_concurrency_settings_from_the_command_line(cli: CLI,
                                                     tmp_path: Path) -> None:
     apply_digest(cli, tmp_path)
     assert ok_json(cli("environments", "set-concurrency", "default", "2", "--json")) == {

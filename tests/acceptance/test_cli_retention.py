@@ -17,17 +17,7 @@ from orchestrator.domain.correlation import Correlation, Source
 from orchestrator.domain.records import ExecutionStatus, Outcome
 from orchestrator.store import Store
 from orchestrator.store import tables as t
-from tests.acceptance.test_cli import (  # noqa: F401 (fixtures)
-    CLI,
-    ORCHESTRATOR,
-    apply_digest,
-    bad_input,
-    base_env,
-    cli,
-    cli_env,
-    ok,
-    ok_json,
-)
+from tests.acceptance.commands import CLI, ORCHESTRATOR, apply_digest, bad_input, ok, ok_json
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +31,7 @@ def _finished(store: Store, execution_id: str, environment: str, ago: timedelta)
                            finalized_by="core", now=at)
 
 
-def test_set_retention_lists_it_and_refuses_bad_input(cli: CLI,  # noqa: F811
+def test_set_retention_lists_it_and_refuses_bad_input(cli: CLI,
                                                       tmp_path: Path) -> None:
     apply_digest(cli, tmp_path)
     assert ok_json(cli("environments", "set-retention", "acme", "7d", "--json")) == {
@@ -58,8 +48,8 @@ def test_set_retention_lists_it_and_refuses_bad_input(cli: CLI,  # noqa: F811
     assert ok_json(cli("environments", "list", "--json"))[0]["source"] == "default"
 
 
-def test_prune_dry_run_counts_then_prune_removes(cli: CLI,  # noqa: F811
-                                                 cli_env: dict[str, str],  # noqa: F811
+def test_prune_dry_run_counts_then_prune_removes(cli: CLI,
+                                                 cli_env: dict[str, str],
                                                  tmp_path: Path) -> None:
     apply_digest(cli, tmp_path)
     store = Store(cli_env["ORCHESTRATOR_DATABASE_URL"])
@@ -93,7 +83,7 @@ def _count(store: Store) -> int:
 
 
 def test_a_prune_killed_midway_resumes_and_keeps_what_it_must(
-        cli: CLI, cli_env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+        cli: CLI, cli_env: dict[str, str], tmp_path: Path) -> None:
     apply_digest(cli, tmp_path)
     store = Store(cli_env["ORCHESTRATOR_DATABASE_URL"])
     _bulk(store, 20_000, timedelta(days=40))

@@ -7,21 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.test_cli import (  # noqa: F401 (fixtures)
-    CLI,
-    apply_digest,
-    bad_input,
-    base_env,
-    cli,
-    cli_env,
-    ok,
-    ok_json,
-)
+from tests.acceptance.commands import CLI, apply_digest, bad_input, ok, ok_json
 
 pytestmark = pytest.mark.slow
 
 
-def test_controls_and_an_idempotent_backfill(cli: CLI, tmp_path: Path) -> None:  # noqa: F811
+def test_controls_and_an_idempotent_backfill(cli: CLI, tmp_path: Path) -> None:
     apply_digest(cli, tmp_path)
     schedule = ok_json(cli("schedules", "create", "--workflow", "digest", "--cron", "0 9 * * *",
                            "--overlap", "skip", "--jitter", "5m", "--priority", "2", "--json"))
@@ -48,7 +39,7 @@ def test_controls_and_an_idempotent_backfill(cli: CLI, tmp_path: Path) -> None: 
     (("--start", "2020-01-01T00:00:00Z", "--end", "2020-01-02T00:00:00Z", "--overlap", "x"),
      "--overlap"),
 ])
-def test_bad_backfill_exits_2_naming_the_option(cli: CLI, tmp_path: Path,  # noqa: F811
+def test_bad_backfill_exits_2_naming_the_option(cli: CLI, tmp_path: Path,
                                                 args, named) -> None:
     apply_digest(cli, tmp_path)
     schedule = ok_json(cli("schedules", "create", "--workflow", "digest", "--cron", "0 9 * * *",
@@ -62,7 +53,7 @@ def test_bad_backfill_exits_2_naming_the_option(cli: CLI, tmp_path: Path,  # noq
     (("--overlap", "sometimes"), "--overlap"),
     (("--priority", "-11"), "--priority"),
 ])
-def test_bad_controls_exit_2(cli: CLI, tmp_path: Path, args, named) -> None:  # noqa: F811
+def test_bad_controls_exit_2(cli: CLI, tmp_path: Path, args, named) -> None:
     apply_digest(cli, tmp_path)
     assert named in bad_input(cli("schedules", "create", "--workflow", "digest", "--cron",
                                   "0 9 * * *", *args))

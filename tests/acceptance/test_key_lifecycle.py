@@ -18,18 +18,9 @@ import sqlalchemy as sa
 from harness.processes import OPERATOR_TOKEN, api_server
 from orchestrator.store import Store
 from orchestrator.store import tables as t
-from tests.acceptance.test_cli import (
-    apply_digest,
-    bad_input,
-    base_env,
-    cli,
-    cli_env,
-    ok_json,
-    process,
-)
+from tests.acceptance.commands import apply_digest, bad_input, ok_json
 
 pytestmark = pytest.mark.slow
-__all__ = ["base_env", "cli", "cli_env", "process"]  # fixtures
 
 TRIGGER = "/v1/workflows/digest/trigger"
 
