@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import re
@@ -107,6 +108,7 @@ class KeyCache:
         self.max_keys = max_keys
         self.clock = clock
         self._known: dict[str, tuple[KeyGrant, float]] = {}
+        self._reading: dict[str, asyncio.Future[KeyGrant | None]] = {}
 
     async def environment(self, key: str, now: datetime) -> str | None:
         digest = hash_api_key(key)
@@ -115,14 +117,31 @@ class KeyCache:
         if known is not None and known[1] > tick:
             grant: KeyGrant | None = known[0]
         else:
-            grant = await run_in_threadpool(self.access.check_api_key, key, now)
-            if grant is None:
-                self._known.pop(digest, None)
-            else:
-                if len(self._known) >= self.max_keys:
-                    self._known.clear()
-                self._known[digest] = (grant, tick + self.ttl)
+            grant = await self._read(key, digest, now, tick)
         return grant.environment if grant is not None and grant.valid_at(now) else None
+
+    async def _read(self, key: str, digest: str, now: datetime, tick: float) -> KeyGrant | None:
+        """One store read per key at a time: the requests that find the key stale while it runs
+        share its answer (at a burst's rate, each entry's expiry sent every request waiting then
+        to the store at once, and each to record the key's last use: writes queued behind the
+        admission writer)."""
+        reading = self._reading.get(digest)
+        if reading is None:
+            reading = asyncio.ensure_future(self._check(key, digest, now, tick))
+            self._reading[digest] = reading
+            reading.add_done_callback(lambda done: self._reading.pop(digest, None)
+                                      if self._reading.get(digest) is done else None)
+        return await asyncio.shield(reading)
+
+    async def _check(self, key: str, digest: str, now: datetime, tick: float) -> KeyGrant | None:
+        grant = await run_in_threadpool(self.access.check_api_key, key, now)
+        if grant is None:
+            self._known.pop(digest, None)
+        else:
+            if len(self._known) >= self.max_keys:
+                self._known.clear()
+            self._known[digest] = (grant, tick + self.ttl)
+        return grant
 
 
 async def environment_of(request: Request, keys: KeyCache, now: datetime) -> str:

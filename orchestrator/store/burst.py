@@ -41,11 +41,15 @@ def _window(conn: sa.Connection, environment: str, policy: BurstPolicy,
         return sa.select(sa.func.count()).select_from(rows).scalar_subquery()
 
     trips = t.burst_trips
-    row = conn.execute(sa.select(
-        counted(t.executions) + counted(t.burst_buffer),
-        sa.select(trips.c.tripped_until).where(trips.c.environment == environment)
-        .scalar_subquery())).one()
-    return BurstWindow(policy, now, counted=int(row[0]), tripped_until=row[1])
+    tripped_until = conn.execute(sa.select(trips.c.tripped_until).where(
+        trips.c.environment == environment)).scalar()
+    if tripped_until is not None and tripped_until - now > policy.hold / 2:
+        # Tripped with more than half the hold to go: every gated trigger goes to the buffer
+        # whatever the count, and a trip is only extended in its last half (trip_to_store), so
+        # the window is not counted (a quarter of the admission writer's time in a burst).
+        return BurstWindow(policy, now, counted=policy.threshold, tripped_until=tripped_until)
+    count = conn.execute(sa.select(counted(t.executions) + counted(t.burst_buffer))).scalar()
+    return BurstWindow(policy, now, counted=int(count or 0), tripped_until=tripped_until)
 
 
 def store_trips(conn: sa.Connection, windows: dict[str, BurstWindow]) -> None:
