@@ -20,7 +20,7 @@ import sys
 
 import requests
 
-from bench.ingestion import GATE_THRESHOLD, PACE_MS, SECONDS, STEADY_RATE, api_server, load
+from bench.ingestion import GATE_THRESHOLD, STEADY_RATE, api_server, gated_burst
 from bench.report import BACKENDS, QUICK, Row
 from harness.dagster_home import backend
 
@@ -57,23 +57,9 @@ def measure(name: str) -> list[Row]:
         baseline=f"1 process: {one} queued, {SENT - one} buffered",
         ratio=four / one if one else None, target=f"the same count ({THRESHOLD})",
         met=one == four == THRESHOLD)]
-    gate = {"ORCHESTRATOR_BURST_GATE": "1", "ORCHESTRATOR_BURST_THRESHOLD": str(GATE_THRESHOLD)}
-    with backend(name) as b, api_server(b, workers=4, **gate) as server:
-        load(server, connections=8, seconds=2, paced=True)  # warm every process
-        steady = load(server, connections=STEADY_RATE * PACE_MS // 1000, seconds=SECONDS,
-                      paced=True)
-        burst = load(server, connections=10 * STEADY_RATE * PACE_MS // 1000, seconds=SECONDS,
-                     paced=True)
-    print(f"  4 processes steady: {steady.summary()}\n  4 processes burst: {burst.summary()}",
-          flush=True)
-    ratio = burst.p99_ms / steady.p99_ms if steady.p99_ms else None
-    rows.append(Row(
-        benchmark=f"burst gate, serve --workers 4: p99 of a 10x burst ({10 * STEADY_RATE:,}/s) "
-                  f"vs steady ({STEADY_RATE}/s), threshold {GATE_THRESHOLD}/s, paced wrk",
-        backend=name, ours=f"burst {burst.summary()}", baseline=f"steady {steady.summary()}",
-        ratio=ratio, target="burst p99 ≤ 2x steady p99, none lost",
-        met=ratio is not None and ratio <= 2 and burst.lost == 0 and steady.lost == 0
-        and burst.refused == 0 and steady.refused == 0))
+    rows.append(gated_burst(name, workers=4, benchmark=(
+        f"burst gate, serve --workers 4: p99 of a 10x burst ({10 * STEADY_RATE:,}/s) "
+        f"vs steady ({STEADY_RATE}/s), threshold {GATE_THRESHOLD}/s, paced wrk")))
     return rows
 
 

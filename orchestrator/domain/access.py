@@ -44,11 +44,7 @@ def parse_key_lifetime(value: Any) -> timedelta:
 def parse_rotation_grace(value: Any) -> timedelta:
     """``webhooks rotate-secret --grace``: how long the old secret is still accepted, from 0
     (at once) to 30 days; ``ValueError`` fit for the user."""
-    if isinstance(value, str) and value.strip() in ("0", "0s", "0m", "0h", "0d"):
-        return timedelta(0)
-    if value == 0 and not isinstance(value, bool):
-        return timedelta(0)
-    grace = parse_duration(value)
+    grace = parse_duration(value, allow_zero=True)
     if grace > MAX_ROTATION_GRACE:
         raise ValueError("must be at most 30 days")
     return grace

@@ -20,9 +20,9 @@ DURATION_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
-def parse_duration(value: Any) -> timedelta:
-    """Seconds (a number) or a string such as ``"30s"``, ``"5m"``, ``"1h"``, ``"2d"``; raises
-    ``ValueError`` with a message fit for the user."""
+def parse_duration(value: Any, *, allow_zero: bool = False) -> timedelta:
+    """Seconds (a number) or a string such as ``"30s"``, ``"5m"``, ``"1h"``, ``"2d"``, positive
+    (or zero, with ``allow_zero``); raises ``ValueError`` with a message fit for the user."""
     if isinstance(value, bool):
         raise ValueError("must be seconds (a number) or a duration such as '30s', '5m', '1h'")
     if isinstance(value, timedelta):
@@ -35,8 +35,10 @@ def parse_duration(value: Any) -> timedelta:
             raise ValueError("must be seconds (a number) or a duration such as '30s', '5m', "
                              "'1h'")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if allow_zero and seconds == 0:
+        return timedelta(0)
     if not seconds > 0:  # NaN too
-        raise ValueError("must be positive")
+        raise ValueError("must be zero or positive" if allow_zero else "must be positive")
     try:
         duration = timedelta(seconds=seconds)
     except OverflowError:  # past timedelta's range (~2.7 million years), or infinite
