@@ -79,7 +79,11 @@ dev: db-upgrade
 # Tests are handed to the workers one at a time, the longest first (tests/conftest.py,
 # LONG_TESTS); tests marked @pytest.mark.xdist_group(name) share a worker.
 PYTEST_WORKERS ?= 3
+# Bytecode first: where PYTHONDONTWRITEBYTECODE is set (as on the CI machine) no process writes
+# it, and each of the ~200 processes a suite starts (daemons, code servers, runs, the CLI) would
+# compile every module of ours it imports (~0.3 s of CPU each).
 test: install $(CHROMIUM_STAMP)
+	$(BIN)/python -m compileall -q -j 0 orchestrator harness bench tests definitions.py >/dev/null
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # Benchmarks beside their Dagster baselines, on SQLite and the local PostgreSQL (a fresh database

@@ -6,6 +6,7 @@ everything to Dagster's queue at once."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -16,17 +17,20 @@ from orchestrator.domain.correlation import DAGSTER_RUN_KEY_TAG, TAG_EXECUTION_I
 from orchestrator.domain.records import TriggerStatus
 from orchestrator.store import Store
 from orchestrator.triggers.dispatch import RunSlots, spread_size
-from tests.dagster.conftest import SensorHarness
+from tests.dagster.conftest import SensorHarness, instance_from
 from tests.dagster.test_batch_runs import _batches, _members, _queue
 
 SLOTS = 2
 
 
 @pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test(overrides={"run_coordinator": {
-            "module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
-            "config": {"max_concurrent_runs": SLOTS}}}) as instance:
+def instance(dagster_storage_template: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[dg.DagsterInstance]:
+    with instance_from(dagster_storage_template, tmp_path_factory.mktemp("dagster_home"),
+                       {"run_coordinator": {
+                           "module": "dagster._core.run_coordinator",
+                           "class": "QueuedRunCoordinator",
+                           "config": {"max_concurrent_runs": SLOTS}}}) as instance:
         yield instance
 
 
