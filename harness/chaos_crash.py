@@ -1,5 +1,6 @@
 """Daemon crash: SIGKILL the ``dagster-daemon`` (with its code server), or separately only the
-code server, at random moments while schedules fall due and queued triggers arrive; restart it;
+code server, or each in turn (``both``: the daemon of a separate code server, then that code
+server), at random moments while schedules fall due and queued triggers arrive; restart it;
 let it recover; count lost occurrences and duplicate runs per occurrence (an occurrence is
 carried by its own run or by its batch's run: batch runs are on, at the default size, so due
 occurrences and triggers that pile up are claimed and dispatched in batches). Target: 0 and 0.
@@ -14,7 +15,7 @@ Runs are created and queued, not executed (``max_concurrent_runs: 0``): the disp
 is what a crash can break. ``max_runs_per_tick=5`` spreads each cycle over several ticks; the
 queue sensor hands triggers to Dagster's queue whatever its free slots (none, here).
 
-Usage: .venv/bin/python -m bench.chaos_crash [daemon|code_server] [cycles]
+Usage: .venv/bin/python -m bench.chaos_crash [daemon|code_server|both] [cycles]
 """
 
 from __future__ import annotations
@@ -86,15 +87,18 @@ def run_crash(*, target: str = "daemon", cycles: int = 50, spacing: float = 2.0,
                           ORCHESTRATOR_DISPATCH_TO_FREE_SLOTS="false")
         code_server = None
         workspace = REPO / "workspace.yaml"
-        if target == "code_server":
+        if target in ("code_server", "both"):
             code_server = CodeServer(env, b.home / "code_server.log")
             workspace = code_server.workspace(b.home / "workspace.yaml")
             code_server.start()
         elif target != "daemon":
-            raise ValueError("target is daemon or code_server")
+            raise ValueError("target is daemon, code_server or both")
         daemon = (OrchestratorDaemon if orchestrator_daemon else Daemon)(
             env, b.home / "daemon.log", workspace)
-        victim: Any = code_server or daemon
+        # Each kill's victim, in turn.
+        victims: list[Any] = ([daemon, code_server] if target == "both"
+                              else [code_server or daemon])
+        kills_of: collections.Counter[str] = collections.Counter()
         first = (now + timedelta(seconds=warmup)).replace(microsecond=0)
         one_time: list[str] = []
         for i in range(cycles):
@@ -133,8 +137,10 @@ def run_crash(*, target: str = "daemon", cycles: int = 50, spacing: float = 2.0,
                 time.sleep(rng.uniform(*kill_every))
                 if datetime.now(UTC) >= chaos_end:
                     break
+                victim = victims[kills % len(victims)]
                 victim.kill()
                 kills += 1
+                kills_of["code_server" if victim is code_server else "daemon"] += 1
                 time.sleep(rng.uniform(*down_for))
                 victim.start()
             stop_load.set()
@@ -186,7 +192,7 @@ def run_crash(*, target: str = "daemon", cycles: int = 50, spacing: float = 2.0,
                          duplicates=duplicates,
                          skipped=skipped, triggers=len(accepted),
                          seconds=time.time() - started,
-                         details={"unexpected": unexpected[:5],
+                         details={"kills": dict(kills_of), "unexpected": unexpected[:5],
                                   "missing": sorted(k for k, n in carried.items() if not n)[:5],
                                   "batch_runs": sum(k.startswith("batch:") for k in ours)})
     print(f"[chaos_crash/{target}] {kills} kills over {cycles} cycles: {result.expected} "

@@ -37,7 +37,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 # here.
 LONG_TESTS: dict[str, float] = {
     "tests/acceptance/test_api_daemon.py::": 50,
-    "tests/acceptance/test_chaos_crash.py::": 40,
+    "tests/acceptance/test_chaos_crash.py::": 50,
     "tests/acceptance/test_daemon_schedules.py::test_sigkill_mid_dispatch": 40,
     "tests/acceptance/test_celery_workers.py::test_a_killed_worker": 33,
     "tests/acceptance/test_daemon_faults.py::test_terminated_and_killed": 30,
