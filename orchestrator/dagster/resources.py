@@ -13,8 +13,9 @@ from orchestrator.settings import DATABASE_URL_VAR, Settings
 from orchestrator.store import Store
 
 # The resource key of the store: the orchestrator's own name, so that merging our definitions
-# into a team's code location (orchestrator_definitions) never meets a `store` of theirs. Ops,
-# sensors and hooks take it as a parameter of this name.
+# into a team's code location (orchestrator_definitions) never meets a `store` of theirs. Ops
+# and hooks take it as a parameter of this name; the sensors build theirs from the same settings
+# (a sensor with resources gets a new Dagster instance every evaluation: dagster/sensors.py).
 STORE_RESOURCE = "orchestrator_store"
 
 

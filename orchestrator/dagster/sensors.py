@@ -1,9 +1,18 @@
 """``schedule_trigger_sensor`` and ``queued_trigger_sensor`` read the clock once, call the
 dispatcher and turn its dispatches into run requests; ``execution_reconciler`` settles what no
-failure hook saw."""
+failure hook saw.
+
+The sensors declare no Dagster resources and keep one Dagster instance per code server process
+(:func:`_instance`): for a sensor with resources, or one that reads ``context.instance``,
+Dagster opens a new instance for every evaluation (its storage: on SQLite, a check of each
+database's migrations; on PostgreSQL, new connections), which was 40% of an idle tick's CPU in
+the code server (py-spy). Their store comes from the same settings as the ``orchestrator_store``
+resource of the ops.
+"""
 
 # No `from __future__ import annotations`: Dagster reads these annotations at runtime.
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -33,6 +42,33 @@ PRUNER_SENSOR = "retention_pruner"
 PRUNE_BUDGET = 20.0
 
 
+_instances: dict[str, dg.DagsterInstance] = {}
+_instances_lock = threading.Lock()
+
+
+def _instance(context: dg.SensorEvaluationContext) -> dg.DagsterInstance:
+    """The Dagster instance of ``context``, opened once per process and kept (as the daemon and
+    the webserver keep theirs); a context built with an instance (tests) has its own."""
+    ref = context.instance_ref
+    if ref is None:
+        return context.instance
+    key = dg.serialize_value(ref)
+    with _instances_lock:
+        instance = _instances.get(key)
+        if instance is None:
+            instance = _instances[key] = dg.DagsterInstance.from_ref(ref)
+        return instance
+
+
+def dispose_kept_instances() -> None:
+    """Close the instances :func:`_instance` kept (a test that opened its own, or a process
+    whose instance configuration changed)."""
+    with _instances_lock:
+        for instance in _instances.values():
+            instance.dispose()
+        _instances.clear()
+
+
 def _requests(dispatches: list[Dispatch],
               batches: list[BatchDispatch]) -> list[dg.RunRequest]:
     return [*(dg.RunRequest(run_key=d.run_key, job_name=JOB_NAME,
@@ -45,18 +81,18 @@ def _requests(dispatches: list[Dispatch],
 
 
 def build_schedule_sensor(settings: Settings) -> dg.SensorDefinition:
+    orchestrator_store = OrchestratorStore.from_settings(settings)
     @dg.sensor(name=SCHEDULE_SENSOR, jobs=[execute_workflow, execute_workflow_batch],
                minimum_interval_seconds=settings.sensor_interval_seconds,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Launches due schedules from the orchestrator store.")
-    def schedule_trigger_sensor(context: dg.SensorEvaluationContext,
-                                orchestrator_store: OrchestratorStore) -> dg.SensorResult:
+    def schedule_trigger_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         db = orchestrator_store.get()
         now = wait_until_due(db, now=datetime.now(UTC), lookahead=settings.dispatch_lookahead,
                              clock=lambda: datetime.now(UTC))
         tick = dispatch_due_schedules(
             db, now=now, limit=settings.max_runs_per_tick,
-            runs=run_lookup(context.instance, SCHEDULE_SENSOR),
+            runs=run_lookup(_instance(context), SCHEDULE_SENSOR),
             catchup_window=settings.catchup_window, max_batch_size=settings.max_batch_size)
         if tick.advanced or tick.skipped or tick.runs or tick.released:
             context.log.info(f"requested {len(tick.dispatches)} run(s) and {len(tick.batches)} "
@@ -70,6 +106,7 @@ def build_schedule_sensor(settings: Settings) -> dg.SensorDefinition:
 
 
 def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
+    orchestrator_store = OrchestratorStore.from_settings(settings)
     # The shortest minimum interval (Dagster reads 0 as its default, 30 s): an evaluation waits
     # for triggers itself (up to the look-ahead), so the next one starts at the daemon's first
     # loop a second after the previous one started.
@@ -77,12 +114,11 @@ def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
                minimum_interval_seconds=1,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Launches queued triggers (CLI, API) from the orchestrator store.")
-    def queued_trigger_sensor(context: dg.SensorEvaluationContext,
-                              orchestrator_store: OrchestratorStore) -> dg.SensorResult:
+    def queued_trigger_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         db = orchestrator_store.get()
 
         def slots() -> RunSlots | None:
-            return run_slots(context.instance) if settings.dispatch_to_free_slots else None
+            return run_slots(_instance(context)) if settings.dispatch_to_free_slots else None
 
         def startable(at: datetime) -> datetime | None:
             due = db.queue.next_startable_at(at)
@@ -96,7 +132,7 @@ def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
                             clock=lambda: datetime.now(UTC), poll=QUEUE_POLL)
         tick = dispatch_queued_triggers(db, now=now,
                                         limit=settings.max_runs_per_tick,
-                                        runs=run_lookup(context.instance, QUEUE_SENSOR),
+                                        runs=run_lookup(_instance(context), QUEUE_SENSOR),
                                         alerter=orchestrator_store.alerter(),
                                         max_batch_size=settings.max_batch_size,
                                         stuck_after=settings.burst_stuck_after,
@@ -116,13 +152,13 @@ def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
 
 
 def build_reconciler_sensor(settings: Settings) -> dg.SensorDefinition:
+    orchestrator_store = OrchestratorStore.from_settings(settings)
     @dg.sensor(name=RECONCILER_SENSOR, minimum_interval_seconds=settings.sensor_interval_seconds,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Settles executions whose runs ended without a hook (terminated, "
                            "killed, failed to start) and retries alert webhooks.")
-    def execution_reconciler(context: dg.SensorEvaluationContext,
-                             orchestrator_store: OrchestratorStore) -> dg.SensorResult:
-        tick = reconcile(orchestrator_store.get(), DagsterRuns(context.instance),
+    def execution_reconciler(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        tick = reconcile(orchestrator_store.get(), DagsterRuns(_instance(context)),
                          orchestrator_store.alerter(),
                          now=datetime.now(UTC),
                          cursor=(datetime.fromisoformat(context.cursor) if context.cursor
@@ -143,15 +179,15 @@ def build_reconciler_sensor(settings: Settings) -> dg.SensorDefinition:
 
 
 def build_pruner_sensor(settings: Settings) -> dg.SensorDefinition:
+    orchestrator_store = OrchestratorStore.from_settings(settings)
     @dg.sensor(name=PRUNER_SENSOR, minimum_interval_seconds=settings.prune_interval_seconds,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Prunes terminal executions past their environment's retention "
                            "(and their Dagster runs) and expired housekeeping rows.")
-    def retention_pruner(context: dg.SensorEvaluationContext,
-                         orchestrator_store: OrchestratorStore) -> dg.SensorResult:
+    def retention_pruner(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         report = prune(orchestrator_store.get(), now=datetime.now(UTC),
                        default_retention=timedelta(days=settings.retention_days),
-                       runs=DagsterRuns(context.instance) if settings.prune_dagster_runs
+                       runs=DagsterRuns(_instance(context)) if settings.prune_dagster_runs
                        else None, budget=PRUNE_BUDGET, duty=SENSOR_DUTY)
         removed = ", ".join(f"{n} {kind}" for kind, n in sorted(report.removed.items()))
         if report.removed:
