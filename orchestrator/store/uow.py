@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from orchestrator.exceptions import StoreError
-from orchestrator.store.engine import READ_ONLY, engine_for
+from orchestrator.store.engine import READ_ONLY, engine_for, sqlite_write_lock
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -70,8 +70,9 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        with self.engine.begin() as conn:
+        """One transaction: committed when the block ends, rolled back if it raises (on
+        SQLite, behind the file's write lock: ``engine.sqlite_write_lock``)."""
+        with sqlite_write_lock(self.url), self.engine.begin() as conn:
             yield conn
 
     @contextmanager
