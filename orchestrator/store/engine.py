@@ -143,19 +143,20 @@ class _WriteLock:
                 pause = min(pause * 2, WRITE_LOCK_MAX_POLL)
 
 
-_write_locks: dict[str, _WriteLock] = {}
+_write_locks: dict[str, _WriteLock | None] = {}  # by store URL
 
 
 def sqlite_write_lock(url: str) -> AbstractContextManager[None]:
     """Held around each write transaction of the store: :class:`_WriteLock` for a SQLite file,
     nothing for PostgreSQL (row locks) or an in-memory SQLite database."""
-    parsed = make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return nullcontext()
-    path = os.path.abspath(database) + "-writer.lock"
-    with _lock:
-        lock = _write_locks.get(path)
-        if lock is None:
-            lock = _write_locks[path] = _WriteLock(path)
-    return lock.held()
+    try:
+        lock = _write_locks[url]
+    except KeyError:
+        parsed = make_url(url)
+        database = parsed.database
+        lock = None
+        if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
+            lock = _WriteLock(os.path.abspath(database) + "-writer.lock")
+        with _lock:
+            lock = _write_locks.setdefault(url, lock)
+    return nullcontext() if lock is None else lock.held()
