@@ -42,6 +42,23 @@ POOL_RECYCLE = 3600  # seconds a kept connection is reused before it is reopened
 POOL_MAX_OVERFLOW = 2
 
 
+def remember_instigators_table(storage: Any) -> None:
+    """Dagster's schedule storage asks the database catalog whether its ``instigators`` table
+    exists on every read and write of a sensor's or schedule's state (``has_instigators_table``,
+    reflection each time: several catalog queries per sensor tick in the daemon). A table that
+    exists stays: once found, this storage remembers it (until then it asks, as Dagster does,
+    so a storage opened before a migration still finds the table after it)."""
+    ask = storage.has_instigators_table
+    found: list[bool] = []
+
+    def has_instigators_table() -> bool:
+        if not found and ask():
+            found.append(True)
+        return bool(found)
+
+    storage.has_instigators_table = has_instigators_table
+
+
 @contextmanager
 def storage_lock(base_dir: str | os.PathLike[str]) -> Iterator[None]:
     """Exclusive inter-process lock on ``base_dir``'s storage (released when the holder exits,
@@ -71,6 +88,7 @@ class LockedSqliteStorage(DagsterSqliteStorage):
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         with storage_lock(base_dir):
             super().__init__(base_dir, inst_data=inst_data)
+        remember_instigators_table(self.schedule_storage)
 
     @classmethod
     def from_config_value(
@@ -103,6 +121,7 @@ class PooledPostgresStorage(DagsterPostgresStorage):
             # Dagster's own switch for the webserver; no statement timeout (0).
             storage.optimize_for_webserver(statement_timeout=0, pool_recycle=POOL_RECYCLE,
                                            max_overflow=POOL_MAX_OVERFLOW)
+        remember_instigators_table(self.schedule_storage)
 
     @classmethod
     def from_config_value(  # type: ignore[override]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from orchestrator.dagster import compat
 from orchestrator.dagster.storage import LOCK_FILENAME, LockedSqliteStorage
@@ -149,3 +150,18 @@ def test_locked_storage_keeps_dagsters_layout(tmp_path: Path,
 
     assert files(locked) == files(default) | {LOCK_FILENAME}
     assert {"history/runs.db", "history/runs/index.db", "schedules/schedules.db"} <= files(locked)
+
+
+
+def test_a_locked_sqlite_home_remembers_the_instigators_table(tmp_path: Path) -> None:
+    """The schedule storage of a LockedSqliteStorage home answers from memory once the table is
+    found (``remember_instigators_table``), and reads sensor state as before."""
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump({"storage": {"custom": {
+        "module": "orchestrator.dagster.storage", "class": "LockedSqliteStorage",
+        "config": {"base_dir": str(tmp_path)}}}}))
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        schedules = instance.schedule_storage
+        assert schedules is not None and schedules.has_instigators_table()
+        assert schedules.has_instigators_table.__qualname__.startswith(
+            "remember_instigators_table")
+        assert instance.all_instigator_state() == []
