@@ -34,7 +34,6 @@ import sqlalchemy as sa
 from bench.report import QUICK, Row, median, percentile
 from harness.dagster_home import backend
 from harness.processes import api_server
-from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.dagster.sensors import build_queue_sensor
 from orchestrator.domain.correlation import Correlation, Source, new_id
 from orchestrator.domain.workflow import parse_workflow
@@ -87,10 +86,8 @@ def _tick(url: str, instance: dg.DagsterInstance) -> float:
     settings = Settings(database_url=url, max_batch_size=1, dispatch_lookahead=timedelta(0),
                         dispatch_to_free_slots=False)  # every waiting trigger, each tick
     sensor = build_queue_sensor(settings)
-    resources = {STORE_RESOURCE: OrchestratorStore(database_url=url)}
-
     def once() -> float:
-        context = dg.build_sensor_context(instance=instance, resources=resources)
+        context = dg.build_sensor_context(instance=instance)
         t0 = time.perf_counter()
         result = sensor(context)
         elapsed = time.perf_counter() - t0

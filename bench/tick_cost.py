@@ -18,7 +18,6 @@ import sqlalchemy as sa
 
 from bench.report import BACKENDS, QUICK, Row, median
 from harness.dagster_home import backend
-from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.dagster.sensors import build_schedule_sensor
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
@@ -71,9 +70,8 @@ def _plan(store: Store, now: datetime) -> str:
         return "; ".join(str(r[0]).strip() for r in rows)
 
 
-def _evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, url: str) -> float:
-    context = dg.build_sensor_context(
-        instance=instance, resources={STORE_RESOURCE: OrchestratorStore(database_url=url)})
+def _evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance) -> float:
+    context = dg.build_sensor_context(instance=instance)
     t0 = time.perf_counter()
     result = sensor(context)
     elapsed = time.perf_counter() - t0
@@ -98,8 +96,8 @@ def measure(name: str) -> list[Row]:
                 if name == "postgres":
                     with store.engine.begin() as conn:
                         conn.execute(sa.text("ANALYZE orch_schedules"))
-                _evaluate(sensor, instance, b.store_url)  # warm: execution rows, caches
-                results[total] = median([_evaluate(sensor, instance, b.store_url)
+                _evaluate(sensor, instance)  # warm: execution rows, caches
+                results[total] = median([_evaluate(sensor, instance)
                                          for _ in range(TICKS)])
                 plans[total] = _plan(store, now)
         ratio = results[LARGE] / results[SMALL]

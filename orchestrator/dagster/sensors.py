@@ -116,9 +116,10 @@ def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
                description="Launches queued triggers (CLI, API) from the orchestrator store.")
     def queued_trigger_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         db = orchestrator_store.get()
+        dagster = _instance(context)
 
         def slots() -> RunSlots | None:
-            return run_slots(_instance(context)) if settings.dispatch_to_free_slots else None
+            return run_slots(dagster) if settings.dispatch_to_free_slots else None
 
         def startable(at: datetime) -> datetime | None:
             due = db.queue.next_startable_at(at)
@@ -132,7 +133,7 @@ def build_queue_sensor(settings: Settings) -> dg.SensorDefinition:
                             clock=lambda: datetime.now(UTC), poll=QUEUE_POLL)
         tick = dispatch_queued_triggers(db, now=now,
                                         limit=settings.max_runs_per_tick,
-                                        runs=run_lookup(_instance(context), QUEUE_SENSOR),
+                                        runs=run_lookup(dagster, QUEUE_SENSOR),
                                         alerter=orchestrator_store.alerter(),
                                         max_batch_size=settings.max_batch_size,
                                         stuck_after=settings.burst_stuck_after,

@@ -16,7 +16,6 @@ from orchestrator.dagster.batch_job import execute_workflow_batch
 from orchestrator.dagster.compat import SENSOR_NAME_TAG
 from orchestrator.dagster.definitions import orchestrator_definitions
 from orchestrator.dagster.jobs import execute_workflow
-from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
 from orchestrator.domain.correlation import DAGSTER_RUN_KEY_TAG
 from orchestrator.settings import Settings
 
@@ -81,9 +80,7 @@ class SensorHarness:
         self.cursor: str | None = None
 
     def tick(self) -> list[dg.RunRequest]:
-        context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor,
-            resources={STORE_RESOURCE: OrchestratorStore.from_settings(self.settings)})
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor)
         result = self.sensor(context)
         self.cursor = result.cursor or context.cursor
         return list(result.run_requests or [])
