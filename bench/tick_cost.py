@@ -84,7 +84,8 @@ def measure(name: str) -> list[Row]:
         now = datetime.now(UTC)
         store = Store(b.store_url)
         store.apply_workflow(parse_workflow(WORKFLOW, block_types()), now)
-        settings = Settings(database_url=b.store_url, max_runs_per_tick=DUE)
+        settings = Settings(database_url=b.store_url, max_runs_per_tick=DUE,
+                            max_batch_size=1)  # a run each: DUE run requests per tick
         sensor = build_schedule_sensor(settings)
         results: dict[int, float] = {}
         plans: dict[int, str] = {}
