@@ -87,7 +87,7 @@ def http_block(inputs: dict[str, Any], context: BlockContext) -> dict[str, Any]:
     elif "body" in inputs:
         request["content"] = str(inputs["body"])
 
-    client = _client()
+    client = shared_client()
 
     def attempt() -> httpx.Response:
         try:
@@ -127,7 +127,7 @@ _CLIENT: httpx.Client | None = None
 _CLIENT_LOCK = threading.Lock()
 
 
-def _client() -> httpx.Client:
+def shared_client() -> httpx.Client:
     """One client per process, shared by every block (httpx clients are thread-safe): creating
     one costs ~40 ms of CPU (its TLS context), which a batch run would otherwise pay for every
     execution; sharing also keeps connections to a provider alive between executions."""

@@ -13,6 +13,12 @@ differences that a long-lived worker needs:
   run process turns it into the interrupt Dagster's own run workers get, so the run ends
   ``CANCELED`` through Dagster's cancellation path and the pool process lives on for the next
   run;
+- the pool processes are warm before the first run arrives: what every run needs is imported
+  once in the worker's main process, before it forks them (the execution core, the blocks, the
+  store), and each pool process opens its Dagster instance, a store connection and the ``http``
+  block's client as it starts. Without it the first run of each pool process paid ~1 s of
+  imports and connections before its first block (a lone trigger on a fresh worker, and the
+  first batch of every burst after a deploy);
 - a task is acknowledged when its run ends, not when it starts (``acks_late``; workers run
   with prefetch 1), so a worker holds no run beyond those it executes: a run sent while one
   worker is busy goes to an idle one instead of waiting behind the busy one's run. A worker
@@ -33,6 +39,7 @@ from typing import Any
 
 import dagster as dg
 from celery import Celery
+from celery.signals import worker_process_init
 
 from orchestrator.dagster.compat import (
     ExecuteRunArgs,
@@ -69,7 +76,43 @@ def build_app(instance: dg.DagsterInstance) -> Celery:
             f"needs {LAUNCHER_CLASS} (see examples/dagster.yaml)"), subject="dagster.yaml")
     app = make_app(launcher.app_args())
     register_tasks(app)
+    _import_what_runs_need()
+    worker_process_init.connect(_warm_pool_process, weak=False)
     return app
+
+
+def _import_what_runs_need() -> None:
+    """Import, in the worker's main process (its pool processes fork from it and share these
+    pages), what the first run would otherwise import: the orchestrator's jobs with their
+    execution core and store, the ``http`` block's client, and the block modules of
+    ``ORCHESTRATOR_BLOCK_MODULES``. The code location's own module is still imported by the run
+    (its code pointer), cheaply once these are loaded."""
+    import httpx  # noqa: F401
+
+    import orchestrator.dagster.definitions
+    import orchestrator.store.sql  # noqa: F401
+    from orchestrator.execution.blocks import import_block_modules
+    from orchestrator.settings import Settings
+
+    import_block_modules(Settings.from_env().block_modules)
+
+
+def _warm_pool_process(**_: Any) -> None:
+    """Celery's ``worker_process_init``, in each pool process as it starts: open what runs use
+    and a forked process may not share (connections). A failure here only costs the first run
+    its warm start: that run opens them itself, and reports what is wrong."""
+    from orchestrator.execution.http_block import shared_client
+    from orchestrator.settings import Settings
+    from orchestrator.store.engine import engine_for
+
+    try:
+        _process_instance().get_runs_count()
+        with engine_for(Settings.from_env().database_url).connect():
+            pass
+        shared_client()
+    except Exception:
+        log.warning("could not warm this pool process; its first run opens what it needs",
+                    exc_info=True)
 
 
 def register_tasks(app: Celery) -> None:

@@ -2,7 +2,7 @@
 RabbitMQ, ``orchestrator daemon`` and ``orchestrator worker`` processes.
 
 What this file proves: runs (single and batched) execute inside the workers' long-lived pool
-processes, never a process of their own; terminating a run (what the Dagster UI does) stops it
+processes, never a process of their own, and those are warm (connected) before the first run; terminating a run (what the Dagster UI does) stops it
 in its worker, the run ends ``CANCELED`` and its execution ``cancelled`` with no alert, and the
 pool process takes the next run; a worker killed with SIGKILL mid-run leaves its execution to the
 heartbeat lease (one ``pipeline_fault``, one alert) while a second worker keeps draining; an
@@ -109,6 +109,23 @@ def _messages(instance: dg.DagsterInstance, run_id: str) -> str:
     return "\n".join(_events(instance, run_id))
 
 
+def _postgres_connections(pid: int, port: int = 5432) -> int:
+    """TCP connections process ``pid`` holds open to ``port`` (its sockets' inodes, looked up in
+    the kernel's connection table)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = fd.readlink().as_posix() if fd.is_symlink() else ""
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    connected = 0
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                connected += 1
+    return connected
+
+
 def _done(store: Store, ids: list[str]) -> bool:
     return all(store.get_execution(e).status.terminal for e in ids)
 
@@ -127,6 +144,10 @@ def test_runs_execute_in_warm_workers_and_terminating_one_stops_it_there(profile
             worker.start(timeout=None)
             daemon.start()
             worker.ready()
+            # Warm before the first run: each pool process holds its Dagster instance's and the
+            # store's PostgreSQL connections already.
+            wait_for(lambda: all(_postgres_connections(pid) >= 2 for pid in worker.pool()), 30,
+                     "the pool processes to open their connections", worker.log)
             lone = []
             for _ in range(3):  # one at a time: each gets a run of its own
                 lone.append(_enqueue(store, "quick"))
