@@ -209,6 +209,17 @@ class RunBatches:
                 and r.finished_at == now]
         return mine, rows
 
+    @translated("read the batches in flight")
+    def unfinished(self, kind: str) -> list[int]:
+        e, b = t.executions, t.run_batches
+        with self.db.read() as conn:
+            # Open executions only (the status index): a batch's finished members are history.
+            return [n for (n,) in conn.execute(
+                sa.select(sa.func.count()).select_from(e)
+                .join(b, b.c.batch_id == e.c.run_batch_id)
+                .where(e.c.status.in_(OPEN), b.c.kind == kind)
+                .group_by(e.c.run_batch_id))]
+
     @translated("read the workflows' batch setting")
     def batchable(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bool]:
         """Whether each (environment, workflow)'s current version lets its executions share a

@@ -283,6 +283,11 @@ class BatchRepository(Protocol):
 
     def batchable(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bool]: ...
 
+    def unfinished(self, kind: str) -> list[int]:
+        """How many members each batch of ``kind`` still has to finish (queued or running), for
+        every batch that has any."""
+        ...
+
 
 class AdmissionRepository(Protocol):
     def admit(self, requests: Sequence[TriggerRequest], now: datetime, *,

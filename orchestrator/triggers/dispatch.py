@@ -88,15 +88,28 @@ class RunSlots:
         return max(0, self.capacity - self.in_use)
 
 
-def spread_size(waiting: int, *, free: int, floor: int, max_size: int) -> int:
+def spread_size(waiting: int, *, free: int, floor: int, max_size: int,
+                busy: Sequence[int] = ()) -> int:
     """How many of an environment's ``waiting`` executions one batch run takes when they are
-    spread over the ``free`` run slots: an even share, so the slots finish together rather than
-    one run carrying a long tail while another slot idles; never below ``floor`` (a run smaller
-    than the members it runs at once leaves its own threads idle while paying another run's
-    start) nor above ``max_size``. The share is of the slots free now, not of all of them: a
-    slot that frees later is seen a tick later (about a second), by which time the run given
-    everything is most of the way through it."""
-    share = math.ceil(waiting / max(1, free))
+    spread over the ``free`` run slots, so that the slots finish together rather than one run
+    carrying a long tail while another slot idles. Never below ``floor`` (a run smaller than
+    the members it runs at once leaves its own threads idle while paying another run's start)
+    nor above ``max_size``.
+
+    ``busy`` holds, for the batch runs in flight, how many members each still has to finish.
+    A busy slot that will be done before a free slot's share takes part in the share: the level
+    is filled as water is, so that each free slot now and each such busy slot once it frees end
+    at about the same time. Without it, the last of a burst went whole to the first slot that
+    freed while the other slot, a moment from free, then idled; a busy slot further from done
+    than the share takes no part, so a tail is not halved again at every slot that frees."""
+    free = max(1, free)
+    share = math.ceil(waiting / free)
+    total = waiting
+    for taken, remaining in enumerate(sorted(busy), start=1):
+        if remaining >= share:
+            break
+        total += remaining
+        share = math.ceil(total / (free + taken))
     return max(1, min(max_size, max(floor, share)))
 
 

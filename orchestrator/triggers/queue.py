@@ -28,15 +28,16 @@ but not in a run yet come first, whatever the page holds. A same-version replay 
 own run at its own version).
 
 With ``slots`` (Dagster's run slots), no more runs are requested than there are free slots,
-and an environment's backlog is spread evenly over them
-(:func:`~orchestrator.triggers.dispatch.spread_size`): members are claimed when a slot can run
-them, not queued in Dagster behind a run that took them all, so several workers finish a burst
-together. Without (no limit set, or spreading turned off), every waiting trigger is handed to
-Dagster at once in runs of ``max_batch_size``.
+and an environment's backlog is spread evenly over them and over the slots whose batch runs
+are about to finish (:func:`~orchestrator.triggers.dispatch.spread_size`): members are claimed
+when a slot can run them, not queued in Dagster behind a run that took them all, so several
+workers finish a burst together. Without (no limit set, or spreading turned off), every waiting
+trigger is handed to Dagster at once in runs of ``max_batch_size``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -44,7 +45,7 @@ from orchestrator.alerts import Alerter
 from orchestrator.domain.correlation import trigger_run_key
 from orchestrator.domain.records import QueuedTrigger
 from orchestrator.store import Store
-from orchestrator.store.interfaces import KIND_QUEUE
+from orchestrator.store.interfaces import KIND_QUEUE, BatchRepository
 from orchestrator.triggers.dispatch import (
     BatchDispatch,
     Dispatch,
@@ -113,9 +114,8 @@ def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: R
                            batchable=(batchable[(q.environment, q.workflow)]
                                       and q.pinned_version is None)) for q in pending],
                   max_size=max_batch_size, max_runs=max(0, runs_left - tick.runs),
-                  spread=None if slots is None else (
-                      lambda n: spread_size(n, free=slots.free, floor=min_spread,
-                                            max_size=max_batch_size)))
+                  spread=None if slots is None else _spread(batches, slots, min_spread,
+                                                            max_batch_size))
     lone = [g[0].execution_id for g in groups if len(g) == 1]
     records = store.executions_by_id(lone)
     for group in groups:
@@ -128,6 +128,20 @@ def dispatch_queued_triggers(store: Store, *, now: datetime, limit: int, runs: R
         if batch is not None:
             tick.batches.append(batch_dispatch(batch))
     return tick
+
+
+def _spread(batches: BatchRepository, slots: RunSlots, floor: int,
+            max_size: int) -> Callable[[int], int]:
+    busy: list[int] | None = None  # read once a tick, and only when a share is to be made
+
+    def size(waiting: int) -> int:
+        nonlocal busy
+        if busy is None:
+            # At most one batch per slot in use: those nearest done.
+            busy = sorted(batches.unfinished(KIND_QUEUE))[:slots.in_use] if slots.in_use else []
+        return spread_size(waiting, free=slots.free, floor=floor, max_size=max_size, busy=busy)
+
+    return size
 
 
 def _limited(queued: list[QueuedTrigger], limits: dict[str, int]) -> bool:

@@ -45,6 +45,17 @@ def test_spread_size_is_an_even_share_within_floor_and_maximum() -> None:
     assert spread_size(19, free=2, floor=16, max_size=200) == 16
     assert spread_size(5, free=4, floor=1, max_size=200) == 2
     assert spread_size(5, free=0, floor=1, max_size=200) == 5
+
+
+def test_a_slot_about_to_free_shares_the_backlog() -> None:
+    # 178 left, the other slot's run 20 from done: 99 now, 79 for it once it frees (not 178
+    # now and the other slot idle once its 20 are done).
+    assert spread_size(178, free=1, floor=16, max_size=200, busy=[20]) == 99
+    # A slot further from done than the share takes no part (no halving of the tail).
+    assert spread_size(80, free=1, floor=16, max_size=200, busy=[150]) == 80
+    # The level fills the nearest-done slots first: 60 + 10 + 20 over three slots.
+    assert spread_size(60, free=1, floor=1, max_size=200, busy=[20, 10, 500]) == 30
+    assert spread_size(20, free=1, floor=16, max_size=200, busy=[0, 0, 0]) == 16  # the floor
     assert RunSlots(capacity=2, in_use=3).free == 0
 
 
@@ -80,8 +91,15 @@ def test_a_backlog_is_spread_over_the_slots_and_waits_for_a_free_one(
     assert waiting == {c.execution_id for c in later}
 
     _finish(instance, requests[0])
-    [freed] = sensor.tick()  # one slot free: one run, all of the backlog it can take
-    assert _members(store, freed) == [c.execution_id for c in later]
+    # One slot free: one run. The busy slot's batch has 15 members to go, fewer than the 20
+    # waiting, so it is done first and shares the backlog: 18 now ((20 + 15) / 2), oldest
+    # first, and 2 left for that slot.
+    [freed] = sensor.tick()
+    assert _members(store, freed) == [c.execution_id for c in later[:18]]
+    sensor.create_runs([freed])
+    _finish(instance, requests[1])
+    [last] = sensor.tick()
+    assert _members(store, last) == [c.execution_id for c in later[18:]]
 
 
 def test_a_run_is_not_smaller_than_the_members_it_runs_at_once(

@@ -289,6 +289,25 @@ class TestExecutions:
         assert [(q.execution_id, q.status) for q in remaining] == [("e-2", TriggerStatus.QUEUED)]
 
 
+class TestBatches:
+    def test_unfinished_counts_each_batchs_open_members(self, store: Store) -> None:
+        for i in range(6):
+            store.create_execution(_correlation(f"e-{i}"), NOW + timedelta(seconds=i),
+                                   enqueue=True)
+        big = store.batches.claim_queued("default", ["e-0", "e-1", "e-2"], NOW)
+        small = store.batches.claim_queued("default", ["e-3", "e-4"], NOW)
+        assert big is not None and small is not None
+        # e-5 waits unclaimed: the backlog, not a batch in flight
+        assert sorted(store.batches.unfinished("queue")) == [2, 3]
+        assert store.batches.unfinished("schedule") == []
+        store.batches.open(small.batch_id, dagster_run_id="run-small", now=NOW)
+        assert sorted(store.batches.unfinished("queue")) == [2, 3]  # running members count
+        store.batches.finish_open(small.batch_id, run_id="run-small",
+                                  status=ExecutionStatus.SUCCESS, outcome=Outcome.SUCCESS,
+                                  error={}, finalized_by="core", now=NOW)
+        assert store.batches.unfinished("queue") == [3]
+
+
 def test_unreachable_database_is_a_store_error_without_the_url() -> None:
     store = Store("postgresql+psycopg2://secret_user:hunter2@127.0.0.1:1/nowhere")
     with pytest.raises(StoreError) as raised:

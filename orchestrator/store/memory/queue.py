@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -286,6 +287,14 @@ class MemoryBatches:
         mine = [r for r in rows if r.execution_id in won and r.finalized_by == finalized_by
                 and r.finished_at == now]
         return mine, rows
+
+    def unfinished(self, kind: str) -> list[int]:
+        with self.state.lock:
+            batches = self.state.table("run_batches")
+            counts = Counter(r["run_batch_id"] for r in self.state.table("executions").values()
+                             if r["run_batch_id"] in batches and r["status"] in OPEN
+                             and batches[r["run_batch_id"]]["kind"] == kind)
+            return list(counts.values())
 
     def batchable(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bool]:
         found: dict[tuple[str, str], bool] = {}
