@@ -4,8 +4,8 @@ trigger load, with runs executing (so some are finalizing), the server is stoppe
 ``outage`` seconds and started again. The daemon is restarted if it exits (as a supervisor
 would). After recovery and a settle period we count:
 
-- accepted-but-lost triggers: the enqueue returned (accepted), yet the execution has no run or
-  is not terminal;
+- accepted-but-lost triggers: the enqueue returned (accepted), yet no run carried the execution
+  (a run of its own, or its batch's run);
 - executions left non-terminal (``queued``/``running``) after recovery;
 - double faults: executions finalized more than once (``finalized_by`` overwritten: impossible
   with the conditional terminal write, checked anyway via attempts vs runs);
@@ -30,7 +30,13 @@ import sqlalchemy as sa
 
 from harness.dagster_home import environment, write_dagster_yaml
 from harness.processes import REPO, Daemon, wait_for
-from orchestrator.domain.correlation import TAG_EXECUTION_ID, Correlation, Source, new_id
+from orchestrator.domain.correlation import (
+    TAG_BATCH_ID,
+    TAG_EXECUTION_ID,
+    Correlation,
+    Source,
+    new_id,
+)
 from orchestrator.domain.workflow import parse_workflow
 from orchestrator.execution.blocks import block_types
 from orchestrator.store import Store
@@ -140,15 +146,22 @@ def run_outage(*, outage: float = 30.0, before: float = 25.0, after: float = 20.
             open_ids = [e for e, r in executions.items() if r.status.value not in TERMINAL]
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 runs = instance.get_runs()
-                runs_per_execution = collections.Counter(
-                    r.tags.get(TAG_EXECUTION_ID) for r in runs)
+                # The runs that carried each execution: its own (tagged with its id) and the
+                # batch runs of its batch (tagged with the batch id; members share one).
+                per_batch = collections.Counter(r.tags.get(TAG_BATCH_ID) for r in runs)
+                per_execution = collections.Counter(r.tags.get(TAG_EXECUTION_ID) for r in runs)
+                runs_per_execution = collections.Counter({
+                    e: per_execution[e] + (per_batch[r.run_batch_id] if r.run_batch_id else 0)
+                    for e, r in executions.items()})
                 detail = []
                 with store.engine.connect() as conn:
                     for execution_id in open_ids[:10]:
                         queue = conn.execute(sa.select(t.queued_triggers.c.status).where(
                             t.queued_triggers.c.execution_id == execution_id)).scalar()
+                        batch = executions[execution_id].run_batch_id
                         statuses = [r.status.value for r in runs
-                                    if r.tags.get(TAG_EXECUTION_ID) == execution_id]
+                                    if r.tags.get(TAG_EXECUTION_ID) == execution_id
+                                    or (batch and r.tags.get(TAG_BATCH_ID) == batch)]
                         detail.append(f"{execution_id}: execution "
                                       f"{executions[execution_id].status.value}, queue row "
                                       f"{queue}, Dagster runs {statuses or 'none'}")
