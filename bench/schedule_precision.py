@@ -24,9 +24,11 @@ from bench.tick_cost import _insert
 from harness.dagster_home import backend, environment
 from harness.processes import Daemon, wait_for
 from orchestrator.domain.correlation import (
+    TAG_BATCH_ID,
     TAG_EXECUTION_ID,
     TAG_SCHEDULED_FOR,
     TAG_SOURCE,
+    Source,
     parse_iso,
 )
 from orchestrator.domain.workflow import parse_workflow
@@ -64,29 +66,39 @@ def _lags(instance: dg.DagsterInstance, store: Store, start: datetime,
           end: datetime) -> dict[str, dict[str, list[float]]]:
     out: dict[str, dict[str, list[float]]] = {
         kind: {"created": [], "started": [], "workflow": []} for kind in ("ours", "native")}
-    for record in instance.get_run_records():
-        tags = record.dagster_run.tags
-        if tags.get(TAG_SOURCE) == "schedule":
-            kind, due = "ours", parse_iso(tags[TAG_SCHEDULED_FOR])
-        elif NATIVE_TIME_TAG in tags:
-            kind, due = "native", datetime.fromisoformat(tags[NATIVE_TIME_TAG])
-        else:
-            continue
+    def add(kind: str, due: datetime, record: Any, execution_started: datetime | None) -> None:
         if not start <= due <= end:
-            continue
+            return
         lags = out[kind]
         lags["created"].append((record.create_timestamp - due).total_seconds())
         if record.start_time:
             lags["started"].append(record.start_time - due.timestamp())
-        execution_id = record.dagster_run.tags.get(TAG_EXECUTION_ID)
-        if execution_id:
-            try:
-                started = store.get_execution(execution_id).started_at
-            except Exception:
-                started = None
-            if started:
-                lags["workflow"].append((started - due).total_seconds())
+        if execution_started:
+            lags["workflow"].append((execution_started - due).total_seconds())
+
+    for record in instance.get_run_records():
+        tags = record.dagster_run.tags
+        if tags.get(TAG_BATCH_ID):
+            # Occurrences due together share a batch run: each member counts, with the run's
+            # times and its own due instant.
+            for member in store.batches.members(tags[TAG_BATCH_ID]):
+                if member.source is Source.SCHEDULE and member.scheduled_for:
+                    add("ours", member.scheduled_for, record, member.started_at)
+        elif tags.get(TAG_SOURCE) == "schedule":
+            add("ours", parse_iso(tags[TAG_SCHEDULED_FOR]), record, _started(store, tags))
+        elif NATIVE_TIME_TAG in tags:
+            add("native", datetime.fromisoformat(tags[NATIVE_TIME_TAG]), record,
+                _started(store, tags))
     return out
+
+
+def _started(store: Store, tags: dict[str, str]) -> datetime | None:
+    """When the execution a run carries started (the run's execution id tag), if known."""
+    execution_id = tags.get(TAG_EXECUTION_ID)
+    try:
+        return store.get_execution(execution_id).started_at if execution_id else None
+    except Exception:
+        return None
 
 
 def run(name: str, *, label: str = "", **yaml_options: Any) -> dict[str, Any]:
