@@ -3,7 +3,7 @@
 The app is built from the ``CeleryRunLauncher`` section of ``DAGSTER_HOME/dagster.yaml``
 (broker, backend, queue, Celery settings), so a worker and the daemon that sends it runs always
 agree. Its two tasks carry the names the launcher sends (``execute_job``, ``resume_job``) and
-run the Dagster run in the worker's pool process, as dagster-celery's own tasks do, with two
+run the Dagster run in the worker's pool process, as dagster-celery's own tasks do, with the
 differences that a long-lived worker needs:
 
 - one Dagster instance per pool process, opened at its first run and kept, with its PostgreSQL
