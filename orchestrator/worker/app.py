@@ -106,7 +106,7 @@ def _warm_pool_process(**_: Any) -> None:
     from orchestrator.store.engine import engine_for
 
     try:
-        _process_instance().get_runs_count()
+        _process_instance().get_runs(limit=1)  # one indexed row: not a count of all runs
         with engine_for(Settings.from_env().database_url).connect():
             pass
         shared_client()
