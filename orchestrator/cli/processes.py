@@ -12,7 +12,8 @@ from orchestrator.settings import Settings
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Server processes (each with its own writer and burst-gate window).")
+              help="Server processes (each with its own writer; all count one burst-gate "
+                   "window, in the store).")
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API (OpenAPI document at /openapi.json)."""
     import uvicorn

@@ -5,13 +5,16 @@ process counts the same window. Read and written inside the admission transactio
 The window is counted from the triggers themselves, with no counter to keep: the environment's
 executions and burst-buffer entries created within it (each index range read stops at
 ``threshold + 1`` rows, in one statement, so one snapshot sees a buffered trigger that is being
-moved to the queue exactly once). The trip is a row of ``orch_burst_trips`` per environment.
+moved to the queue exactly once). The trip is a row of ``orch_burst_trips`` per environment,
+read with the transaction's workflows (:func:`with_trips`: no round trip of its own); the
+statements are built once, not per transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,37 +24,48 @@ from orchestrator.domain.ingest import AdmissionJob
 from orchestrator.store import tables as t
 
 
-def read_windows(conn: sa.Connection, jobs: Sequence[AdmissionJob],
+def with_trips(query: sa.Select[Any], environment: sa.ColumnElement[str]) -> sa.Select[Any]:
+    """``query`` with each row's environment's trip end, ``burst_tripped_until`` (None: not
+    tripped), as :func:`read_windows` wants the rows."""
+    trips = t.burst_trips
+    return query.outerjoin(trips, trips.c.environment == environment).add_columns(
+        trips.c.tripped_until.label("burst_tripped_until"))
+
+
+def _counted(table: sa.Table) -> sa.ScalarSelect[int]:
+    rows = (sa.select(sa.literal(1)).where(table.c.environment == sa.bindparam("environment"),
+                                           table.c.created_at > sa.bindparam("horizon"))
+            .limit(sa.bindparam("cap", type_=sa.Integer)).subquery())
+    return sa.select(sa.func.count()).select_from(rows).scalar_subquery()
+
+
+# The triggers of an environment in its window, up to the threshold + 1 in each table.
+_COUNT = sa.select(_counted(t.executions) + _counted(t.burst_buffer))
+
+
+def read_windows(conn: sa.Connection, rows: Iterable[Any], jobs: Sequence[AdmissionJob],
                  now: datetime) -> dict[str, BurstWindow]:
-    """The window of every environment a job is gated in (none: no read at all)."""
+    """The window of every environment of ``rows`` (of :func:`with_trips`: the transaction's
+    live workflows) in which a job is gated; its count is read only where it decides something.
+    """
     policies: dict[str, BurstPolicy] = {job.environment: job.gate for job in jobs
                                         if job.gate is not None}
-    return {environment: _window(conn, environment, policy, now)
-            for environment, policy in sorted(policies.items())}
+    trips = {row.environment: row.burst_tripped_until for row in rows
+             if row.environment in policies}
+    return {environment: _window(conn, environment, policies[environment], tripped_until, now)
+            for environment, tripped_until in sorted(trips.items())}
 
 
 def _window(conn: sa.Connection, environment: str, policy: BurstPolicy,
-            now: datetime) -> BurstWindow:
-    horizon = BurstWindow.horizon(policy, now)
-
-    def counted(table: sa.Table) -> sa.ScalarSelect[int]:
-        rows = (sa.select(sa.literal(1)).where(table.c.environment == environment,
-                                               table.c.created_at > horizon)
-                .limit(policy.threshold + 1).subquery())
-        return sa.select(sa.func.count()).select_from(rows).scalar_subquery()
-
-    trips = t.burst_trips
-    tripped_until = conn.execute(sa.select(trips.c.tripped_until).where(
-        trips.c.environment == environment)).scalar()
+            tripped_until: datetime | None, now: datetime) -> BurstWindow:
     if tripped_until is not None and tripped_until - now > policy.hold / 2:
         # Tripped with more than half the hold to go: every gated trigger goes to the buffer
         # whatever the count, and a trip is only extended in its last half (trip_to_store), so
         # the window is not counted (a quarter of the admission writer's time in a burst).
         return BurstWindow(policy, now, counted=policy.threshold, tripped_until=tripped_until)
-    count = conn.execute(sa.select(counted(t.executions) + counted(t.burst_buffer))).scalar()
+    count = conn.execute(_COUNT, {"environment": environment, "cap": policy.threshold + 1,
+                                  "horizon": BurstWindow.horizon(policy, now)}).scalar()
     return BurstWindow(policy, now, counted=int(count or 0), tripped_until=tripped_until)
-
-
 def store_trips(conn: sa.Connection, windows: dict[str, BurstWindow]) -> None:
     """Write the trips these windows started or extended (a later one stored meanwhile by
     another server is kept)."""

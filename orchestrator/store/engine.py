@@ -1,6 +1,6 @@
 """Engines: SQLite in WAL mode with a busy timeout (several processes write at once), PostgreSQL
-with a small pre-pinged pool (many short-lived run processes); and :func:`sqlite_write_lock`,
-which queues a SQLite file's writers promptly."""
+with a small pool whose idle connections are pinged (many short-lived run processes); and
+:func:`sqlite_write_lock`, which queues a SQLite file's writers promptly."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 POOL_SIZE = 4  # PostgreSQL connections kept per process, and as many more at busy moments
 POOL_MAX_OVERFLOW = 4
 POOL_TIMEOUT_SECONDS = 60
+# A pooled PostgreSQL connection used this recently is handed out without a ping. Pinging on
+# every checkout (pool_pre_ping) cost the admission writer a round trip per transaction, 13% of
+# its time in a gated burst; HikariCP makes the same trade (aliveBypassWindowMs, 500 ms). A
+# connection that died within the window fails its statement, and SQLAlchemy then drops every
+# connection of the pool, as after a failed ping.
+PING_AFTER_IDLE_SECONDS = 0.5
 READ_ONLY = "orchestrator_read_only"
 _engines: dict[str, sa.Engine] = {}
 _lock = threading.Lock()
@@ -63,9 +69,34 @@ def _create(url: str) -> sa.Engine:
     # per process here; a thread that finds them all busy waits for one (pool_timeout) rather
     # than failing. 20 per process exhausted a 100-connection server at the top of the hour on
     # one machine (bench/top_of_hour.py, "too many clients", 31 executions faulted).
-    return sa.create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_MAX_OVERFLOW,
-                            pool_timeout=POOL_TIMEOUT_SECONDS, pool_pre_ping=True,
-                            pool_recycle=1800)
+    engine = sa.create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_MAX_OVERFLOW,
+                              pool_timeout=POOL_TIMEOUT_SECONDS, pool_recycle=1800)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: sa.Engine) -> None:
+    """Ping a pooled connection at checkout when it has been idle ``PING_AFTER_IDLE_SECONDS``
+    or more; one that fails is replaced (the pool's own retry on
+    :class:`~sqlalchemy.exc.DisconnectionError`)."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["orchestrator_idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("orchestrator_idle_since", None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return  # just connected, or in use a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if not engine.dialect.is_disconnect(exc, dbapi_connection, None):
+                raise
+            alive = False
+        if not alive:
+            raise sa.exc.DisconnectionError("the pooled connection is gone")
 
 
 def dispose_all() -> None:

@@ -39,7 +39,7 @@ from orchestrator.exceptions import (
     StoreError,
 )
 from orchestrator.store import tables as t
-from orchestrator.store.burst import read_windows, store_trips
+from orchestrator.store.burst import read_windows, store_trips, with_trips
 from orchestrator.store.executions import execution_row, insert_execution, queued_row
 from orchestrator.store.interfaces import (
     BufferedTrigger,
@@ -115,12 +115,14 @@ class IngestStore:
 
     def _admit_jobs(self, conn: sa.Connection, jobs: Sequence[AdmissionJob]) -> list[JobResult]:
         results: list[JobResult | None] = [None] * len(jobs)
-        live = self._live_workflows(conn, {(job.environment, job.workflow) for job in jobs})
+        now = jobs[0].now
+        rows = conn.execute(_LIVE_WORKFLOWS, {
+            "pairs": sorted({(job.environment, job.workflow) for job in jobs})}).all()
+        live = {(row.environment, row.name) for row in rows}
         for i, job in enumerate(jobs):
             if (job.environment, job.workflow) not in live:
                 results[i] = NotFound("workflow", f"{job.environment}/{job.workflow}")
-        windows = read_windows(conn, [job for i, job in enumerate(jobs) if results[i] is None],
-                               jobs[0].now)
+        windows = read_windows(conn, rows, jobs, now)
         involved = sorted((i for i, job in enumerate(jobs)
                            if results[i] is None and not job.plain),
                           key=lambda i: jobs[i].lock_order)
@@ -139,14 +141,6 @@ class IngestStore:
             results[i] = admissions
         store_trips(conn, windows)
         return [result for result in results if result is not None]
-
-    @staticmethod
-    def _live_workflows(conn: sa.Connection, pairs: set[tuple[str, str]]
-                        ) -> set[tuple[str, str]]:
-        w = t.workflows
-        query = sa.select(w.c.environment, w.c.name).where(
-            sa.tuple_(w.c.environment, w.c.name).in_(sorted(pairs)), w.c.deleted_at.is_(None))
-        return {(row.environment, row.name) for row in conn.execute(query)}
 
     def _admit_job(self, conn: sa.Connection, job: AdmissionJob,
                    windows: dict[str, BurstWindow]) -> list[Admission]:
@@ -381,6 +375,15 @@ class IngestStore:
         found.sort(key=lambda v: (v.execution.created_at, v.execution.execution_id),
                    reverse=True)
         return found[:limit]
+
+
+# The workflows of an admission transaction that exist (not deleted), with their environments'
+# burst trips: one statement, built once.
+_LIVE_WORKFLOWS = with_trips(
+    sa.select(t.workflows.c.environment, t.workflows.c.name).where(
+        sa.tuple_(t.workflows.c.environment, t.workflows.c.name).in_(
+            sa.bindparam("pairs", expanding=True)),
+        t.workflows.c.deleted_at.is_(None)), t.workflows.c.environment)
 
 
 def to_buffer(windows: dict[str, BurstWindow], job: AdmissionJob, index: int) -> bool:
