@@ -184,10 +184,9 @@ class IngestStore:
                 admissions.append(Admission(execution_id=c.execution_id,
                                             request_id=c.request_id, buffered=gated))
             results.append(admissions)
-        for table, rows in ((t.executions, executions), (t.queued_triggers, queued),
-                            (t.burst_buffer, buffered)):
+        for insert, rows in zip(_PLAIN_INSERTS, (executions, queued, buffered), strict=True):
             if rows:
-                conn.execute(table.insert(), rows)
+                conn.execute(insert, rows)
         return results
 
     def _record_receipt(self, conn: sa.Connection, job: AdmissionJob) -> None:
@@ -384,6 +383,10 @@ _LIVE_WORKFLOWS = with_trips(
         sa.tuple_(t.workflows.c.environment, t.workflows.c.name).in_(
             sa.bindparam("pairs", expanding=True)),
         t.workflows.c.deleted_at.is_(None)), t.workflows.c.environment)
+
+
+# A plain job's rows, in bulk: executions, queued triggers, burst buffer (built once).
+_PLAIN_INSERTS = (t.executions.insert(), t.queued_triggers.insert(), t.burst_buffer.insert())
 
 
 def to_buffer(windows: dict[str, BurstWindow], job: AdmissionJob, index: int) -> bool:
