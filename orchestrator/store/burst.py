@@ -66,6 +66,8 @@ def _window(conn: sa.Connection, environment: str, policy: BurstPolicy,
     count = conn.execute(_COUNT, {"environment": environment, "cap": policy.threshold + 1,
                                   "horizon": BurstWindow.horizon(policy, now)}).scalar()
     return BurstWindow(policy, now, counted=int(count or 0), tripped_until=tripped_until)
+
+
 def store_trips(conn: sa.Connection, windows: dict[str, BurstWindow]) -> None:
     """Write the trips these windows started or extended (a later one stored meanwhile by
     another server is kept)."""
