@@ -7,7 +7,9 @@ executions and burst-buffer entries created within it (each index range read sto
 ``threshold + 1`` rows, in one statement, so one snapshot sees a buffered trigger that is being
 moved to the queue exactly once). The trip is a row of ``orch_burst_trips`` per environment,
 read with the transaction's workflows (:func:`with_trips`: no round trip of its own); the
-statements are built once, not per transaction.
+statements are built once, not per transaction. While an environment is tripped with more than
+half its hold to go, nothing is counted and its plain triggers are buffered by one guarded
+statement (:func:`tripped_beyond`; ``ingest.IngestStore``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ def with_trips(query: sa.Select[Any], environment: sa.ColumnElement[str]) -> sa.
     trips = t.burst_trips
     return query.outerjoin(trips, trips.c.environment == environment).add_columns(
         trips.c.tripped_until.label("burst_tripped_until"))
+
+
+def tripped_beyond(environments: Sequence[sa.BindParameter[str]]) -> sa.ColumnElement[bool]:
+    """Every one of ``environments`` is tripped beyond the parameter ``until``: the guard of an
+    admission that buffers without counting."""
+    trips = t.burst_trips
+    return sa.select(sa.func.count()).select_from(trips).where(
+        trips.c.environment.in_(environments),
+        trips.c.tripped_until > sa.bindparam("until")).scalar_subquery() == len(environments)
 
 
 def _counted(table: sa.Table) -> sa.ScalarSelect[int]:

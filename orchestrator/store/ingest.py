@@ -1,8 +1,10 @@
 """Admitting triggers: the idempotency claim, debounce, the burst buffer and the queue. A call's
 triggers (one, or a whole batch) are admitted all or none, so a failure leaves nothing half
 written; several calls' jobs may share one transaction (group commit, each job in a savepoint,
-plain ones inserted in bulk). Reads of executions fall back to the burst buffer, so a buffered
-execution is visible at once.
+plain ones inserted in bulk). While an environment is tripped with more than half its hold to
+go, its plain jobs are buffered by one statement, guarded by what the full transaction would
+read (the workflows live, the trip in the store), with no other round trip. Reads of executions
+fall back to the burst buffer, so a buffered execution is visible at once.
 
 The idempotency claim is the primary key of ``orch_idempotency_keys``: of concurrent requests
 with one key, one insert wins and every other caller reads the winner's execution. An expired
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,7 +41,7 @@ from orchestrator.exceptions import (
     StoreError,
 )
 from orchestrator.store import tables as t
-from orchestrator.store.burst import read_windows, store_trips, with_trips
+from orchestrator.store.burst import read_windows, store_trips, tripped_beyond, with_trips
 from orchestrator.store.executions import execution_row, insert_execution, queued_row
 from orchestrator.store.interfaces import (
     BufferedTrigger,
@@ -75,6 +77,9 @@ class IngestStore:
     def __init__(self, db: Database, executions: ExecutionRepository) -> None:
         self.db = db
         self.executions = executions
+        # The trip ends this process last read, by environment: a hint that the next plain
+        # triggers may be buffered by one guarded statement (which checks the store).
+        self._tripped: dict[str, datetime] = {}
 
     # ----------------------------------------------------------------------------- admission
 
@@ -99,6 +104,11 @@ class IngestStore:
         admissions or the error that refused it (unknown workflow, replayed delivery, …), and
         a refused job writes nothing. A store failure refuses every job."""
         try:
+            if self._while_tripped(jobs):
+                with self.db.single() as conn:
+                    buffered = self._buffer_while_tripped(conn, jobs)
+                if buffered is not None:
+                    return buffered
             with self.db.write() as conn:
                 return self._admit_jobs(conn, jobs)
         except OrchestratorError as exc:  # a lone job refused: its writes rolled back
@@ -140,7 +150,50 @@ class IngestStore:
                                                            windows), strict=True):
             results[i] = admissions
         store_trips(conn, windows)
+        self._tripped.update((environment, window.tripped_until)
+                             for environment, window in windows.items()
+                             if window.tripped_until is not None)
         return [result for result in results if result is not None]
+
+    def _while_tripped(self, jobs: Sequence[AdmissionJob]) -> bool:
+        """Whether every job is plain, gated in every request, and of an environment last seen
+        tripped with more than half its hold to go: then its triggers all go to the buffer,
+        uncounted (as :func:`~orchestrator.store.burst.read_windows` decides), and
+        :meth:`_buffer_while_tripped` may write them in one statement."""
+        now = jobs[0].now
+        if sum(len(job.requests) for job in jobs) > _GUARDED_ROWS_MAX \
+                or len({(job.environment, job.workflow) for job in jobs}) > _GUARDED_PAIRS_MAX:
+            return False
+        for job in jobs:
+            until = self._tripped.get(job.environment)
+            if job.gate is None or until is None or until - now <= job.gate.hold / 2 \
+                    or not job.plain or not all(map(job.gated, range(len(job.requests)))):
+                return False
+        return True
+
+    def _buffer_while_tripped(self, conn: sa.Connection, jobs: Sequence[AdmissionJob]
+                              ) -> list[JobResult] | None:
+        """Buffer the jobs of :meth:`_while_tripped` with one statement guarded by what the
+        full path would read (every workflow live, every environment tripped beyond half its
+        hold); None, having written nothing, when the guard does not hold."""
+        now = jobs[0].now
+        rows = [buffer_row(request, job.now) for job in jobs for request in job.requests]
+        pairs = sorted({(job.environment, job.workflow) for job in jobs})
+        environments = sorted({environment for environment, _ in pairs})
+        params: dict[str, Any] = {f"{column.name}_{i}": row.get(column.name)
+                                  for i, row in enumerate(rows) for column in _BUFFER_COLUMNS}
+        for i, (environment, workflow) in enumerate(pairs):
+            params[f"environment_{i}"], params[f"workflow_{i}"] = environment, workflow
+        params.update((f"tripped_{i}", environment) for i, environment in enumerate(environments))
+        params["until"] = max(now + job.gate.hold / 2 for job in jobs if job.gate)
+        statement = _guarded_insert(conn.dialect, len(rows), len(pairs), len(environments))
+        if conn.execute(statement, params).rowcount != len(rows):
+            for environment in environments:  # nothing written: the full path decides
+                self._tripped.pop(environment, None)
+            return None
+        return [[Admission(execution_id=r.correlation.execution_id,
+                           request_id=r.correlation.request_id, buffered=True)
+                 for r in job.requests] for job in jobs]
 
     def _admit_job(self, conn: sa.Connection, job: AdmissionJob,
                    windows: dict[str, BurstWindow]) -> list[Admission]:
@@ -376,17 +429,62 @@ class IngestStore:
         return found[:limit]
 
 
-# The workflows of an admission transaction that exist (not deleted), with their environments'
-# burst trips: one statement, built once.
+def _live(pairs: Any) -> sa.ColumnElement[bool]:
+    """The workflows of ``pairs`` ((environment, name) tuples, or an expanding parameter) that
+    exist, not deleted."""
+    w = t.workflows
+    return sa.and_(sa.tuple_(w.c.environment, w.c.name).in_(pairs), w.c.deleted_at.is_(None))
+
+
+# The workflows of an admission transaction, with their environments' burst trips: one
+# statement, built once.
 _LIVE_WORKFLOWS = with_trips(
     sa.select(t.workflows.c.environment, t.workflows.c.name).where(
-        sa.tuple_(t.workflows.c.environment, t.workflows.c.name).in_(
-            sa.bindparam("pairs", expanding=True)),
-        t.workflows.c.deleted_at.is_(None)), t.workflows.c.environment)
-
+        _live(sa.bindparam("pairs", expanding=True))), t.workflows.c.environment)
 
 # A plain job's rows, in bulk: executions, queued triggers, burst buffer (built once).
 _PLAIN_INSERTS = (t.executions.insert(), t.queued_triggers.insert(), t.burst_buffer.insert())
+
+# Rows and (environment, workflow) pairs buffered at most by one guarded statement (more take
+# the full path).
+_GUARDED_ROWS_MAX = 100
+_GUARDED_PAIRS_MAX = 4
+_BUFFER_COLUMNS = tuple(t.burst_buffer.columns)
+
+
+@lru_cache(maxsize=64)
+def _guarded_insert(dialect: sa.Dialect, rows: int, pairs: int, environments: int
+                    ) -> sa.Insert:
+    """``INSERT INTO orch_burst_buffer SELECT * FROM (VALUES <rows>) WHERE <all pairs live> AND
+    <all environments tripped beyond until>``, with parameters ``<column>_<row>``,
+    ``environment_<i>``, ``workflow_<i>``, ``tripped_<i>`` and ``until``: built once per shape.
+
+    VALUES, not a UNION of SELECTs: PostgreSQL plans a UNION of 8 rows in 0.9 ms, VALUES in
+    0.2 ms. Its first row tells PostgreSQL each column's type (a string without its length:
+    the column checks it); SQLite takes the values as given. No expanding parameter: each
+    execution would render the whole statement again."""
+    postgres = dialect.name == "postgresql"
+
+    def placeholder(column: sa.Column[Any], row: int) -> str:
+        if not postgres or row:
+            return f":{column.name}_{row}"
+        kind = sa.String() if isinstance(column.type, sa.String) else column.type
+        return f"CAST(:{column.name}_{row} AS {kind.compile(dialect=dialect)})"
+
+    text = sa.text("VALUES " + ", ".join(
+        "(" + ", ".join(placeholder(column, row) for column in _BUFFER_COLUMNS) + ")"
+        for row in range(rows))).bindparams(*(
+            sa.bindparam(f"{column.name}_{row}", type_=column.type)
+            for row in range(rows) for column in _BUFFER_COLUMNS))
+    values = text.columns(*(sa.column(f"column{i + 1}", column.type)
+                            for i, column in enumerate(_BUFFER_COLUMNS))).subquery("v")
+    live = sa.select(sa.func.count()).select_from(t.workflows).where(_live([
+        sa.tuple_(sa.bindparam(f"environment_{i}"), sa.bindparam(f"workflow_{i}"))
+        for i in range(pairs)])).scalar_subquery() == pairs
+    tripped = tripped_beyond([sa.bindparam(f"tripped_{i}") for i in range(environments)])
+    return t.burst_buffer.insert().from_select(
+        [column.name for column in _BUFFER_COLUMNS],
+        sa.select(*values.c).where(live, tripped))
 
 
 def to_buffer(windows: dict[str, BurstWindow], job: AdmissionJob, index: int) -> bool:

@@ -17,7 +17,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
@@ -74,6 +74,27 @@ class Database:
         SQLite, behind the file's write lock: ``engine.sqlite_write_lock``)."""
         with sqlite_write_lock(self.url), self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def single(self) -> Iterator[sa.Connection]:
+        """A connection for one write statement that is a transaction by itself: on PostgreSQL
+        it runs in autocommit (no BEGIN and COMMIT round trips); on SQLite it is a
+        :meth:`write` transaction (the file's write lock is taken either way)."""
+        if self.engine.dialect.name == "sqlite":
+            with self.write() as conn:
+                yield conn
+            return
+        # psycopg2's attribute, set back before the pool has the connection again: SQLAlchemy's
+        # isolation_level option calls the driver's set_isolation_level on the way in and out
+        # (0.05 ms each here, against 1 µs for the attribute).
+        with self.engine.connect() as conn:
+            raw: Any = conn.connection.dbapi_connection
+            raw.autocommit = True
+            try:
+                yield conn
+            finally:
+                if not raw.closed:
+                    raw.autocommit = False
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:

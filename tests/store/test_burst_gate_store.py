@@ -1,0 +1,166 @@
+"""The burst gate in the store, on SQLite and PostgreSQL: an environment trips above its
+threshold, and while more than half its hold remains its plain triggers are buffered without
+counting the window, by one statement guarded by what the full admission would read (the
+workflow live, the trip in the store); its last half counts again and extends the trip."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from orchestrator.domain.burst import BurstPolicy
+from orchestrator.domain.correlation import Source
+from orchestrator.domain.ingest import Admission, AdmissionJob
+from orchestrator.exceptions import NotFound
+from orchestrator.services.triggers import IngestService, TriggerInput
+from orchestrator.store import Store
+from orchestrator.store import tables as t
+from tests.conftest import ALL_BACKENDS, NOW, SQL_BACKENDS
+
+pytestmark = pytest.mark.backends(*ALL_BACKENDS)
+
+GATE = BurstPolicy(enabled=True, environments=frozenset({"acme"}), threshold=3,
+                   window=timedelta(seconds=60), hold=timedelta(seconds=60))
+
+
+def _job(service: IngestService, now: datetime, *items: TriggerInput,
+         environment: str = "acme") -> AdmissionJob:
+    return service.prepare(environment=environment, workflow="digest",
+                           items=items or (TriggerInput(payload={}),), request_id=None,
+                           source=Source.API, now=now)
+
+
+def _admitted(service: IngestService, *jobs: AdmissionJob) -> list[Admission]:
+    results = service.admit(jobs)
+    assert all(isinstance(result, list) for result in results), results
+    return [admission for result in results for admission in result]  # type: ignore[union-attr]
+
+
+def _tripped(store: Store, service: IngestService, now: datetime = NOW) -> None:
+    """Four plain triggers at ``now``: three queued, the fourth trips the environment."""
+    admitted = _admitted(service, *(_job(service, now) for _ in range(4)))
+    assert [a.buffered for a in admitted] == [False, False, False, True]
+
+
+def _buffered(store: Store) -> list[str]:
+    """The buffered executions of ``acme``, as readers see them."""
+    return [v.execution.execution_id for v in store.admission.visible("acme") if v.buffered]
+
+
+@contextmanager
+def _statements(store: Store) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        seen.append(" ".join(statement.split()))
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+
+
+def test_a_tripped_environment_buffers_every_field_of_its_plain_triggers(
+        store: Store, make_workflow) -> None:
+    make_workflow(environment="acme")
+    make_workflow(environment="calm")
+    service = IngestService(store.admission, GATE)
+    _tripped(store, service)
+    later = NOW + timedelta(seconds=5)
+    items = [TriggerInput(payload={"n": 1, "text": "é\u2603"}, delay=timedelta(minutes=2),
+                          ttl=timedelta(minutes=10), priority=-3, concurrency_key="tenant-7"),
+             TriggerInput(payload={"n": 2})]
+    jobs = [_job(service, later, item) for item in items]
+    calm = _job(service, later, environment="calm")  # not gated: queued, in the same group
+    *buffered, queued = _admitted(service, *jobs, calm)
+    assert [a.buffered for a in buffered] == [True, True] and not queued.buffered
+    assert store.get_execution(queued.execution_id).status.value == "queued"
+    first, second = (store.admission.find(a.execution_id, "acme") for a in buffered)
+    assert first.buffered and second.buffered
+    one, two = first.execution, second.execution
+    assert (one.payload, one.request_id, one.environment, one.workflow, one.source.value,
+            one.created_at, one.not_before, one.expires_at, one.priority,
+            one.concurrency_key, one.idempotency_key) == \
+        ({"n": 1, "text": "é\u2603"}, jobs[0].requests[0].correlation.request_id, "acme",
+         "digest", "api", later, later + timedelta(minutes=2),
+         later + timedelta(minutes=12), -3, "tenant-7", None)
+    assert (two.payload, two.not_before, two.expires_at, two.priority, two.concurrency_key) \
+        == ({"n": 2}, None, None, 0, None)
+
+
+@pytest.mark.backends(*SQL_BACKENDS)
+def test_while_tripped_a_group_of_plain_triggers_is_one_statement(store: Store,
+                                                                  make_workflow) -> None:
+    make_workflow(environment="acme")
+    service = IngestService(store.admission, GATE)
+    _tripped(store, service)
+    jobs = [_job(service, NOW + timedelta(seconds=1), TriggerInput(payload={"n": n}))
+            for n in range(5)]
+    with _statements(store) as seen:
+        admitted = _admitted(service, *jobs)
+    assert all(a.buffered for a in admitted) and len(_buffered(store)) == 6
+    written = [s for s in seen if not s.startswith("BEGIN")]  # SQLite's own BEGIN IMMEDIATE
+    assert len(written) == 1 and written[0].startswith("INSERT INTO orch_burst_buffer"), seen
+
+
+def test_a_workflow_deleted_while_tripped_is_refused_and_nothing_written(
+        store: Store, make_workflow) -> None:
+    make_workflow(environment="acme")
+    service = IngestService(store.admission, GATE)
+    _tripped(store, service)
+    store.delete_workflow("acme", "digest", NOW)
+    [refused] = service.admit([_job(service, NOW + timedelta(seconds=1))])
+    assert isinstance(refused, NotFound) and "acme/digest" in str(refused)
+    assert len(_buffered(store)) == 1
+
+
+@pytest.mark.backends(*SQL_BACKENDS)
+def test_a_trip_the_store_does_not_hold_is_not_trusted(store: Store, make_workflow) -> None:
+    """This process saw the environment tripped, but the store holds no such trip (a trip is
+    never shortened; here it is removed by hand): the guard fails and the full admission
+    counts the window (of one second: empty again)."""
+    make_workflow(environment="acme")
+    service = IngestService(store.admission, replace(GATE, window=timedelta(seconds=1)))
+    _tripped(store, service)  # tripped until NOW + 60 s
+    with store.db.write() as conn:
+        conn.execute(t.burst_trips.delete())
+    [admission] = _admitted(service, _job(service, NOW + timedelta(seconds=5)))
+    assert not admission.buffered
+    assert store.get_execution(admission.execution_id).status.value == "queued"
+
+
+def test_the_last_half_of_the_hold_counts_and_a_sustained_burst_extends_the_trip(
+        store: Store, make_workflow) -> None:
+    make_workflow(environment="acme")
+    service = IngestService(store.admission, GATE)
+    _tripped(store, service)  # tripped until NOW + 60 s
+    for seconds in (10, 20, 40, 50):  # the first half uncounted, then counted (4 in window)
+        assert all(a.buffered for a in _admitted(service, _job(
+            service, NOW + timedelta(seconds=seconds))))
+    # past the first trip's end, the burst (40 s and 50 s in the window) keeps it tripped
+    [admission] = _admitted(service, _job(service, NOW + timedelta(seconds=65)))
+    assert admission.buffered
+    # a quiet window later the environment is open again
+    [admission] = _admitted(service, _job(service, NOW + timedelta(seconds=200)))
+    assert not admission.buffered
+
+
+def test_triggers_that_bypass_the_gate_are_queued_while_tripped(store: Store,
+                                                                make_workflow) -> None:
+    make_workflow(environment="acme")
+    service = IngestService(store.admission, GATE)
+    _tripped(store, service)
+    [parent, *_] = store.list_executions(environment="acme")
+    later = NOW + timedelta(seconds=1)
+    plain = _job(service, later)
+    child = _job(service, later, TriggerInput(payload={},
+                                              parent_execution_id=parent.execution_id))
+    [buffered, queued] = _admitted(service, plain, child)
+    assert buffered.buffered and not queued.buffered
+    assert store.get_execution(queued.execution_id).parent_execution_id == parent.execution_id
