@@ -4,6 +4,7 @@ cache and the metrics, shared by every handler of one app."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import datetime
 
@@ -14,6 +15,7 @@ from orchestrator.api.metrics import ApiMetrics
 from orchestrator.api.settings import ApiSettings
 from orchestrator.domain.correlation import Source
 from orchestrator.domain.ingest import Admission, AdmissionJob
+from orchestrator.exceptions import StoreError
 from orchestrator.services.executions import ExecutionService
 from orchestrator.services.schedules import ScheduleService
 from orchestrator.services.triggers import IngestService
@@ -21,6 +23,7 @@ from orchestrator.store import Store
 from orchestrator.triggers.group_commit import GroupCommit
 
 Clock = Callable[[], datetime]
+log = logging.getLogger(__name__)
 
 
 class Api:
@@ -39,6 +42,17 @@ class Api:
         self.schedules = ScheduleService.on(self.store)
         self.executions = ExecutionService(self.store.executions, self.store.admission,
                                            self.store.cancellation)
+
+    def warm_up(self) -> None:
+        """Before the first request: the trigger path's statements run once (nothing kept) and
+        the key lookup once (for no key). A store that is away only leaves it cold."""
+        now = self.clock()
+        try:
+            self.store.admission.warm_up(now)
+            self.access.check_api_key("orchestrator-warm-up", now)
+        except StoreError:
+            log.warning("warm-up skipped: the store is unavailable; the first requests will "
+                        "prepare their statements themselves")
 
     async def admit(self, job: AdmissionJob) -> list[Admission]:
         """Admit ``job`` with whatever other requests are waiting (one shared transaction)."""

@@ -297,6 +297,9 @@ class AdmissionRepository(Protocol):
     def admit_jobs(self, jobs: Sequence[AdmissionJob]) -> list[JobResult]:
         """Several calls' jobs in one transaction, each all or none."""
 
+    def warm_up(self, now: datetime) -> None:
+        """Prepare for the first admission (SQL: run its statements once, keeping nothing)."""
+
     def find(self, execution_id: str, environment: str | None) -> Visible:
         """The execution of ``environment`` (None: of any), in the log or the buffer (else
         NotFound)."""

@@ -76,6 +76,17 @@ class Database:
             yield conn
 
     @contextmanager
+    def rolled_back(self) -> Iterator[sa.Connection]:
+        """A write transaction that is always rolled back: its statements run for real (a
+        warm-up), and nothing is kept."""
+        with sqlite_write_lock(self.url), self.engine.connect() as conn:
+            transaction = conn.begin()
+            try:
+                yield conn
+            finally:
+                transaction.rollback()
+
+    @contextmanager
     def single(self) -> Iterator[sa.Connection]:
         """A connection for one write statement that is a transaction by itself: on PostgreSQL
         it runs in autocommit (no BEGIN and COMMIT round trips); on SQLite it is a

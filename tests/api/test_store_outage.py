@@ -78,3 +78,28 @@ def test_postgres_outage_503_then_recovery_nothing_lost(serve) -> None:
         queued = {q.execution_id for q in Store(pg.url).queued_triggers(100_000)}
         assert set(accepted) <= queued
         dispose_all()
+
+
+def test_a_server_started_while_postgres_is_down_serves_once_it_is_back(serve) -> None:
+    """The warm-up at startup finds no database: the server starts anyway (cold), answers 503
+    while the database is away, and accepts triggers once it is back."""
+    require_postgres_binaries()
+    with private_postgres() as pg:
+        upgrade(pg.url)
+        store = Store(pg.url)
+        store.apply_workflow(parse_workflow(workflow_doc(), block_types()), datetime.now(UTC))
+        key = store.access.create_api_key("default", datetime.now(UTC))[1]
+        dispose_all()
+        pg.stop()
+        client = Client(serve(url=pg.url).url, key)
+        assert error_of(client.get("/healthz"), 503)["code"] == "store_unavailable"  # it is up
+        assert error_of(client.post("/v1/workflows/digest/trigger", {}), 503)["code"] == \
+            "store_unavailable"
+        pg.start()
+        deadline = time.monotonic() + 30
+        while (answer := client.post("/v1/workflows/digest/trigger", {})).status_code != 202:
+            assert time.monotonic() < deadline, answer.text
+            time.sleep(0.2)
+        dispose_all()
+        assert Store(pg.url).executions_by_id([answer.json()["execution_id"]])
+        dispose_all()

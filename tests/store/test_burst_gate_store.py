@@ -1,7 +1,8 @@
 """The burst gate in the store, on SQLite and PostgreSQL: an environment trips above its
 threshold, and while more than half its hold remains its plain triggers are buffered without
 counting the window, by one statement guarded by what the full admission would read (the
-workflow live, the trip in the store); its last half counts again and extends the trip."""
+workflow live, the trip in the store); its last half counts again and extends the trip. A
+server process warms these statements up before its first request, keeping nothing."""
 
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine.interfaces import CacheStats
 
 from orchestrator.domain.burst import BurstPolicy
 from orchestrator.domain.correlation import Source
 from orchestrator.domain.ingest import Admission, AdmissionJob
+from orchestrator.domain.workflow import parse_workflow
 from orchestrator.exceptions import NotFound
+from orchestrator.execution.blocks import block_types
 from orchestrator.services.triggers import IngestService, TriggerInput
 from orchestrator.store import Store
+from orchestrator.store import engine as engines
 from orchestrator.store import tables as t
-from tests.conftest import ALL_BACKENDS, NOW, SQL_BACKENDS
+from tests.conftest import ALL_BACKENDS, NOW, SQL_BACKENDS, row_count, workflow_doc
 
 pytestmark = pytest.mark.backends(*ALL_BACKENDS)
 
@@ -164,3 +169,40 @@ def test_triggers_that_bypass_the_gate_are_queued_while_tripped(store: Store,
     [buffered, queued] = _admitted(service, plain, child)
     assert buffered.buffered and not queued.buffered
     assert store.get_execution(queued.execution_id).parent_execution_id == parent.execution_id
+
+
+@pytest.mark.backends(*SQL_BACKENDS)
+def test_warm_up_keeps_nothing_and_prepares_every_admission_statement(store_url: str) -> None:
+    """What a server process does before its first request: afterwards every table is as it
+    was, and the statements of an open admission, a trip and tripped groups of up to 8 are
+    compiled already (SQLAlchemy's cache hits them; a fresh engine, so nothing earlier did)."""
+    engines.dispose_all()
+    store = Store(store_url)
+    store.apply_workflow(parse_workflow(workflow_doc("digest"), block_types()), NOW)
+    before = {table.name: row_count(store, table) for table in t.metadata.sorted_tables}
+    store.admission.warm_up(NOW)
+    assert {table.name: row_count(store, table) for table in t.metadata.sorted_tables} == \
+        before
+    compiled: list[tuple[str, bool]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        if context is not None and context.cache_hit in (CacheStats.CACHE_HIT,
+                                                         CacheStats.CACHE_MISS):
+            compiled.append((" ".join(statement.split())[:60],
+                             context.cache_hit is CacheStats.CACHE_HIT))
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        service = IngestService(store.admission, replace(GATE, environments=frozenset({"*"})))
+        first = _admitted(service, *(_job(service, NOW, environment="default")
+                                     for _ in range(4)))
+        assert [a.buffered for a in first] == [False, False, False, True]
+        for rows in (1, 2, 3, 5, 8):
+            assert all(a.buffered for a in _admitted(service, *(
+                _job(service, NOW + timedelta(seconds=1), environment="default")
+                for _ in range(rows))))
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+    missed = [statement for statement, hit in compiled if not hit]
+    assert compiled and not missed, missed
+    engines.dispose_all()

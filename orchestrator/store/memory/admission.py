@@ -61,6 +61,9 @@ class MemoryAdmission:
             raise result
         return result
 
+    def warm_up(self, now: datetime) -> None:
+        """Nothing to prepare in memory."""
+
     def admit_jobs(self, jobs: Sequence[AdmissionJob]) -> list[JobResult]:
         try:
             with self.state.transaction():
