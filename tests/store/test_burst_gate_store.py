@@ -174,7 +174,7 @@ def test_triggers_that_bypass_the_gate_are_queued_while_tripped(store: Store,
 @pytest.mark.backends(*SQL_BACKENDS)
 def test_warm_up_keeps_nothing_and_prepares_every_admission_statement(store_url: str) -> None:
     """What a server process does before its first request: afterwards every table is as it
-    was, and the statements of an open admission, a trip and tripped groups of up to 8 are
+    was, and the statements of an open admission, a trip and tripped groups of up to 16 are
     compiled already (SQLAlchemy's cache hits them; a fresh engine, so nothing earlier did)."""
     engines.dispose_all()
     store = Store(store_url)
@@ -197,7 +197,7 @@ def test_warm_up_keeps_nothing_and_prepares_every_admission_statement(store_url:
         first = _admitted(service, *(_job(service, NOW, environment="default")
                                      for _ in range(4)))
         assert [a.buffered for a in first] == [False, False, False, True]
-        for rows in (1, 2, 3, 5, 8):
+        for rows in (1, 2, 3, 5, 8, 13):
             assert all(a.buffered for a in _admitted(service, *(
                 _job(service, NOW + timedelta(seconds=1), environment="default")
                 for _ in range(rows))))
