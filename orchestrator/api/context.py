@@ -45,7 +45,8 @@ class Api:
 
     def warm_up(self) -> None:
         """Before the first request: the trigger path's statements run once (nothing kept) and
-        the key lookup once (for no key). A store that is away only leaves it cold."""
+        the key lookup once (for no key). It only saves time: a store that is away, or any
+        other failure, leaves the process cold, never down."""
         now = self.clock()
         try:
             self.store.admission.warm_up(now)
@@ -53,6 +54,9 @@ class Api:
         except StoreError:
             log.warning("warm-up skipped: the store is unavailable; the first requests will "
                         "prepare their statements themselves")
+        except Exception:
+            log.exception("warm-up failed; the first requests will prepare their statements "
+                          "themselves")
 
     async def admit(self, job: AdmissionJob) -> list[Admission]:
         """Admit ``job`` with whatever other requests are waiting (one shared transaction)."""

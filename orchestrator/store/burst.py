@@ -9,13 +9,14 @@ moved to the queue exactly once). The trip is a row of ``orch_burst_trips`` per 
 read with the transaction's workflows (:func:`with_trips`: no round trip of its own); the
 statements are built once, not per transaction. While an environment is tripped with more than
 half its hold to go, nothing is counted and its plain triggers are buffered by one guarded
-statement (:func:`tripped_beyond`; ``ingest.IngestStore``).
+statement (:func:`guarded_insert`, used by ``ingest.IngestStore``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from orchestrator.domain.burst import BurstPolicy, BurstWindow
 from orchestrator.domain.ingest import AdmissionJob
 from orchestrator.store import tables as t
+from orchestrator.store.workflows import live_workflows
 
 
 def with_trips(query: sa.Select[Any], environment: sa.ColumnElement[str]) -> sa.Select[Any]:
@@ -93,3 +95,56 @@ def store_trips(conn: sa.Connection, windows: dict[str, BurstWindow]) -> None:
         conn.execute(insert.on_conflict_do_update(
             index_elements=["environment"], set_={"tripped_until": insert.excluded.tripped_until},
             where=trips.c.tripped_until < insert.excluded.tripped_until))
+
+
+# Rows and (environment, workflow) pairs buffered at most by one guarded statement (more take
+# the full path). Its parameters cost more Python than a multi-row insert's: in-process on
+# PostgreSQL it took less CPU per group of 16 (4.4 against 5.2 ms), more per group of 40 (10.4
+# against 8.5 ms), where the round trips it saves weigh less.
+GUARDED_ROWS_MAX = 16
+GUARDED_PAIRS_MAX = 4
+BUFFER_COLUMNS = tuple(t.burst_buffer.columns)  # in the guarded statement's order
+
+
+def slots_for(rows: int) -> int:
+    """The rows of the guarded statement that holds ``rows``: the next power of two, so a few
+    shapes serve every group (building and compiling one takes 7-15 ms, a stall of the writer
+    and of its process's event loop, were each group size its own)."""
+    return 1 << (rows - 1).bit_length()
+
+
+@lru_cache(maxsize=64)
+def guarded_insert(dialect: sa.Dialect, rows: int, pairs: int, environments: int
+                   ) -> sa.Insert:
+    """``INSERT INTO orch_burst_buffer SELECT * FROM (VALUES <rows>) WHERE <all pairs live> AND
+    <all environments tripped beyond until>``, with parameters ``<column>_<row>``,
+    ``environment_<i>``, ``workflow_<i>``, ``tripped_<i>`` and ``until``: built once per shape.
+    Rows whose ``execution_id`` is NULL are slots left empty (:func:`slots_for`).
+
+    VALUES, not a UNION of SELECTs: PostgreSQL plans a UNION of 8 rows in 0.9 ms, VALUES in
+    0.2 ms. Its first row tells PostgreSQL each column's type (a string without its length:
+    the column checks it); SQLite takes the values as given. No expanding parameter: each
+    execution would render the whole statement again."""
+    postgres = dialect.name == "postgresql"
+
+    def placeholder(column: sa.Column[Any], row: int) -> str:
+        if not postgres or row:
+            return f":{column.name}_{row}"
+        kind = sa.String() if isinstance(column.type, sa.String) else column.type
+        return f"CAST(:{column.name}_{row} AS {kind.compile(dialect=dialect)})"
+
+    text = sa.text("VALUES " + ", ".join(
+        "(" + ", ".join(placeholder(column, row) for column in BUFFER_COLUMNS) + ")"
+        for row in range(rows))).bindparams(*(
+            sa.bindparam(f"{column.name}_{row}", type_=column.type)
+            for row in range(rows) for column in BUFFER_COLUMNS))
+    values = text.columns(*(sa.column(f"column{i + 1}", column.type)
+                            for i, column in enumerate(BUFFER_COLUMNS))).subquery("v")
+    live = sa.select(sa.func.count()).select_from(t.workflows).where(live_workflows([
+        sa.tuple_(sa.bindparam(f"environment_{i}"), sa.bindparam(f"workflow_{i}"))
+        for i in range(pairs)])).scalar_subquery() == pairs
+    tripped = tripped_beyond([sa.bindparam(f"tripped_{i}") for i in range(environments)])
+    filled = values.c[BUFFER_COLUMNS.index(t.burst_buffer.c.execution_id)]
+    return t.burst_buffer.insert().from_select(
+        [column.name for column in BUFFER_COLUMNS],
+        sa.select(*values.c).where(filled.is_not(None), live, tripped))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,7 +42,16 @@ from orchestrator.exceptions import (
     StoreError,
 )
 from orchestrator.store import tables as t
-from orchestrator.store.burst import read_windows, store_trips, tripped_beyond, with_trips
+from orchestrator.store.burst import (
+    BUFFER_COLUMNS,
+    GUARDED_PAIRS_MAX,
+    GUARDED_ROWS_MAX,
+    guarded_insert,
+    read_windows,
+    slots_for,
+    store_trips,
+    with_trips,
+)
 from orchestrator.store.executions import execution_row, insert_execution, queued_row
 from orchestrator.store.interfaces import (
     BufferedTrigger,
@@ -51,6 +60,7 @@ from orchestrator.store.interfaces import (
     Visible,
 )
 from orchestrator.store.uow import Database, store_error, translated
+from orchestrator.store.workflows import live_workflows
 
 __all__ = ["RECEIPT_RETENTION", "IngestStore", "JobResult", "replayed"]
 
@@ -186,7 +196,7 @@ class IngestStore:
             self._admit_jobs(conn, [job(1, gated=False), job(1, gated=False), job(1), job(1)])
             self._admit_jobs(conn, [job(1)])
             rows = 1
-            while rows <= _GUARDED_ROWS_MAX:
+            while rows <= GUARDED_ROWS_MAX:
                 self._buffer_while_tripped(conn, [job(rows)])
                 rows *= 2
         self._tripped.pop(environment, None)
@@ -197,8 +207,8 @@ class IngestStore:
         uncounted (as :func:`~orchestrator.store.burst.read_windows` decides), and
         :meth:`_buffer_while_tripped` may write them in one statement."""
         now = jobs[0].now
-        if sum(len(job.requests) for job in jobs) > _GUARDED_ROWS_MAX \
-                or len({(job.environment, job.workflow) for job in jobs}) > _GUARDED_PAIRS_MAX:
+        if sum(len(job.requests) for job in jobs) > GUARDED_ROWS_MAX \
+                or len({(job.environment, job.workflow) for job in jobs}) > GUARDED_PAIRS_MAX:
             return False
         for job in jobs:
             until = self._tripped.get(job.environment)
@@ -216,16 +226,16 @@ class IngestStore:
         rows = [buffer_row(request, job.now) for job in jobs for request in job.requests]
         pairs = sorted({(job.environment, job.workflow) for job in jobs})
         environments = sorted({environment for environment, _ in pairs})
-        slots = _slots(len(rows))
+        slots = slots_for(len(rows))
         params: dict[str, Any] = {f"{column.name}_{i}": row.get(column.name)
-                                  for i, row in enumerate(rows) for column in _BUFFER_COLUMNS}
+                                  for i, row in enumerate(rows) for column in BUFFER_COLUMNS}
         params.update((f"{column.name}_{i}", None)
-                      for i in range(len(rows), slots) for column in _BUFFER_COLUMNS)
+                      for i in range(len(rows), slots) for column in BUFFER_COLUMNS)
         for i, (environment, workflow) in enumerate(pairs):
             params[f"environment_{i}"], params[f"workflow_{i}"] = environment, workflow
         params.update((f"tripped_{i}", environment) for i, environment in enumerate(environments))
         params["until"] = max(now + job.gate.hold / 2 for job in jobs if job.gate)
-        statement = _guarded_insert(conn.dialect, slots, len(pairs), len(environments))
+        statement = guarded_insert(conn.dialect, slots, len(pairs), len(environments))
         if conn.execute(statement, params).rowcount != len(rows):
             for environment in environments:  # nothing written: the full path decides
                 self._tripped.pop(environment, None)
@@ -468,74 +478,14 @@ class IngestStore:
         return found[:limit]
 
 
-def _live(pairs: Any) -> sa.ColumnElement[bool]:
-    """The workflows of ``pairs`` ((environment, name) tuples, or an expanding parameter) that
-    exist, not deleted."""
-    w = t.workflows
-    return sa.and_(sa.tuple_(w.c.environment, w.c.name).in_(pairs), w.c.deleted_at.is_(None))
-
-
 # The workflows of an admission transaction, with their environments' burst trips: one
 # statement, built once.
 _LIVE_WORKFLOWS = with_trips(
     sa.select(t.workflows.c.environment, t.workflows.c.name).where(
-        _live(sa.bindparam("pairs", expanding=True))), t.workflows.c.environment)
+        live_workflows(sa.bindparam("pairs", expanding=True))), t.workflows.c.environment)
 
 # A plain job's rows, in bulk: executions, queued triggers, burst buffer (built once).
 _PLAIN_INSERTS = (t.executions.insert(), t.queued_triggers.insert(), t.burst_buffer.insert())
-
-# Rows and (environment, workflow) pairs buffered at most by one guarded statement (more take
-# the full path). Its parameters cost more Python than a multi-row insert's: in-process on
-# PostgreSQL it took less CPU per group of 16 (4.4 against 5.2 ms), more per group of 40 (10.4
-# against 8.5 ms), where the round trips it saves weigh less.
-_GUARDED_ROWS_MAX = 16
-_GUARDED_PAIRS_MAX = 4
-_BUFFER_COLUMNS = tuple(t.burst_buffer.columns)
-
-
-def _slots(rows: int) -> int:
-    """The rows of the guarded statement that holds ``rows``: the next power of two, so a few
-    shapes serve every group (building and compiling one takes 7-15 ms, a stall of the writer
-    and of its process's event loop, were each group size its own)."""
-    return 1 << (rows - 1).bit_length()
-
-
-@lru_cache(maxsize=64)
-def _guarded_insert(dialect: sa.Dialect, rows: int, pairs: int, environments: int
-                    ) -> sa.Insert:
-    """``INSERT INTO orch_burst_buffer SELECT * FROM (VALUES <rows>) WHERE <all pairs live> AND
-    <all environments tripped beyond until>``, with parameters ``<column>_<row>``,
-    ``environment_<i>``, ``workflow_<i>``, ``tripped_<i>`` and ``until``: built once per shape.
-    Rows whose ``execution_id`` is NULL are slots left empty (:func:`_slots`).
-
-    VALUES, not a UNION of SELECTs: PostgreSQL plans a UNION of 8 rows in 0.9 ms, VALUES in
-    0.2 ms. Its first row tells PostgreSQL each column's type (a string without its length:
-    the column checks it); SQLite takes the values as given. No expanding parameter: each
-    execution would render the whole statement again."""
-    postgres = dialect.name == "postgresql"
-
-    def placeholder(column: sa.Column[Any], row: int) -> str:
-        if not postgres or row:
-            return f":{column.name}_{row}"
-        kind = sa.String() if isinstance(column.type, sa.String) else column.type
-        return f"CAST(:{column.name}_{row} AS {kind.compile(dialect=dialect)})"
-
-    text = sa.text("VALUES " + ", ".join(
-        "(" + ", ".join(placeholder(column, row) for column in _BUFFER_COLUMNS) + ")"
-        for row in range(rows))).bindparams(*(
-            sa.bindparam(f"{column.name}_{row}", type_=column.type)
-            for row in range(rows) for column in _BUFFER_COLUMNS))
-    values = text.columns(*(sa.column(f"column{i + 1}", column.type)
-                            for i, column in enumerate(_BUFFER_COLUMNS))).subquery("v")
-    live = sa.select(sa.func.count()).select_from(t.workflows).where(_live([
-        sa.tuple_(sa.bindparam(f"environment_{i}"), sa.bindparam(f"workflow_{i}"))
-        for i in range(pairs)])).scalar_subquery() == pairs
-    tripped = tripped_beyond([sa.bindparam(f"tripped_{i}") for i in range(environments)])
-    filled = values.c[_BUFFER_COLUMNS.index(t.burst_buffer.c.execution_id)]
-    return t.burst_buffer.insert().from_select(
-        [column.name for column in _BUFFER_COLUMNS],
-        sa.select(*values.c).where(filled.is_not(None), live, tripped))
-
 
 def to_buffer(windows: dict[str, BurstWindow], job: AdmissionJob, index: int) -> bool:
     """Whether request ``index`` of ``job`` goes to the burst buffer: counted in its

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -12,6 +13,13 @@ from orchestrator.domain.workflow import WorkflowSpec
 from orchestrator.exceptions import NotFound
 from orchestrator.store import tables as t
 from orchestrator.store.uow import Database, translated
+
+
+def live_workflows(pairs: Any) -> sa.ColumnElement[bool]:
+    """The workflows of ``pairs`` ((environment, name) tuples, or an expanding parameter) that
+    exist, not deleted (admission refuses a trigger for any other)."""
+    w = t.workflows
+    return sa.and_(sa.tuple_(w.c.environment, w.c.name).in_(pairs), w.c.deleted_at.is_(None))
 
 
 class SqlWorkflows:
