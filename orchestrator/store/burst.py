@@ -9,7 +9,7 @@ moved to the queue exactly once). The trip is a row of ``orch_burst_trips`` per 
 read with the transaction's workflows (:func:`with_trips`: no round trip of its own); the
 statements are built once, not per transaction. While an environment is tripped with more than
 half its hold to go, nothing is counted and its plain triggers are buffered by one guarded
-statement (:func:`guarded_insert`, used by ``ingest.IngestStore``).
+statement (:func:`buffer_while_tripped`, used by ``ingest.IngestStore``).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def store_trips(conn: sa.Connection, windows: dict[str, BurstWindow]) -> None:
 # against 8.5 ms), where the round trips it saves weigh less.
 GUARDED_ROWS_MAX = 16
 GUARDED_PAIRS_MAX = 4
-BUFFER_COLUMNS = tuple(t.burst_buffer.columns)  # in the guarded statement's order
+_BUFFER_COLUMNS = tuple(t.burst_buffer.columns)  # in the guarded statement's order
 
 
 def slots_for(rows: int) -> int:
@@ -114,8 +114,8 @@ def slots_for(rows: int) -> int:
 
 
 @lru_cache(maxsize=64)
-def guarded_insert(dialect: sa.Dialect, rows: int, pairs: int, environments: int
-                   ) -> sa.Insert:
+def _guarded_insert(dialect: sa.Dialect, rows: int, pairs: int, environments: int
+                    ) -> sa.Insert:
     """``INSERT INTO orch_burst_buffer SELECT * FROM (VALUES <rows>) WHERE <all pairs live> AND
     <all environments tripped beyond until>``, with parameters ``<column>_<row>``,
     ``environment_<i>``, ``workflow_<i>``, ``tripped_<i>`` and ``until``: built once per shape.
@@ -134,17 +134,36 @@ def guarded_insert(dialect: sa.Dialect, rows: int, pairs: int, environments: int
         return f"CAST(:{column.name}_{row} AS {kind.compile(dialect=dialect)})"
 
     text = sa.text("VALUES " + ", ".join(
-        "(" + ", ".join(placeholder(column, row) for column in BUFFER_COLUMNS) + ")"
+        "(" + ", ".join(placeholder(column, row) for column in _BUFFER_COLUMNS) + ")"
         for row in range(rows))).bindparams(*(
             sa.bindparam(f"{column.name}_{row}", type_=column.type)
-            for row in range(rows) for column in BUFFER_COLUMNS))
+            for row in range(rows) for column in _BUFFER_COLUMNS))
     values = text.columns(*(sa.column(f"column{i + 1}", column.type)
-                            for i, column in enumerate(BUFFER_COLUMNS))).subquery("v")
+                            for i, column in enumerate(_BUFFER_COLUMNS))).subquery("v")
     live = sa.select(sa.func.count()).select_from(t.workflows).where(live_workflows([
         sa.tuple_(sa.bindparam(f"environment_{i}"), sa.bindparam(f"workflow_{i}"))
         for i in range(pairs)])).scalar_subquery() == pairs
     tripped = tripped_beyond([sa.bindparam(f"tripped_{i}") for i in range(environments)])
-    filled = values.c[BUFFER_COLUMNS.index(t.burst_buffer.c.execution_id)]
+    filled = values.c[_BUFFER_COLUMNS.index(t.burst_buffer.c.execution_id)]
     return t.burst_buffer.insert().from_select(
-        [column.name for column in BUFFER_COLUMNS],
+        [column.name for column in _BUFFER_COLUMNS],
         sa.select(*values.c).where(filled.is_not(None), live, tripped))
+
+
+def buffer_while_tripped(conn: sa.Connection, rows: Sequence[dict[str, Any]],
+                         pairs: Sequence[tuple[str, str]], until: datetime) -> bool:
+    """Insert burst-buffer ``rows`` (at most :data:`GUARDED_ROWS_MAX`) in one statement if
+    every (environment, workflow) of ``pairs`` is live and each of their environments is
+    tripped beyond ``until``; whether it did (all of them, or none)."""
+    environments = sorted({environment for environment, _ in pairs})
+    slots = slots_for(len(rows))
+    params: dict[str, Any] = {f"{column.name}_{i}": row.get(column.name)
+                              for i, row in enumerate(rows) for column in _BUFFER_COLUMNS}
+    params.update((f"{column.name}_{i}", None)
+                  for i in range(len(rows), slots) for column in _BUFFER_COLUMNS)
+    for i, (environment, workflow) in enumerate(pairs):
+        params[f"environment_{i}"], params[f"workflow_{i}"] = environment, workflow
+    params.update((f"tripped_{i}", environment) for i, environment in enumerate(environments))
+    params["until"] = until
+    statement = _guarded_insert(conn.dialect, slots, len(pairs), len(environments))
+    return conn.execute(statement, params).rowcount == len(rows)

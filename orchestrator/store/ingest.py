@@ -43,10 +43,9 @@ from orchestrator.exceptions import (
 )
 from orchestrator.store import tables as t
 from orchestrator.store.burst import (
-    BUFFER_COLUMNS,
     GUARDED_PAIRS_MAX,
     GUARDED_ROWS_MAX,
-    guarded_insert,
+    buffer_while_tripped,
     read_windows,
     slots_for,
     store_trips,
@@ -195,10 +194,8 @@ class IngestStore:
             self._admit_jobs(conn, [job(1, gated=False)])
             self._admit_jobs(conn, [job(1, gated=False), job(1, gated=False), job(1), job(1)])
             self._admit_jobs(conn, [job(1)])
-            rows = 1
-            while rows <= GUARDED_ROWS_MAX:
+            for rows in sorted({slots_for(n) for n in range(1, GUARDED_ROWS_MAX + 1)}):
                 self._buffer_while_tripped(conn, [job(rows)])
-                rows *= 2
         self._tripped.pop(environment, None)
 
     def _while_tripped(self, jobs: Sequence[AdmissionJob]) -> bool:
@@ -222,22 +219,11 @@ class IngestStore:
         """Buffer the jobs of :meth:`_while_tripped` with one statement guarded by what the
         full path would read (every workflow live, every environment tripped beyond half its
         hold); None, having written nothing, when the guard does not hold."""
-        now = jobs[0].now
         rows = [buffer_row(request, job.now) for job in jobs for request in job.requests]
         pairs = sorted({(job.environment, job.workflow) for job in jobs})
-        environments = sorted({environment for environment, _ in pairs})
-        slots = slots_for(len(rows))
-        params: dict[str, Any] = {f"{column.name}_{i}": row.get(column.name)
-                                  for i, row in enumerate(rows) for column in BUFFER_COLUMNS}
-        params.update((f"{column.name}_{i}", None)
-                      for i in range(len(rows), slots) for column in BUFFER_COLUMNS)
-        for i, (environment, workflow) in enumerate(pairs):
-            params[f"environment_{i}"], params[f"workflow_{i}"] = environment, workflow
-        params.update((f"tripped_{i}", environment) for i, environment in enumerate(environments))
-        params["until"] = max(now + job.gate.hold / 2 for job in jobs if job.gate)
-        statement = guarded_insert(conn.dialect, slots, len(pairs), len(environments))
-        if conn.execute(statement, params).rowcount != len(rows):
-            for environment in environments:  # nothing written: the full path decides
+        until = max(jobs[0].now + job.gate.hold / 2 for job in jobs if job.gate)
+        if not buffer_while_tripped(conn, rows, pairs, until):
+            for environment, _ in pairs:  # nothing written: the full path decides
                 self._tripped.pop(environment, None)
             return None
         return [[Admission(execution_id=r.correlation.execution_id,
@@ -486,6 +472,7 @@ _LIVE_WORKFLOWS = with_trips(
 
 # A plain job's rows, in bulk: executions, queued triggers, burst buffer (built once).
 _PLAIN_INSERTS = (t.executions.insert(), t.queued_triggers.insert(), t.burst_buffer.insert())
+
 
 def to_buffer(windows: dict[str, BurstWindow], job: AdmissionJob, index: int) -> bool:
     """Whether request ``index`` of ``job`` goes to the burst buffer: counted in its

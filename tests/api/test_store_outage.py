@@ -27,13 +27,18 @@ def store_url() -> str:  # this module brings its own database
     return "unused"
 
 
+def _digest_and_key(url: str) -> str:
+    """The schema, a workflow ``digest`` and an API key of ``default`` on ``url``."""
+    upgrade(url)
+    store = Store(url)
+    store.apply_workflow(parse_workflow(workflow_doc(), block_types()), datetime.now(UTC))
+    return store.access.create_api_key("default", datetime.now(UTC))[1]
+
+
 def test_postgres_outage_503_then_recovery_nothing_lost(serve) -> None:
     require_postgres_binaries()
     with private_postgres() as pg:
-        upgrade(pg.url)
-        store = Store(pg.url)
-        store.apply_workflow(parse_workflow(workflow_doc(), block_types()), datetime.now(UTC))
-        key = store.access.create_api_key("default", datetime.now(UTC))[1]
+        key = _digest_and_key(pg.url)
         client = Client(serve(url=pg.url).url, key)
         accepted: list[str] = []
         outages: list[dict] = []
@@ -85,10 +90,7 @@ def test_a_server_started_while_postgres_is_down_serves_once_it_is_back(serve) -
     while the database is away, and accepts triggers once it is back."""
     require_postgres_binaries()
     with private_postgres() as pg:
-        upgrade(pg.url)
-        store = Store(pg.url)
-        store.apply_workflow(parse_workflow(workflow_doc(), block_types()), datetime.now(UTC))
-        key = store.access.create_api_key("default", datetime.now(UTC))[1]
+        key = _digest_and_key(pg.url)
         dispose_all()
         pg.stop()
         client = Client(serve(url=pg.url).url, key)
