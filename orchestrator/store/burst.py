@@ -118,7 +118,8 @@ def _guarded_insert(dialect: sa.Dialect, rows: int, pairs: int, environments: in
                     ) -> sa.Insert:
     """``INSERT INTO orch_burst_buffer SELECT * FROM (VALUES <rows>) WHERE <all pairs live> AND
     <all environments tripped beyond until>``, with parameters ``<column>_<row>``,
-    ``environment_<i>``, ``workflow_<i>``, ``tripped_<i>`` and ``until``: built once per shape.
+    ``live_environment_<i>``, ``live_workflow_<i>``, ``tripped_<i>`` and ``until`` (none of them
+    a row's ``<column>_<row>``: a name shared is one parameter): built once per shape.
     Rows whose ``execution_id`` is NULL are slots left empty (:func:`slots_for`).
 
     VALUES, not a UNION of SELECTs: PostgreSQL plans a UNION of 8 rows in 0.9 ms, VALUES in
@@ -141,7 +142,7 @@ def _guarded_insert(dialect: sa.Dialect, rows: int, pairs: int, environments: in
     values = text.columns(*(sa.column(f"column{i + 1}", column.type)
                             for i, column in enumerate(_BUFFER_COLUMNS))).subquery("v")
     live = sa.select(sa.func.count()).select_from(t.workflows).where(live_workflows([
-        sa.tuple_(sa.bindparam(f"environment_{i}"), sa.bindparam(f"workflow_{i}"))
+        sa.tuple_(sa.bindparam(f"live_environment_{i}"), sa.bindparam(f"live_workflow_{i}"))
         for i in range(pairs)])).scalar_subquery() == pairs
     tripped = tripped_beyond([sa.bindparam(f"tripped_{i}") for i in range(environments)])
     filled = values.c[_BUFFER_COLUMNS.index(t.burst_buffer.c.execution_id)]
@@ -162,7 +163,7 @@ def buffer_while_tripped(conn: sa.Connection, rows: Sequence[dict[str, Any]],
     params.update((f"{column.name}_{i}", None)
                   for i in range(len(rows), slots) for column in _BUFFER_COLUMNS)
     for i, (environment, workflow) in enumerate(pairs):
-        params[f"environment_{i}"], params[f"workflow_{i}"] = environment, workflow
+        params[f"live_environment_{i}"], params[f"live_workflow_{i}"] = environment, workflow
     params.update((f"tripped_{i}", environment) for i, environment in enumerate(environments))
     params["until"] = until
     statement = _guarded_insert(conn.dialect, slots, len(pairs), len(environments))

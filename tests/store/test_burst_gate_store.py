@@ -99,6 +99,37 @@ def test_a_tripped_environment_buffers_every_field_of_its_plain_triggers(
         == ({"n": 2}, None, None, 0, None)
 
 
+def test_a_group_of_several_tripped_workflows_buffers_each_trigger_as_its_own(
+        store: Store, make_workflow) -> None:
+    """One group, its jobs in no particular order, of two tripped environments and two
+    workflows of one of them: each trigger is buffered with its own environment and workflow
+    (never the neighbour's: another tenant's trigger)."""
+    gate = replace(GATE, environments=frozenset({"acme", "beta"}))
+    for environment, workflow in (("acme", "digest"), ("acme", "alerts"), ("beta", "digest")):
+        make_workflow(workflow, environment=environment)
+    service = IngestService(store.admission, gate)
+    for environment in ("acme", "beta"):
+        admitted = _admitted(service, *(_job(service, NOW, environment=environment)
+                                        for _ in range(4)))
+        assert admitted[-1].buffered
+    later = NOW + timedelta(seconds=1)
+    order = [("beta", "digest"), ("acme", "alerts"), ("beta", "digest"), ("acme", "digest")]
+    jobs = [service.prepare(environment=environment, workflow=workflow,
+                            items=(TriggerInput(payload={"n": n}),), request_id=None,
+                            source=Source.API, now=later)
+            for n, (environment, workflow) in enumerate(order)]
+    admitted = _admitted(service, *jobs)
+    assert all(a.buffered for a in admitted)
+    for n, ((environment, workflow), admission) in enumerate(zip(order, admitted, strict=True)):
+        other = "beta" if environment == "acme" else "acme"
+        with pytest.raises(NotFound):
+            store.admission.find(admission.execution_id, other)
+        found = store.admission.find(admission.execution_id, environment)
+        assert found.buffered
+        assert (found.execution.environment, found.execution.workflow,
+                found.execution.payload) == (environment, workflow, {"n": n})
+
+
 @pytest.mark.backends(*SQL_BACKENDS)
 def test_while_tripped_a_group_of_plain_triggers_is_one_statement(store: Store,
                                                                   make_workflow) -> None:
