@@ -24,8 +24,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from orchestrator.domain.burst import BurstPolicy, BurstWindow
 from orchestrator.domain.ingest import AdmissionJob
+from orchestrator.store import prepared
 from orchestrator.store import tables as t
-from orchestrator.store.workflows import live_workflows
+from orchestrator.store.workflows import live_workflows, pair_parameters, pair_values
 
 
 def with_trips(query: sa.Select[Any], environment: sa.ColumnElement[str]) -> sa.Select[Any]:
@@ -53,7 +54,7 @@ def _counted(table: sa.Table) -> sa.ScalarSelect[int]:
 
 
 # The triggers of an environment in its window, up to the threshold + 1 in each table.
-_COUNT = sa.select(_counted(t.executions) + _counted(t.burst_buffer))
+_COUNT = prepared.Prepared("window", sa.select(_counted(t.executions) + _counted(t.burst_buffer)))
 
 
 def read_windows(conn: sa.Connection, rows: Iterable[Any], jobs: Sequence[AdmissionJob],
@@ -76,8 +77,9 @@ def _window(conn: sa.Connection, environment: str, policy: BurstPolicy,
         # whatever the count, and a trip is only extended in its last half (trip_to_store), so
         # the window is not counted (a quarter of the admission writer's time in a burst).
         return BurstWindow(policy, now, counted=policy.threshold, tripped_until=tripped_until)
-    count = conn.execute(_COUNT, {"environment": environment, "cap": policy.threshold + 1,
-                                  "horizon": BurstWindow.horizon(policy, now)}).scalar()
+    count = prepared.execute(conn, _COUNT, {
+        "environment": environment, "cap": policy.threshold + 1,
+        "horizon": BurstWindow.horizon(policy, now)}).scalar()
     return BurstWindow(policy, now, counted=int(count or 0), tripped_until=tripped_until)
 
 
@@ -103,52 +105,26 @@ def store_trips(conn: sa.Connection, windows: dict[str, BurstWindow]) -> None:
 # against 8.5 ms), where the round trips it saves weigh less.
 GUARDED_ROWS_MAX = 16
 GUARDED_PAIRS_MAX = 4
-_BUFFER_COLUMNS = tuple(t.burst_buffer.columns)  # in the guarded statement's order
+_BUFFER_COLUMNS = tuple(column.name for column in t.burst_buffer.columns)
 
 
-def slots_for(rows: int) -> int:
-    """The rows of the guarded statement that holds ``rows``: the next power of two, so a few
-    shapes serve every group (building and compiling one takes 7-15 ms, a stall of the writer
-    and of its process's event loop, were each group size its own)."""
-    return 1 << (rows - 1).bit_length()
-
-
-@lru_cache(maxsize=64)
 def _guarded_insert(dialect: sa.Dialect, rows: int, pairs: int, environments: int
                     ) -> sa.Insert:
     """``INSERT INTO orch_burst_buffer SELECT * FROM (VALUES <rows>) WHERE <all pairs live> AND
-    <all environments tripped beyond until>``, with parameters ``<column>_<row>``,
+    <all environments tripped beyond until>`` (:func:`prepared.values_insert
+    <orchestrator.store.prepared.values_insert>`), with parameters ``<column>_<row>``,
     ``live_environment_<i>``, ``live_workflow_<i>``, ``tripped_<i>`` and ``until`` (none of them
-    a row's ``<column>_<row>``: a name shared is one parameter): built once per shape.
-    Rows whose ``execution_id`` is NULL are slots left empty (:func:`slots_for`).
-
-    VALUES, not a UNION of SELECTs: PostgreSQL plans a UNION of 8 rows in 0.9 ms, VALUES in
-    0.2 ms. Its first row tells PostgreSQL each column's type (a string without its length:
-    the column checks it); SQLite takes the values as given. No expanding parameter: each
-    execution would render the whole statement again."""
-    postgres = dialect.name == "postgresql"
-
-    def placeholder(column: sa.Column[Any], row: int) -> str:
-        if not postgres or row:
-            return f":{column.name}_{row}"
-        kind = sa.String() if isinstance(column.type, sa.String) else column.type
-        return f"CAST(:{column.name}_{row} AS {kind.compile(dialect=dialect)})"
-
-    text = sa.text("VALUES " + ", ".join(
-        "(" + ", ".join(placeholder(column, row) for column in _BUFFER_COLUMNS) + ")"
-        for row in range(rows))).bindparams(*(
-            sa.bindparam(f"{column.name}_{row}", type_=column.type)
-            for row in range(rows) for column in _BUFFER_COLUMNS))
-    values = text.columns(*(sa.column(f"column{i + 1}", column.type)
-                            for i, column in enumerate(_BUFFER_COLUMNS))).subquery("v")
-    live = sa.select(sa.func.count()).select_from(t.workflows).where(live_workflows([
-        sa.tuple_(sa.bindparam(f"live_environment_{i}"), sa.bindparam(f"live_workflow_{i}"))
-        for i in range(pairs)])).scalar_subquery() == pairs
+    a row's ``<column>_<row>``: a name shared is one parameter)."""
+    live = sa.select(sa.func.count()).select_from(t.workflows).where(
+        live_workflows(pair_parameters(pairs))).scalar_subquery() == pairs
     tripped = tripped_beyond([sa.bindparam(f"tripped_{i}") for i in range(environments)])
-    filled = values.c[_BUFFER_COLUMNS.index(t.burst_buffer.c.execution_id)]
-    return t.burst_buffer.insert().from_select(
-        [column.name for column in _BUFFER_COLUMNS],
-        sa.select(*values.c).where(filled.is_not(None), live, tripped))
+    return prepared.values_insert(t.burst_buffer, _BUFFER_COLUMNS, rows, dialect, live, tripped)
+
+
+@lru_cache(maxsize=64)
+def _guarded(dialect: sa.Dialect, rows: int, pairs: int, environments: int
+             ) -> prepared.Prepared:
+    return prepared.Prepared("buffer", _guarded_insert(dialect, rows, pairs, environments))
 
 
 def buffer_while_tripped(conn: sa.Connection, rows: Sequence[dict[str, Any]],
@@ -157,14 +133,10 @@ def buffer_while_tripped(conn: sa.Connection, rows: Sequence[dict[str, Any]],
     every (environment, workflow) of ``pairs`` is live and each of their environments is
     tripped beyond ``until``; whether it did (all of them, or none)."""
     environments = sorted({environment for environment, _ in pairs})
-    slots = slots_for(len(rows))
-    params: dict[str, Any] = {f"{column.name}_{i}": row.get(column.name)
-                              for i, row in enumerate(rows) for column in _BUFFER_COLUMNS}
-    params.update((f"{column.name}_{i}", None)
-                  for i in range(len(rows), slots) for column in _BUFFER_COLUMNS)
-    for i, (environment, workflow) in enumerate(pairs):
-        params[f"live_environment_{i}"], params[f"live_workflow_{i}"] = environment, workflow
+    slots = prepared.slots_for(len(rows))
+    params = prepared.values_parameters(_BUFFER_COLUMNS, rows, slots)
+    params.update(pair_values(pairs))
     params.update((f"tripped_{i}", environment) for i, environment in enumerate(environments))
     params["until"] = until
-    statement = _guarded_insert(conn.dialect, slots, len(pairs), len(environments))
-    return conn.execute(statement, params).rowcount == len(rows)
+    statement = _guarded(conn.dialect, slots, len(pairs), len(environments))
+    return prepared.execute(conn, statement, params).rowcount == len(rows)

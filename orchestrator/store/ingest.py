@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,13 +41,13 @@ from orchestrator.exceptions import (
     Problem,
     StoreError,
 )
+from orchestrator.store import prepared
 from orchestrator.store import tables as t
 from orchestrator.store.burst import (
     GUARDED_PAIRS_MAX,
     GUARDED_ROWS_MAX,
     buffer_while_tripped,
     read_windows,
-    slots_for,
     store_trips,
     with_trips,
 )
@@ -58,8 +58,9 @@ from orchestrator.store.interfaces import (
     JobResult,
     Visible,
 )
+from orchestrator.store.prepared import INSERT_ROWS_MAX
 from orchestrator.store.uow import Database, store_error, translated
-from orchestrator.store.workflows import live_workflows
+from orchestrator.store.workflows import live_workflows, pair_parameters, pair_values
 
 __all__ = ["RECEIPT_RETENTION", "IngestStore", "JobResult", "replayed"]
 
@@ -136,8 +137,10 @@ class IngestStore:
     def _admit_jobs(self, conn: sa.Connection, jobs: Sequence[AdmissionJob]) -> list[JobResult]:
         results: list[JobResult | None] = [None] * len(jobs)
         now = jobs[0].now
-        rows = conn.execute(_LIVE_WORKFLOWS, {
-            "pairs": sorted({(job.environment, job.workflow) for job in jobs})}).all()
+        pairs = sorted({(job.environment, job.workflow) for job in jobs})
+        rows = (prepared.execute(conn, _live_workflows(len(pairs)), pair_values(pairs))
+                if len(pairs) <= LIVE_PAIRS_PREPARED
+                else conn.execute(_LIVE_WORKFLOWS, {"pairs": pairs})).all()
         live = {(row.environment, row.name) for row in rows}
         for i, job in enumerate(jobs):
             if (job.environment, job.workflow) not in live:
@@ -190,11 +193,15 @@ class IngestStore:
             conn.execute(t.workflows.insert().values(
                 environment=environment, name="warm-up", current_version=1, created_at=now,
                 updated_at=now))
-            # one row and several (SQLAlchemy compiles each form), queued, tripped, buffered
-            self._admit_jobs(conn, [job(1, gated=False)])
+            # each shape of insert (one per power of two rows), queued; then tripped, buffered
+            # by the full path and by the guarded statement
+            shapes = sorted({prepared.slots_for(n)
+                             for n in range(1, max(GUARDED_ROWS_MAX, INSERT_ROWS_MAX) + 1)})
+            for rows in shapes:
+                self._admit_jobs(conn, [job(rows, gated=False)])
             self._admit_jobs(conn, [job(1, gated=False), job(1, gated=False), job(1), job(1)])
-            self._admit_jobs(conn, [job(1)])
-            for rows in sorted({slots_for(n) for n in range(1, GUARDED_ROWS_MAX + 1)}):
+            for rows in shapes:
+                self._admit_jobs(conn, [job(rows)])
                 self._buffer_while_tripped(conn, [job(rows)])
         self._tripped.pop(environment, None)
 
@@ -272,9 +279,9 @@ class IngestStore:
                 admissions.append(Admission(execution_id=c.execution_id,
                                             request_id=c.request_id, buffered=gated))
             results.append(admissions)
-        for insert, rows in zip(_PLAIN_INSERTS, (executions, queued, buffered), strict=True):
+        for table, rows in zip(_PLAIN_TABLES, (executions, queued, buffered), strict=True):
             if rows:
-                conn.execute(insert, rows)
+                prepared.insert_rows(conn, table, rows)
         return results
 
     def _record_receipt(self, conn: sa.Connection, job: AdmissionJob) -> None:
@@ -469,9 +476,18 @@ class IngestStore:
 _LIVE_WORKFLOWS = with_trips(
     sa.select(t.workflows.c.environment, t.workflows.c.name).where(
         live_workflows(sa.bindparam("pairs", expanding=True))), t.workflows.c.environment)
+LIVE_PAIRS_PREPARED = 8  # a group of more pairs reads them with the statement above
 
-# A plain job's rows, in bulk: executions, queued triggers, burst buffer (built once).
-_PLAIN_INSERTS = (t.executions.insert(), t.queued_triggers.insert(), t.burst_buffer.insert())
+
+@lru_cache(maxsize=LIVE_PAIRS_PREPARED)
+def _live_workflows(pairs: int) -> prepared.Prepared:
+    """:data:`_LIVE_WORKFLOWS` for ``pairs`` pairs, of a fixed shape (prepared once)."""
+    return prepared.Prepared("live", with_trips(
+        sa.select(t.workflows.c.environment, t.workflows.c.name).where(
+            live_workflows(pair_parameters(pairs))), t.workflows.c.environment))
+
+# A plain job's rows, in bulk: executions, queued triggers, burst buffer.
+_PLAIN_TABLES = (t.executions, t.queued_triggers, t.burst_buffer)
 
 
 def to_buffer(windows: dict[str, BurstWindow], job: AdmissionJob, index: int) -> bool:

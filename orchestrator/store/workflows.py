@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,22 @@ def live_workflows(pairs: Any) -> sa.ColumnElement[bool]:
     exist, not deleted (admission refuses a trigger for any other)."""
     w = t.workflows
     return sa.and_(sa.tuple_(w.c.environment, w.c.name).in_(pairs), w.c.deleted_at.is_(None))
+
+
+def pair_parameters(count: int) -> list[sa.Tuple]:
+    """``count`` (environment, name) pairs as named parameters, for :func:`live_workflows` in
+    a statement of a fixed shape (prepared once: no expanding parameter); their values are
+    :func:`pair_values`. No column's ``<name>_<i>`` parameter is named like them."""
+    return [sa.tuple_(sa.bindparam(f"live_environment_{i}"), sa.bindparam(f"live_workflow_{i}"))
+            for i in range(count)]
+
+
+def pair_values(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """The parameters of :func:`pair_parameters` for ``pairs``."""
+    values: dict[str, str] = {}
+    for i, (environment, name) in enumerate(pairs):
+        values[f"live_environment_{i}"], values[f"live_workflow_{i}"] = environment, name
+    return values
 
 
 class SqlWorkflows:
