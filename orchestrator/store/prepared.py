@@ -11,7 +11,8 @@ statements already).
 Where a connection cannot keep prepared statements (behind a pooler in transaction mode, each
 transaction may reach another server connection; or after ``DEALLOCATE ALL``), the first
 ``EXECUTE`` that finds none stops preparing on that connection, and the statement runs as itself
-there from then on. In autocommit that ``EXECUTE`` is run again as the statement; inside a
+there from then on (so does a ``PREPARE`` that finds the name taken). In autocommit the
+statement is then run as itself; inside a
 transaction, which PostgreSQL has aborted, the error is raised (that transaction fails, once per
 connection). ``PREPARE`` outlives a rollback, so a warm-up's rolled-back transaction prepares.
 """
@@ -158,23 +159,19 @@ def _names(conn: sa.Connection) -> set[str] | None:
 
 def _executed(conn: sa.Connection, prepared: Prepared, params: Mapping[str, Any],
               names: set[str]) -> sa.CursorResult[Any] | None:
-    # Inside a transaction a failed statement aborts it: a savepoint keeps the transaction
-    # usable for the fallback (autocommit has none to keep).
     try:
         if prepared.name not in names:
-            try:
-                conn.exec_driver_sql(prepared.prepare)
-            except sa.exc.DBAPIError as exc:
-                if _sqlstate(exc) != _DUPLICATE:
-                    raise
+            conn.exec_driver_sql(prepared.prepare)
             names.add(prepared.name)
         return conn.execute(prepared.execute, params)
     except sa.exc.DBAPIError as exc:
-        if _sqlstate(exc) != _UNKNOWN:
+        if _sqlstate(exc) not in (_DUPLICATE, _UNKNOWN):
             raise
+        # The server connection is not the one this connection prepared on (a pooler): stop
+        # preparing here. In a transaction, which PostgreSQL has aborted, that one fails.
         raw = conn.connection.dbapi_connection
         conn.connection.info[_KEPT] = (raw, None)
-        if not getattr(raw, "autocommit", False):  # aborted: the caller's transaction fails
+        if not getattr(raw, "autocommit", False):
             raise
         return None
 

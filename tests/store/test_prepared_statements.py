@@ -71,7 +71,7 @@ def test_a_connection_that_lost_its_statements_runs_them_itself_and_stops_prepar
         engine: sa.Engine) -> None:
     with engine.connect() as conn:
         raw = conn.connection.dbapi_connection
-        conn.connection.dbapi_connection.autocommit = True
+        raw.autocommit = True
         try:
             prepared.insert_rows(conn, t.workflows, _rows(1))
             conn.exec_driver_sql("DEALLOCATE ALL")  # what another server connection looks like
@@ -80,6 +80,25 @@ def test_a_connection_that_lost_its_statements_runs_them_itself_and_stops_prepar
             prepared.insert_rows(conn, t.workflows, _rows(1, first=2))
             assert sent[0] == "EXECUTE" and sent[1:] == ["INSERT", "INSERT"], sent
             assert _names(conn) == []
+        finally:
+            raw.autocommit = False
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.workflows)).scalar() == 3
+
+
+@pytest.mark.backends("postgres")
+def test_a_connection_finding_its_statement_name_taken_runs_the_statement_itself(
+        engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        raw.autocommit = True
+        try:
+            prepared.insert_rows(conn, t.workflows, _rows(1))
+            del conn.connection.info["orchestrator_prepared"]  # another client's, on a pooler
+            sent = _sent(engine)
+            prepared.insert_rows(conn, t.workflows, _rows(1, first=1))
+            prepared.insert_rows(conn, t.workflows, _rows(1, first=2))
+            assert sent == ["PREPARE", "INSERT", "INSERT"], sent
         finally:
             raw.autocommit = False
     with engine.connect() as conn:
