@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,22 +39,40 @@ class Prepared:
     servers of different versions never runs another's statement."""
 
     def __init__(self, label: str, statement: sa.Insert | sa.Select[Any]) -> None:
+        self.label = label
         self.statement = statement
-        compiled = statement.compile(dialect=psycopg2.dialect(paramstyle="numeric_dollar"))
+
+    @cached_property
+    def _forms(self) -> tuple[str, str, sa.Executable]:
+        """(name, ``PREPARE`` text, ``EXECUTE`` clause): compiled on first use on PostgreSQL
+        (not at import, and never on SQLite)."""
+        compiled = self.statement.compile(dialect=psycopg2.dialect(paramstyle="numeric_dollar"))
         text = str(compiled)
-        self.name = f"orch_{label}_" + hashlib.sha256(text.encode()).hexdigest()[:16]
-        self.prepare = f"PREPARE {self.name} AS {text}"
-        names = list(dict.fromkeys(compiled.positiontup or ()))
-        binds = {name: compiled.binds[name] for name in names}
+        name = f"orch_{self.label}_" + hashlib.sha256(text.encode()).hexdigest()[:16]
+        order = compiled.positiontup or []
         # A constant of the statement (a count compared with) carries its value.
-        execute = sa.text(f"EXECUTE {self.name} (" + ", ".join(
-            f":{name}" for name in compiled.positiontup or ()) + ")").bindparams(
-            *(sa.bindparam(name, value=bind.value, type_=bind.type)
-              for name, bind in binds.items()))
-        selected = getattr(statement, "selected_columns", None)
-        self.execute: sa.Executable = execute.columns(*(
+        execute = sa.text(f"EXECUTE {name} (" + ", ".join(f":{n}" for n in order) + ")")
+        execute = execute.bindparams(*(
+            sa.bindparam(n, value=compiled.binds[n].value, type_=compiled.binds[n].type)
+            for n in dict.fromkeys(order)))
+        selected = getattr(self.statement, "selected_columns", None)
+        if selected is None:
+            return name, f"PREPARE {name} AS {text}", execute
+        return name, f"PREPARE {name} AS {text}", execute.columns(*(
             sa.column(column.key or f"column_{i}", column.type)
-            for i, column in enumerate(selected))) if selected is not None else execute
+            for i, column in enumerate(selected)))
+
+    @property
+    def name(self) -> str:
+        return self._forms[0]
+
+    @property
+    def prepare(self) -> str:
+        return self._forms[1]
+
+    @property
+    def execute(self) -> sa.Executable:
+        return self._forms[2]
 
 
 def execute(conn: sa.Connection, prepared: Prepared,

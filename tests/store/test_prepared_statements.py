@@ -6,6 +6,7 @@ itself, losing nothing; SQLite runs the statement itself. Rows come back typed e
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -35,6 +36,23 @@ def engine(store_url: str, store: object) -> Iterator[sa.Engine]:  # the store m
     dispose_all()
 
 
+@contextmanager
+def _autocommit(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection in autocommit, as the guarded buffer statement runs (``Database.single``)."""
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        raw.autocommit = True
+        try:
+            yield conn
+        finally:
+            raw.autocommit = False
+
+
+def _count(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(t.workflows)).scalar_one())
+
+
 def _sent(engine: sa.Engine) -> list[str]:
     seen: list[str] = []
     sa.event.listen(engine, "before_cursor_execute",
@@ -62,47 +80,34 @@ def test_a_statement_is_prepared_once_per_connection_then_only_executed(
         prepared.insert_rows(conn, t.workflows, _rows(2, first=2))
         assert [name for name in _names(conn) if name.startswith("orch_insert_2_")]
     assert sent[:3] == ["PREPARE", "EXECUTE", "EXECUTE"], sent
-    with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(t.workflows)).scalar() == 4
+    assert _count(engine) == 4
 
 
 @pytest.mark.backends("postgres")
 def test_a_connection_that_lost_its_statements_runs_them_itself_and_stops_preparing(
         engine: sa.Engine) -> None:
-    with engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        raw.autocommit = True
-        try:
-            prepared.insert_rows(conn, t.workflows, _rows(1))
-            conn.exec_driver_sql("DEALLOCATE ALL")  # what another server connection looks like
-            sent = _sent(engine)
-            prepared.insert_rows(conn, t.workflows, _rows(1, first=1))  # autocommit: run again
-            prepared.insert_rows(conn, t.workflows, _rows(1, first=2))
-            assert sent[0] == "EXECUTE" and sent[1:] == ["INSERT", "INSERT"], sent
-            assert _names(conn) == []
-        finally:
-            raw.autocommit = False
-    with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(t.workflows)).scalar() == 3
+    with _autocommit(engine) as conn:
+        prepared.insert_rows(conn, t.workflows, _rows(1))
+        conn.exec_driver_sql("DEALLOCATE ALL")  # what another server connection looks like
+        sent = _sent(engine)
+        prepared.insert_rows(conn, t.workflows, _rows(1, first=1))  # autocommit: run again
+        prepared.insert_rows(conn, t.workflows, _rows(1, first=2))
+        assert sent[0] == "EXECUTE" and sent[1:] == ["INSERT", "INSERT"], sent
+        assert _names(conn) == []
+    assert _count(engine) == 3
 
 
 @pytest.mark.backends("postgres")
 def test_a_connection_finding_its_statement_name_taken_runs_the_statement_itself(
         engine: sa.Engine) -> None:
-    with engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        raw.autocommit = True
-        try:
-            prepared.insert_rows(conn, t.workflows, _rows(1))
-            del conn.connection.info["orchestrator_prepared"]  # another client's, on a pooler
-            sent = _sent(engine)
-            prepared.insert_rows(conn, t.workflows, _rows(1, first=1))
-            prepared.insert_rows(conn, t.workflows, _rows(1, first=2))
-            assert sent == ["PREPARE", "INSERT", "INSERT"], sent
-        finally:
-            raw.autocommit = False
-    with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(t.workflows)).scalar() == 3
+    with _autocommit(engine) as conn:
+        prepared.insert_rows(conn, t.workflows, _rows(1))
+        del conn.connection.info["orchestrator_prepared"]  # another client's, on a pooler
+        sent = _sent(engine)
+        prepared.insert_rows(conn, t.workflows, _rows(1, first=1))
+        prepared.insert_rows(conn, t.workflows, _rows(1, first=2))
+        assert sent == ["PREPARE", "INSERT", "INSERT"], sent
+    assert _count(engine) == 3
 
 
 @pytest.mark.backends("postgres")
@@ -127,6 +132,4 @@ def test_more_rows_than_one_prepared_statement_holds_are_one_plain_insert(
     with engine.begin() as conn:
         prepared.insert_rows(conn, t.workflows, _rows(prepared.INSERT_ROWS_MAX + 1))
     assert sent[-1] == "INSERT" and "EXECUTE" not in sent
-    with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(t.workflows)).scalar() \
-            == prepared.INSERT_ROWS_MAX + 1
+    assert _count(engine) == prepared.INSERT_ROWS_MAX + 1
