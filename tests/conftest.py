@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -102,6 +103,30 @@ def _expected_seconds(item: pytest.Item) -> float:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The longest tests first; the rest keep their order (a stable sort)."""
     items.sort(key=lambda item: -_expected_seconds(item))
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM)
+
+
+def _ignored_stop_signals() -> list[signal.Signals]:
+    """Stop signals this process ignores (the kernel's view: a library may set it in C)."""
+    with open("/proc/self/status") as status:
+        mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigIgn:"))
+    return [sig for sig in _STOP_SIGNALS if mask & (1 << (sig - 1))]
+
+
+@pytest.fixture(autouse=True)
+def _default_stop_signals() -> Iterator[None]:
+    """Every process a test starts can be stopped. An ignored signal is inherited across exec:
+    in a `make test` worker, SIGINT and SIGQUIT were left ignored after
+    test_chaos_crash.py and test_api_daemon.py (which run Dagster's daemon and instance; the
+    code that ignores them was not found), SIGTERM too by a later test, and every child
+    started after that ignored SIGTERM: a 30 s wait for the harness's SIGKILL
+    (test_harness.py's `stop`, 30.4 s instead of 0.3 s)."""
+    yield
+    for sig in _ignored_stop_signals():
+        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT
+                      else signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)
