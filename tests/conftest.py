@@ -109,9 +109,14 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM)
 
 
 def _ignored_stop_signals() -> list[signal.Signals]:
-    """Stop signals this process ignores (the kernel's view: a library may set it in C)."""
-    with open("/proc/self/status") as status:
-        mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigIgn:"))
+    """Stop signals this process ignores (the kernel's view: a library may set it in C; none
+    known where there is no /proc)."""
+    try:
+        with open("/proc/self/status") as status:
+            mask = next(int(line.split()[1], 16) for line in status
+                        if line.startswith("SigIgn:"))
+    except (OSError, StopIteration):
+        return []
     return [sig for sig in _STOP_SIGNALS if mask & (1 << (sig - 1))]
 
 
