@@ -26,13 +26,25 @@ UNLIMITED_RUNS = {"run_coordinator": {
     "config": {"max_concurrent_runs": -1}}}
 
 
+def consolidated(home: Path) -> dict[str, Any]:
+    """Dagster's event log in one SQLite database under ``home`` (Dagster's
+    ``ConsolidatedSqliteEventLogStorage``), instead of the default's database per run: creating
+    a database for each run cost these tests 10-25% of their CPU (four files, one after the
+    other: 36-37 s against 41-50 s). What they check (run tags, status, logs) reads the same
+    from either; the product's own SQLite storage (one database per run) runs under the daemon
+    tests (tests/acceptance)."""
+    return {"event_log_storage": {
+        "module": "dagster._core.storage.event_log", "class": "ConsolidatedSqliteEventLogStorage",
+        "config": {"base_dir": str(home / "event_log")}}}
+
+
 @pytest.fixture(scope="session")
 def dagster_storage_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Dagster's SQLite storage (runs, schedules, the event log index), created once per worker
+    """Dagster's SQLite storage (runs, schedules, the event log), created once per worker
     and copied for each test's instance: creating it stamps and checks Dagster's migrations,
     ~0.25 s of CPU, a hundred times a suite."""
     path = tmp_path_factory.mktemp("dagster_storage")
-    with dg.instance_for_test(temp_dir=str(path)) as instance:
+    with dg.instance_for_test(overrides=consolidated(path), temp_dir=str(path)) as instance:
         instance.get_runs()
     (path / "dagster.yaml").unlink()
     return path
@@ -44,7 +56,8 @@ def instance_from(template: Path, home: Path,
     """A real Dagster instance (``dg.instance_for_test``) in ``home``, on a copy of the
     template's storage."""
     shutil.copytree(template, home, dirs_exist_ok=True)
-    with dg.instance_for_test(overrides=overrides, temp_dir=str(home)) as instance:
+    with dg.instance_for_test(overrides={**consolidated(home), **overrides},
+                              temp_dir=str(home)) as instance:
         yield instance
 
 
