@@ -73,9 +73,8 @@ def test_http_and_webhook_triggers_reach_runs_with_their_correlation(backend, tm
     store.apply_workflow(parse_workflow(workflow_doc(), block_types()), now)
     key = store.access.create_api_key("default", now)[1]
     hook = store.access.create_webhook("default", "digest", now)
-    # Batch runs of up to 13: the pile of 25 fits two (each run costs ~3 s of CPU to start).
-    env = environment(home, url, ORCHESTRATOR_MAX_BATCH_SIZE="13",
-                      ORCHESTRATOR_DAGSTER_UI_URL="http://127.0.0.1:3999")
+    # The pile of 25 fits one batch run of the default size (each run costs ~3 s of CPU).
+    env = environment(home, url, ORCHESTRATOR_DAGSTER_UI_URL="http://127.0.0.1:3999")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"

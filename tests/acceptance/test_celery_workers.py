@@ -13,7 +13,6 @@ execution is settled once with one alert.
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +28,8 @@ from harness.celery_profile import (
     write_celery_home,
 )
 from harness.dagster_home import environment
-from harness.processes import BIN, OrchestratorDaemon, Worker, free_port, wait_for
+from harness.processes import OrchestratorDaemon, Worker, free_port, wait_for
+from orchestrator.dagster.storage import create_dagster_storage
 from orchestrator.domain.correlation import TAG_EXECUTION_ID, Correlation, Source, new_id
 from orchestrator.domain.records import ExecutionStatus, Outcome
 from orchestrator.domain.workflow import parse_workflow
@@ -63,10 +63,9 @@ def profile(tmp_path: Path,
     drop_pg_database(url)
 
 
-def _setup(url: str, home: Path, env: dict[str, str], state: Path) -> Store:
-    upgrade(url)
-    subprocess.run([str(BIN / "orchestrator"), "db", "upgrade"], env=env, check=True,
-                   capture_output=True)  # Dagster's storage too, before the processes start
+def _setup(url: str, home: Path, state: Path) -> Store:
+    upgrade(url)  # what `orchestrator db upgrade` does, in this process (the profile's
+    create_dagster_storage(home)  # variables are set here): Dagster's storage too, first
     store = Store(url)
     now = datetime.now(UTC)
     store.apply_workflow(parse_workflow(workflow_doc("quick"), block_types()), now)
@@ -136,7 +135,7 @@ def test_runs_execute_in_warm_workers_and_terminating_one_stops_it_there(profile
     state = tmp_path / "state"
     env = environment(home, url, ORCHESTRATOR_TEST_STATE_DIR=str(state),
                       ORCHESTRATOR_ALERT_WEBHOOK_URL=f"{sink.url}/alerts", **extra)
-    store = _setup(url, home, env, state)
+    store = _setup(url, home, state)
     worker = Worker(env, tmp_path / "worker.log", "w1", concurrency=2)
     daemon = OrchestratorDaemon(env, tmp_path / "daemon.log", WORKSPACE)
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -197,7 +196,7 @@ def test_a_killed_worker_is_settled_by_its_lease_and_the_survivor_drains(profile
                       ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS="1",
                       ORCHESTRATOR_LEASE_TIMEOUT_SECONDS="4", ORCHESTRATOR_MAX_BATCH_SIZE="1",
                       **extra)
-    store = _setup(url, home, env, state)
+    store = _setup(url, home, state)
     workers = [Worker(env, tmp_path / f"worker{i}.log", f"w{i}", concurrency=1)
                for i in (1, 2)]
     daemon = OrchestratorDaemon(env, tmp_path / "daemon.log", WORKSPACE)
@@ -249,7 +248,7 @@ def test_an_unreachable_broker_fails_the_run_at_launch_with_one_alert(profile, t
     env = environment(home, url, ORCHESTRATOR_TEST_STATE_DIR=str(state),
                       ORCHESTRATOR_ALERT_WEBHOOK_URL=f"{sink.url}/alerts",
                       **{**extra, "ORCHESTRATOR_CELERY_BROKER_URL": closed})
-    store = _setup(url, home, env, state)
+    store = _setup(url, home, state)
     daemon = OrchestratorDaemon(env, tmp_path / "daemon.log", WORKSPACE)
     daemon.start()
     with dg.DagsterInstance.from_config(str(home)) as instance:

@@ -35,6 +35,7 @@ from tests.acceptance.commands import (
     ok,
     ok_json,
     parse_iso,
+    run_in_process,
     run_process,
     write_doc,
 )
@@ -381,15 +382,19 @@ def test_payload_must_be_a_json_object(cli: CLI, tmp_path: Path) -> None:
 
 def test_unreachable_store_is_a_fault_without_secrets_or_traceback(
         base_env: dict[str, str], tmp_path: Path) -> None:
-    """The real executable. (Not on ``store_url``: the store is the unreachable one, the same
-    for both backends.)"""
+    """The real executable for a read and for ``db upgrade``, the other commands in this
+    process (each executable costs the suite a Python start-up). (Not on ``store_url``: the
+    store is the unreachable one, the same for both backends.)"""
     env = base_env | {"ORCHESTRATOR_DATABASE_URL":
                       "postgresql+psycopg2://user:s3cret@127.0.0.1:1/x"}
     doc = write_doc(tmp_path / "digest.yaml", digest_doc())
-    for args in (["workflows", "list"], ["workflows", "list", "--json"],
-                 ["workflows", "apply", str(doc)], ["schedules", "list"],
-                 ["executions", "show", "x"], ["trigger", "digest"], ["db", "upgrade"]):
-        proc = run_process(tuple(args), env, tmp_path)
+    for run, args in ((run_process, ["workflows", "list"]), (run_process, ["db", "upgrade"]),
+                      (run_in_process, ["workflows", "list", "--json"]),
+                      (run_in_process, ["workflows", "apply", str(doc)]),
+                      (run_in_process, ["schedules", "list"]),
+                      (run_in_process, ["executions", "show", "x"]),
+                      (run_in_process, ["trigger", "digest"])):
+        proc = run(tuple(args), env, tmp_path)
         assert proc.returncode == EXIT_FAULT, describe(proc)
         assert "error:" in proc.stderr, describe(proc)
         for text in (proc.stdout, proc.stderr):
