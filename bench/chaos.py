@@ -235,7 +235,7 @@ Fast versions run in `make test`: `tests/acceptance/test_chaos_crash.py` (SIGKIL
 and of its code server in turn, one daemon, across a few dispatch cycles of schedules and queued
 triggers),
 `tests/acceptance/test_daemon_schedules.py` (SIGKILL mid-dispatch of 40 due schedules),
-`tests/api/test_fuzz.py` (schemathesis, 15 positive + 15 negative requests per operation on
+`tests/api/test_fuzz.py` (schemathesis, 10 positive + 10 negative requests per operation on
 each backend with a fixed seed, `API_FUZZ_SEED=random` to explore, and the inputs fuzzing found
 pinned as regressions) and
 `tests/api/test_isolation.py` (the whole isolation matrix on each backend).
