@@ -51,7 +51,7 @@ def _openapi_body() -> bytes:
     """``/openapi.json``'s body: the route table's document, built on its first request and
     kept (pydantic's JSON Schema of every model takes ~60 ms, which each app created would
     otherwise pay at start)."""
-    return JSONResponse(openapi_document(OPERATIONS)).body
+    return bytes(JSONResponse(openapi_document(OPERATIONS)).body)
 
 
 def create_app(settings: ApiSettings, *, clock: Clock = _utcnow, freeze: bool = False
