@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from orchestrator.cli.output import emit, json_option
+from orchestrator.cli.startup import heavy_imports
 from orchestrator.domain.workflow import validate_name
 from orchestrator.exceptions import InvalidInput
 from orchestrator.lifecycle.prune import DEFAULT_BATCH
@@ -145,8 +146,9 @@ def _dagster_runs() -> DagsterRuns | None:
     """The Dagster instance's runs (``DAGSTER_HOME``), or None without a home."""
     if not os.environ.get("DAGSTER_HOME"):
         return None
-    import dagster as dg
+    with heavy_imports():
+        import dagster as dg
 
-    from orchestrator.dagster.runs import DagsterRuns
+        from orchestrator.dagster.runs import DagsterRuns
 
     return DagsterRuns(dg.DagsterInstance.get())

@@ -26,6 +26,7 @@ from orchestrator.cli.common import open_store as _store
 from orchestrator.cli.common import parse_payload as _payload
 from orchestrator.cli.common import utc_now as _now
 from orchestrator.cli.output import emit, json_option
+from orchestrator.cli.startup import heavy_imports
 from orchestrator.domain.concurrency import key_problem
 from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id, parse_iso
 from orchestrator.domain.failures import classify
@@ -81,7 +82,8 @@ def db_upgrade() -> None:
         click.echo("DAGSTER_HOME is not set: Dagster's storage not created (set it and run this "
                    "again before starting dagster-daemon)")
         return
-    from orchestrator.dagster.storage import create_dagster_storage  # imports Dagster: slow
+    with heavy_imports():  # Dagster: slow
+        from orchestrator.dagster.storage import create_dagster_storage
 
     try:
         storage = create_dagster_storage(home)
@@ -253,7 +255,8 @@ def run(workflow: str, payload: str | None, environment: str, as_json: bool) -> 
     body = _payload(payload)
     settings = Settings.from_env()
     _store().get_workflow(environment, workflow)
-    from orchestrator.dagster.runner import run_in_process  # after the input is known good
+    with heavy_imports():  # after the input is known good
+        from orchestrator.dagster.runner import run_in_process
 
     correlation = Correlation(execution_id=new_id(), request_id=new_id(), source=Source.MANUAL,
                               workflow=workflow, environment=environment, payload=body)

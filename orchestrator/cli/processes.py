@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from orchestrator.cli.startup import heavy_imports
 from orchestrator.settings import Settings
 
 
@@ -37,7 +38,8 @@ def daemon(sensor_loop: float, args: tuple[str, ...]) -> None:
     the next evaluation starts after one returns. `dagster-daemon run` works too, with up to
     5 s more latency per trigger.
     """
-    from orchestrator.dagster.compat import daemon_run_command, set_sensor_loop_seconds
+    with heavy_imports():
+        from orchestrator.dagster.compat import daemon_run_command, set_sensor_loop_seconds
 
     set_sensor_loop_seconds(sensor_loop)
     daemon_run_command.main(args=list(args), prog_name="orchestrator daemon")
@@ -60,9 +62,10 @@ def worker(concurrency: int | None, queues: str | None, name: str | None, loglev
     launcher and Dagster's shared (PostgreSQL) storage, and the store URL
     (ORCHESTRATOR_DATABASE_URL). Stop with Ctrl-C / SIGTERM (running runs finish first).
     """
-    import dagster as dg
+    with heavy_imports():
+        import dagster as dg
 
-    from orchestrator.worker.app import build_app
+        from orchestrator.worker.app import build_app
 
     Settings.from_env()  # bad settings fail here, with their field named
     with dg.DagsterInstance.get() as instance:
