@@ -1,5 +1,9 @@
-"""Dagster entry point (``dagster dev -w workspace.yaml``): thin, everything lives in the package."""
+"""Dagster entry point (``dagster dev -w workspace.yaml``): thin, everything lives in the
+package."""
 
-from orchestrator.dagster.definitions import orchestrator_definitions
+from orchestrator.startup import heavy_imports
 
-defs = orchestrator_definitions()
+with heavy_imports():  # each code server and run process loads this module
+    from orchestrator.dagster.definitions import orchestrator_definitions
+
+    defs = orchestrator_definitions()

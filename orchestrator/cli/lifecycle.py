@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import click
 
 from orchestrator.cli.output import emit, json_option
-from orchestrator.cli.startup import heavy_imports
 from orchestrator.domain.workflow import validate_name
 from orchestrator.exceptions import InvalidInput
 from orchestrator.lifecycle.prune import DEFAULT_BATCH
 from orchestrator.settings import Settings
+from orchestrator.startup import heavy_imports
 
 if TYPE_CHECKING:
     from orchestrator.dagster.runs import DagsterRuns

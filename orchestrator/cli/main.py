@@ -26,7 +26,6 @@ from orchestrator.cli.common import open_store as _store
 from orchestrator.cli.common import parse_payload as _payload
 from orchestrator.cli.common import utc_now as _now
 from orchestrator.cli.output import emit, json_option
-from orchestrator.cli.startup import heavy_imports
 from orchestrator.domain.concurrency import key_problem
 from orchestrator.domain.correlation import Correlation, Source, iso_utc, new_id, parse_iso
 from orchestrator.domain.failures import classify
@@ -46,6 +45,7 @@ from orchestrator.exceptions import (
 )
 from orchestrator.services.executions import DEFAULT_LIMIT, MAX_LIMIT, STATUSES, ExecutionService
 from orchestrator.settings import Settings
+from orchestrator.startup import heavy_imports
 
 if TYPE_CHECKING:
     pass

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.cli.startup import heavy_imports
 from orchestrator.settings import Settings
+from orchestrator.startup import heavy_imports
 
 
 @click.command("serve")

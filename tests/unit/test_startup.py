@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.cli.startup import heavy_imports
+from orchestrator.startup import heavy_imports
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,6 @@
-"""A command's heavy imports (Dagster's modules, ours that build on them) with the garbage
-collector paused, then frozen out of its sight.
+"""A process's heavy imports (Dagster's modules, ours that build on them) with the garbage
+collector paused, then frozen out of its sight: the CLI's commands that import Dagster, and the
+code location (``definitions.py``) that Dagster's code servers and run processes load.
 
 Importing Dagster allocates hundreds of thousands of long-lived objects and next to no garbage,
 and each full pass of the collector walks all of them: the passes were about 40% of the CPU of
