@@ -8,17 +8,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
+from orchestrator.startup import heavy_imports
 
-from orchestrator.dagster.batch_job import execute_workflow_batch
-from orchestrator.dagster.definitions import orchestrator_definitions
-from orchestrator.dagster.jobs import execute_workflow
-from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
-from orchestrator.domain.records import BlockEntry
-from orchestrator.exceptions import StoreError
-from orchestrator.execution.blocks import BlockContext, register_block_type
-from orchestrator.settings import Settings
-from orchestrator.store import Store
+with heavy_imports():  # as the product's definitions.py loads
+    import dagster as dg
+
+    from orchestrator.dagster.batch_job import execute_workflow_batch
+    from orchestrator.dagster.definitions import orchestrator_definitions
+    from orchestrator.dagster.jobs import execute_workflow
+    from orchestrator.dagster.resources import STORE_RESOURCE, OrchestratorStore
+    from orchestrator.domain.records import BlockEntry
+    from orchestrator.exceptions import StoreError
+    from orchestrator.execution.blocks import BlockContext, register_block_type
+    from orchestrator.settings import Settings
+    from orchestrator.store import Store
 
 STATE = Path(os.environ.get("ORCHESTRATOR_TEST_STATE_DIR", "/nonexistent"))
 
