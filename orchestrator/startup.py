@@ -3,11 +3,13 @@ collector paused, then frozen out of its sight: the CLI's commands that import D
 code location (``definitions.py``) that Dagster's code servers and run processes load.
 
 Importing Dagster allocates hundreds of thousands of long-lived objects and next to no garbage,
-and each full pass of the collector walks all of them: the passes were about 40% of the CPU of
-importing Dagster and our definitions (`import definitions`: 1.1-1.35 s with the collector
-paused, 2.0-2.5 s without, on a 2-core machine). Reference counting still frees what an import
-drops. What was imported is then frozen (``gc.freeze``): it lives as long as the process, and a
-daemon's later collections no longer walk it.
+and each full pass of the collector walks all of them, at exit too. Measured on a 2-core
+machine: ``orchestrator db upgrade`` took 1.16-1.37 s of CPU with this against 2.36-2.69 s
+without; importing ``definitions.py`` after Dagster's own modules (as a code server or a run
+process does) 1.00-1.32 s against 1.86-1.95 s, exit included. Reference counting still frees
+what an import drops. What was imported is then frozen (``gc.freeze``): it lives as long as the
+process, and a daemon's later collections no longer walk it (nor touch its pages in a forked
+pool process).
 """
 
 from __future__ import annotations
