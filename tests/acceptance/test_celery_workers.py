@@ -64,8 +64,10 @@ def profile(tmp_path: Path,
 
 
 def _setup(url: str, home: Path, state: Path) -> Store:
-    upgrade(url)  # what `orchestrator db upgrade` does, in this process (the profile's
-    create_dagster_storage(home)  # variables are set here): Dagster's storage too, first
+    # What `orchestrator db upgrade` does, in this process (the profile's variables are set
+    # here): the store, then Dagster's storage, before the processes start.
+    upgrade(url)
+    create_dagster_storage(home)
     store = Store(url)
     now = datetime.now(UTC)
     store.apply_workflow(parse_workflow(workflow_doc("quick"), block_types()), now)
