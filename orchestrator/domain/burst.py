@@ -3,17 +3,26 @@ triggers within ``window``, the environment is tripped for ``hold``; while tripp
 triggers go to the burst buffer instead of the queue.
 
 The window is counted where every API server process (on every machine) sees it: in the store,
-from the triggers themselves (the executions and buffer entries the environment was given
-within the window), inside the transaction that admits the new ones; the trip is a row of the
-store too. So ``orchestrator serve --workers 4`` trips at the rate one process does. Plain Python
-here: :class:`BurstWindow` decides, the store counts and keeps the trip.
+inside the transaction that admits the new triggers; the trip is a row of the store too. So
+``orchestrator serve --workers 4`` trips at the rate one process does. Each server process keeps
+its own counters, one per :data:`BUCKETS`-th of the window (a row per environment, bucket and
+server: no two processes write the same row), and the window is their sum: the buckets wholly
+inside it, and the one the window's start falls in weighted by the part of it still inside (a
+sliding-window counter: the count of an instant just past a bucket's edge may be off by a
+fraction of one bucket's triggers, and is exact while the window holds every bucket whole).
+Reading the sum costs the same whatever the count; counting the triggers themselves cost more
+the more there were. Plain Python here: :class:`BurstPolicy` names the buckets,
+:class:`BurstWindow` sums them and decides, the store keeps the counters and the trip.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+
+BUCKETS = 10  # counters per window
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,30 +38,61 @@ class BurstPolicy:
     def covers(self, environment: str) -> bool:
         return self.enabled and ("*" in self.environments or environment in self.environments)
 
+    @property
+    def bucket_width(self) -> timedelta:
+        return self.window / BUCKETS
+
+    def bucket(self, at: datetime) -> datetime:
+        """The start of the bucket that counts a trigger admitted ``at``."""
+        width = self.bucket_width
+        return _EPOCH + (at - _EPOCH) // width * width
+
 
 class BurstWindow:
     """One environment's gate within one admission transaction: ``counted`` triggers were
-    admitted within the window before it (by any server), and the environment is tripped until
+    admitted within the window before it (by any server; None: not read, as the environment
+    is tripped beyond the count's reach), and the environment is tripped until
     ``tripped_until`` (None: never). Each trigger the transaction admits is counted by
-    :meth:`admit`, which says whether it goes to the buffer."""
+    :meth:`admit`, which says whether it goes to the buffer; ``admitted`` says how many it
+    counted (for this server's bucket)."""
 
-    def __init__(self, policy: BurstPolicy, now: datetime, *, counted: int,
+    def __init__(self, policy: BurstPolicy, now: datetime, *, counted: int | None,
                  tripped_until: datetime | None) -> None:
         self.policy = policy
         self.now = now
-        self.counted = counted
+        self.read = counted is not None
+        self.counted = policy.threshold if counted is None else counted
+        self.admitted = 0
         self.stored = tripped_until
         self.tripped_until = tripped_until
 
     @staticmethod
-    def horizon(policy: BurstPolicy, now: datetime) -> datetime:
-        """Triggers created after this instant are in the window."""
-        return now - policy.window
+    def first_bucket(policy: BurstPolicy, now: datetime) -> datetime:
+        """The oldest bucket still (partly) in the window at ``now``."""
+        return policy.bucket(now - policy.window)
+
+    @staticmethod
+    def first_weight(policy: BurstPolicy, now: datetime) -> float:
+        """The share of :meth:`first_bucket` still inside the window at ``now`` (0 to 1]."""
+        first = BurstWindow.first_bucket(policy, now)
+        return (first + policy.bucket_width - (now - policy.window)) / policy.bucket_width
+
+    @staticmethod
+    def count(policy: BurstPolicy, now: datetime,
+              buckets: Iterable[tuple[datetime, int]]) -> int:
+        """The triggers in the window at ``now``, from the counts of its buckets (by start; a
+        bucket may come more than once, from several servers): whole buckets counted whole, the
+        one the window starts in by the share of it still inside, older ones not at all."""
+        first = BurstWindow.first_bucket(policy, now)
+        weight = BurstWindow.first_weight(policy, now)
+        return int(sum(n * weight if start == first else n
+                       for start, n in buckets if start >= first))
 
     def admit(self, gated: bool) -> bool:
         """Count one trigger admitted now; True when it goes to the buffer (it is ``gated``, i.e.
         does not bypass the gate, and the environment is, or just became, tripped)."""
         self.counted += 1
+        self.admitted += 1
         if self.counted > self.policy.threshold:
             until = self.now + self.policy.hold
             if self.tripped_until is None or until > self.tripped_until:

@@ -2,19 +2,23 @@
 process counts the same window. Read and written inside the admission transaction
 (:mod:`orchestrator.store.ingest`), so the count includes every trigger committed before it.
 
-The window is counted from the triggers themselves, with no counter to keep: the environment's
-executions and burst-buffer entries created within it (each index range read stops at
-``threshold + 1`` rows, in one statement, so one snapshot sees a buffered trigger that is being
-moved to the queue exactly once). The trip is a row of ``orch_burst_trips`` per environment,
-read with the transaction's workflows (:func:`with_trips`: no round trip of its own); the
-statements are built once, not per transaction. While an environment is tripped with more than
-half its hold to go, nothing is counted and its plain triggers are buffered by one guarded
-statement (:func:`buffer_while_tripped`, used by ``ingest.IngestStore``).
+The window is the sum of the environment's counters in ``orch_burst_counts`` (one per tenth of
+the window and server process: :mod:`orchestrator.domain.burst`), read in one statement; a
+transaction that reads it adds what it admitted to this process's own counter, so no two
+processes write one row. The trip is a row of ``orch_burst_trips`` per environment, read with
+the transaction's workflows (:func:`with_trips`: no round trip of its own). While an
+environment is tripped with more than half its hold to go, nothing is read: its plain triggers
+are buffered by one guarded statement (:func:`buffer_while_tripped`, used by
+``ingest.IngestStore``) and counted in this process's memory (:class:`BurstCounts`), until the
+next transaction that reads the window writes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -23,18 +27,123 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from orchestrator.domain.burst import BurstPolicy, BurstWindow
+from orchestrator.domain.correlation import new_id
 from orchestrator.domain.ingest import AdmissionJob
 from orchestrator.store import prepared
 from orchestrator.store import tables as t
 from orchestrator.store.workflows import live_workflows, pair_parameters, pair_values
 
+_Key = tuple[str, datetime]  # (environment, bucket)
 
-def with_trips(query: sa.Select[Any], environment: sa.ColumnElement[str]) -> sa.Select[Any]:
+
+class BurstCounts:
+    """This server process's counters: its name in ``orch_burst_counts`` and the triggers it
+    counted but has not written yet (by environment and bucket: buffered while tripped, or
+    admitted by a transaction that did not read the window)."""
+
+    def __init__(self) -> None:
+        self.server = new_id().replace("-", "")
+        self._pending: Counter[_Key] = Counter()
+        self._lock = threading.Lock()
+        self._swept: dict[str, datetime] = {}
+
+    def pending(self, environment: str) -> list[tuple[datetime, int]]:
+        with self._lock:
+            return [(bucket, n) for (env, bucket), n in self._pending.items()
+                    if env == environment]
+
+    @contextmanager
+    def transaction(self) -> Iterator[PendingCounts]:
+        """The counts of one admission transaction: what it takes from the pending ones is
+        given back, and what it leaves pending is dropped, if it does not commit."""
+        counts = PendingCounts(self)
+        try:
+            yield counts
+        except BaseException:
+            with self._lock:
+                self._pending.update(counts.taken)
+            raise
+        with self._lock:
+            self._pending.update(counts.left)
+
+    def take(self, environment: str) -> Counter[_Key]:
+        with self._lock:
+            taken = Counter({key: n for key, n in self._pending.items()
+                             if key[0] == environment})
+            for key in taken:
+                del self._pending[key]
+        return taken
+
+    def sweep_due(self, environment: str, now: datetime, policy: BurstPolicy) -> bool:
+        """Whether this process should delete the environment's counters that left the window
+        (at most once per window)."""
+        last = self._swept.get(environment)
+        if last is not None and now - last < policy.window:
+            return False
+        self._swept[environment] = now
+        return True
+
+
+class PendingCounts:
+    """One admission transaction's share of :class:`BurstCounts`."""
+
+    def __init__(self, counts: BurstCounts) -> None:
+        self.counts = counts
+        self.taken: Counter[_Key] = Counter()  # written by the transaction
+        self.left: Counter[_Key] = Counter()  # to write later
+
+    @property
+    def server(self) -> str:
+        return self.counts.server
+
+    def pending(self, environment: str) -> list[tuple[datetime, int]]:
+        return self.counts.pending(environment)
+
+    def take(self, environment: str) -> Counter[_Key]:
+        taken = self.counts.take(environment)
+        self.taken.update(taken)
+        return taken
+
+    def leave(self, environment: str, bucket: datetime, n: int) -> None:
+        self.left[environment, bucket] += n
+
+    def sweep_due(self, environment: str, now: datetime, policy: BurstPolicy) -> bool:
+        return self.counts.sweep_due(environment, now, policy)
+
+
+_c = t.burst_counts
+
+
+def with_trips(query: sa.Select[Any], environment: sa.ColumnElement[str], *,
+               counted: bool = False) -> sa.Select[Any]:
     """``query`` with each row's environment's trip end, ``burst_tripped_until`` (None: not
-    tripped), as :func:`read_windows` wants the rows."""
+    tripped), and if ``counted`` its window's count, ``burst_counted`` (parameters of
+    :func:`window_parameters`), as :func:`read_windows` wants the rows."""
     trips = t.burst_trips
-    return query.outerjoin(trips, trips.c.environment == environment).add_columns(
+    query = query.outerjoin(trips, trips.c.environment == environment).add_columns(
         trips.c.tripped_until.label("burst_tripped_until"))
+    if not counted:
+        return query
+    first = sa.bindparam("window_first", type_=t.UTCDateTime)
+    weighed = sa.case((_c.c.bucket == first,
+                       _c.c.count * sa.bindparam("window_first_weight", type_=sa.Float)),
+                      else_=_c.c.count)
+    return query.add_columns(sa.select(sa.func.coalesce(sa.func.sum(weighed), 0)).where(
+        _c.c.environment == environment, _c.c.bucket >= first).scalar_subquery()
+        .label("burst_counted"))
+
+
+def window_parameters(jobs: Sequence[AdmissionJob]) -> dict[str, Any] | None:
+    """The parameters of :func:`with_trips`'s count for ``jobs`` (the policy of every gated
+    one: the window's first bucket and the share of it inside), None if no job is gated or
+    their policies differ (:func:`read_windows` then reads each window on its own)."""
+    policies = {job.gate for job in jobs if job.gate is not None}
+    if len(policies) != 1:
+        return None
+    [policy] = policies
+    now = jobs[0].now
+    return {"window_first": BurstWindow.first_bucket(policy, now),
+            "window_first_weight": BurstWindow.first_weight(policy, now)}
 
 
 def tripped_beyond(environments: Sequence[sa.BindParameter[str]]) -> sa.ColumnElement[bool]:
@@ -46,46 +155,81 @@ def tripped_beyond(environments: Sequence[sa.BindParameter[str]]) -> sa.ColumnEl
         trips.c.tripped_until > sa.bindparam("until")).scalar_subquery() == len(environments)
 
 
-def _counted(table: sa.Table) -> sa.ScalarSelect[int]:
-    rows = (sa.select(sa.literal(1)).where(table.c.environment == sa.bindparam("environment"),
-                                           table.c.created_at > sa.bindparam("horizon"))
-            .limit(sa.bindparam("cap", type_=sa.Integer)).subquery())
-    return sa.select(sa.func.count()).select_from(rows).scalar_subquery()
-
-
-# The triggers of an environment in its window, up to the threshold + 1 in each table.
-_COUNT = prepared.Prepared("window", sa.select(_counted(t.executions) + _counted(t.burst_buffer)))
+# An environment's counters still in its window, summed over the servers, by bucket.
+_BUCKETS = prepared.Prepared("window", sa.select(_c.c.bucket, sa.func.sum(_c.c.count)).where(
+    _c.c.environment == sa.bindparam("environment"), _c.c.bucket >= sa.bindparam("first"))
+    .group_by(_c.c.bucket))
+_SWEEP = _c.delete().where(_c.c.environment == sa.bindparam("environment"),
+                           _c.c.bucket < sa.bindparam("first"))
 
 
 def read_windows(conn: sa.Connection, rows: Iterable[Any], jobs: Sequence[AdmissionJob],
-                 now: datetime) -> dict[str, BurstWindow]:
+                 now: datetime, counts: PendingCounts) -> dict[str, BurstWindow]:
     """The window of every environment of ``rows`` (of :func:`with_trips`: the transaction's
-    live workflows) in which a job is gated; its count is read only where it decides something.
-    """
+    live workflows) in which a job is gated; its count (the rows' own, else read here) is used
+    only where it decides something, with what this server counted but has not written."""
     policies: dict[str, BurstPolicy] = {job.environment: job.gate for job in jobs
                                         if job.gate is not None}
-    trips = {row.environment: row.burst_tripped_until for row in rows
-             if row.environment in policies}
-    return {environment: _window(conn, environment, policies[environment], tripped_until, now)
-            for environment, tripped_until in sorted(trips.items())}
+    trips = {row.environment: (row.burst_tripped_until, getattr(row, "burst_counted", None))
+             for row in rows if row.environment in policies}
+    return {environment: _window(conn, environment, policies[environment], tripped_until,
+                                 stored, now, counts)
+            for environment, (tripped_until, stored) in sorted(trips.items())}
 
 
 def _window(conn: sa.Connection, environment: str, policy: BurstPolicy,
-            tripped_until: datetime | None, now: datetime) -> BurstWindow:
+            tripped_until: datetime | None, stored: float | None, now: datetime,
+            counts: PendingCounts) -> BurstWindow:
     if tripped_until is not None and tripped_until - now > policy.hold / 2:
         # Tripped with more than half the hold to go: every gated trigger goes to the buffer
         # whatever the count, and a trip is only extended in its last half (trip_to_store), so
-        # the window is not counted (a quarter of the admission writer's time in a burst).
-        return BurstWindow(policy, now, counted=policy.threshold, tripped_until=tripped_until)
-    count = prepared.execute(conn, _COUNT, {
-        "environment": environment, "cap": policy.threshold + 1,
-        "horizon": BurstWindow.horizon(policy, now)}).scalar()
-    return BurstWindow(policy, now, counted=int(count or 0), tripped_until=tripped_until)
+        # the window is not read.
+        return BurstWindow(policy, now, counted=None, tripped_until=tripped_until)
+    pending = BurstWindow.count(policy, now, counts.pending(environment))
+    if stored is None:
+        first = BurstWindow.first_bucket(policy, now)
+        buckets = prepared.execute(conn, _BUCKETS, {"environment": environment, "first": first})
+        stored = BurstWindow.count(policy, now, ((bucket, int(n)) for bucket, n in buckets))
+    return BurstWindow(policy, now, counted=int(stored) + pending, tripped_until=tripped_until)
 
 
-def store_trips(conn: sa.Connection, windows: dict[str, BurstWindow]) -> None:
-    """Write the trips these windows started or extended (a later one stored meanwhile by
-    another server is kept)."""
+def store_windows(conn: sa.Connection, windows: dict[str, BurstWindow],
+                  counts: PendingCounts) -> None:
+    """Write what these windows counted to this server's counters (with what it counted
+    before, unwritten, where the window was read; elsewhere it waits in memory), and the
+    trips they started or extended (a later one stored meanwhile by another server is
+    kept)."""
+    for environment, window in windows.items():
+        policy, now = window.policy, window.now
+        if not window.read:
+            if window.admitted:
+                counts.leave(environment, policy.bucket(now), window.admitted)
+            continue
+        first = BurstWindow.first_bucket(policy, now)
+        written = counts.take(environment)
+        written[environment, policy.bucket(now)] += window.admitted
+        for (_, bucket), n in sorted(written.items()):
+            if n and bucket >= first:  # (older ones have left the window)
+                prepared.execute(conn, _upsert(conn.dialect.name), {
+                    "environment": environment, "bucket": bucket, "server": counts.server,
+                    "count": n})
+        if counts.sweep_due(environment, now, policy):
+            conn.execute(_SWEEP, {"environment": environment, "first": first})
+    _store_trips(conn, windows)
+
+
+@lru_cache(maxsize=4)
+def _upsert(dialect: str) -> prepared.Prepared:
+    """Add ``count`` to the counter (``environment``, ``bucket``, ``server``)."""
+    insert = (postgresql.insert(_c) if dialect == "postgresql" else sqlite.insert(_c)).values(
+        {column: sa.bindparam(column) for column in ("environment", "bucket", "server",
+                                                     "count")})
+    return prepared.Prepared("count", insert.on_conflict_do_update(
+        index_elements=["environment", "bucket", "server"],
+        set_={"count": _c.c.count + insert.excluded.count}))
+
+
+def _store_trips(conn: sa.Connection, windows: dict[str, BurstWindow]) -> None:
     trips = t.burst_trips
     for environment, window in windows.items():
         until = window.trip_to_store()

@@ -46,9 +46,12 @@ from orchestrator.store import tables as t
 from orchestrator.store.burst import (
     GUARDED_PAIRS_MAX,
     GUARDED_ROWS_MAX,
+    BurstCounts,
+    PendingCounts,
     buffer_while_tripped,
     read_windows,
-    store_trips,
+    store_windows,
+    window_parameters,
     with_trips,
 )
 from orchestrator.store.executions import execution_row, insert_execution, queued_row
@@ -91,6 +94,7 @@ class IngestStore:
         # The trip ends this process last read, by environment: a hint that the next plain
         # triggers may be buffered by one guarded statement (which checks the store).
         self._tripped: dict[str, datetime] = {}
+        self._counts = BurstCounts()  # this process's burst-gate counters
 
     # ----------------------------------------------------------------------------- admission
 
@@ -116,12 +120,12 @@ class IngestStore:
         a refused job writes nothing. A store failure refuses every job."""
         try:
             if self._while_tripped(jobs):
-                with self.db.single() as conn:
-                    buffered = self._buffer_while_tripped(conn, jobs)
+                with self._counts.transaction() as counts, self.db.single() as conn:
+                    buffered = self._buffer_while_tripped(conn, jobs, counts)
                 if buffered is not None:
                     return buffered
-            with self.db.write() as conn:
-                return self._admit_jobs(conn, jobs)
+            with self._counts.transaction() as counts, self.db.write() as conn:
+                return self._admit_jobs(conn, jobs, counts)
         except OrchestratorError as exc:  # a lone job refused: its writes rolled back
             if len(jobs) != 1:
                 raise
@@ -134,18 +138,23 @@ class IngestStore:
         # others: each again, alone.
         return [result for job in jobs for result in self.admit_jobs([job])]
 
-    def _admit_jobs(self, conn: sa.Connection, jobs: Sequence[AdmissionJob]) -> list[JobResult]:
+    def _admit_jobs(self, conn: sa.Connection, jobs: Sequence[AdmissionJob],
+                    counts: PendingCounts) -> list[JobResult]:
         results: list[JobResult | None] = [None] * len(jobs)
         now = jobs[0].now
         pairs = sorted({(job.environment, job.workflow) for job in jobs})
-        rows = (prepared.execute(conn, _live_workflows(len(pairs)), pair_values(pairs))
+        window = window_parameters(jobs)
+        params: dict[str, Any] = window or {}
+        rows = (prepared.execute(conn, _live_workflows(len(pairs), window is not None),
+                                 {**pair_values(pairs), **params})
                 if len(pairs) <= LIVE_PAIRS_PREPARED
-                else conn.execute(_LIVE_WORKFLOWS, {"pairs": pairs})).all()
+                else conn.execute(_LIVE_WORKFLOWS[window is not None],
+                                  {"pairs": pairs, **params})).all()
         live = {(row.environment, row.name) for row in rows}
         for i, job in enumerate(jobs):
             if (job.environment, job.workflow) not in live:
                 results[i] = NotFound("workflow", f"{job.environment}/{job.workflow}")
-        windows = read_windows(conn, rows, jobs, now)
+        windows = read_windows(conn, rows, jobs, now, counts)
         involved = sorted((i for i, job in enumerate(jobs)
                            if results[i] is None and not job.plain),
                           key=lambda i: jobs[i].lock_order)
@@ -162,7 +171,7 @@ class IngestStore:
         for i, admissions in zip(plain, self._insert_plain(conn, [jobs[i] for i in plain],
                                                            windows), strict=True):
             results[i] = admissions
-        store_trips(conn, windows)
+        store_windows(conn, windows, counts)
         self._tripped.update((environment, window.tripped_until)
                              for environment, window in windows.items()
                              if window.tripped_until is not None)
@@ -189,7 +198,7 @@ class IngestStore:
                                             environment=environment, payload={}))
                     for _ in range(requests)))
 
-        with self.db.rolled_back() as conn:
+        with self.db.rolled_back() as conn, BurstCounts().transaction() as counts:
             conn.execute(t.workflows.insert().values(
                 environment=environment, name="warm-up", current_version=1, created_at=now,
                 updated_at=now))
@@ -198,11 +207,12 @@ class IngestStore:
             shapes = sorted({prepared.slots_for(n)
                              for n in range(1, max(GUARDED_ROWS_MAX, INSERT_ROWS_MAX) + 1)})
             for rows in shapes:
-                self._admit_jobs(conn, [job(rows, gated=False)])
-            self._admit_jobs(conn, [job(1, gated=False), job(1, gated=False), job(1), job(1)])
+                self._admit_jobs(conn, [job(rows, gated=False)], counts)
+            self._admit_jobs(conn, [job(1, gated=False), job(1, gated=False), job(1), job(1)],
+                             counts)
             for rows in shapes:
-                self._admit_jobs(conn, [job(rows)])
-                self._buffer_while_tripped(conn, [job(rows)])
+                self._admit_jobs(conn, [job(rows)], counts)
+                self._buffer_while_tripped(conn, [job(rows)], counts)
         self._tripped.pop(environment, None)
 
     def _while_tripped(self, jobs: Sequence[AdmissionJob]) -> bool:
@@ -221,11 +231,12 @@ class IngestStore:
                 return False
         return True
 
-    def _buffer_while_tripped(self, conn: sa.Connection, jobs: Sequence[AdmissionJob]
-                              ) -> list[JobResult] | None:
+    def _buffer_while_tripped(self, conn: sa.Connection, jobs: Sequence[AdmissionJob],
+                              counts: PendingCounts) -> list[JobResult] | None:
         """Buffer the jobs of :meth:`_while_tripped` with one statement guarded by what the
         full path would read (every workflow live, every environment tripped beyond half its
-        hold); None, having written nothing, when the guard does not hold."""
+        hold), counting them in ``counts`` (to be written by the next transaction that reads
+        their window); None, having written nothing, when the guard does not hold."""
         rows = [buffer_row(request, job.now) for job in jobs for request in job.requests]
         pairs = sorted({(job.environment, job.workflow) for job in jobs})
         until = max(jobs[0].now + job.gate.hold / 2 for job in jobs if job.gate)
@@ -233,6 +244,9 @@ class IngestStore:
             for environment, _ in pairs:  # nothing written: the full path decides
                 self._tripped.pop(environment, None)
             return None
+        for job in jobs:
+            assert job.gate is not None  # (_while_tripped)
+            counts.leave(job.environment, job.gate.bucket(job.now), len(job.requests))
         return [[Admission(execution_id=r.correlation.execution_id,
                            request_id=r.correlation.request_id, buffered=True)
                  for r in job.requests] for job in jobs]
@@ -472,19 +486,21 @@ class IngestStore:
 
 
 # The workflows of an admission transaction, with their environments' burst trips: one
-# statement, built once.
-_LIVE_WORKFLOWS = with_trips(
+# statement, built once; with their windows' counts where a job is gated.
+_LIVE_WORKFLOWS = {counted: with_trips(
     sa.select(t.workflows.c.environment, t.workflows.c.name).where(
-        live_workflows(sa.bindparam("pairs", expanding=True))), t.workflows.c.environment)
+        live_workflows(sa.bindparam("pairs", expanding=True))), t.workflows.c.environment,
+    counted=counted) for counted in (False, True)}
 LIVE_PAIRS_PREPARED = 8  # a group of more pairs reads them with the statement above
 
 
-@lru_cache(maxsize=LIVE_PAIRS_PREPARED)
-def _live_workflows(pairs: int) -> prepared.Prepared:
+@lru_cache(maxsize=2 * LIVE_PAIRS_PREPARED)
+def _live_workflows(pairs: int, counted: bool) -> prepared.Prepared:
     """:data:`_LIVE_WORKFLOWS` for ``pairs`` pairs, of a fixed shape (prepared once)."""
     return prepared.Prepared("live", with_trips(
         sa.select(t.workflows.c.environment, t.workflows.c.name).where(
-            live_workflows(pair_parameters(pairs))), t.workflows.c.environment))
+            live_workflows(pair_parameters(pairs))), t.workflows.c.environment,
+        counted=counted))
 
 # A plain job's rows, in bulk: executions, queued triggers, burst buffer.
 _PLAIN_TABLES = (t.executions, t.queued_triggers, t.burst_buffer)

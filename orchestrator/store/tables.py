@@ -404,3 +404,13 @@ burst_trips = sa.Table(
     sa.Column("environment", sa.String(64), primary_key=True),
     sa.Column("tripped_until", UTCDateTime, nullable=False),
 )
+
+burst_counts = sa.Table(
+    "orch_burst_counts", metadata,
+    # The burst gate's window: the triggers each API server process admitted per environment,
+    # per tenth of the window (``domain.burst``); each process writes only its own rows.
+    sa.Column("environment", sa.String(64), primary_key=True),
+    sa.Column("bucket", UTCDateTime, primary_key=True),
+    sa.Column("server", sa.String(32), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+)

@@ -240,3 +240,73 @@ def test_warm_up_keeps_nothing_and_prepares_every_admission_statement(store_url:
     missed = [statement for statement, hit in compiled if not hit]
     assert compiled and not missed, missed
     engines.dispose_all()
+
+
+def _counters(store: Store) -> list[tuple[datetime, str, int]]:
+    """``orch_burst_counts``: (bucket, server, count) of ``acme``, oldest first."""
+    c = t.burst_counts
+    with store.engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(  # type: ignore[misc]
+            sa.select(c.c.bucket, c.c.server, c.c.count).where(c.c.environment == "acme")
+            .order_by(c.c.bucket, c.c.server))]
+
+
+@pytest.mark.backends(*SQL_BACKENDS)
+def test_two_server_processes_count_one_window_each_in_rows_of_its_own(
+        store_url: str, make_workflow) -> None:
+    """Two servers (each its own store, as ``serve --workers 2`` runs them) admit into one
+    window: the fourth trigger, whichever server takes it, trips the environment, and each
+    server wrote only its own counter."""
+    make_workflow(environment="acme")
+    first, second = (IngestService(Store(store_url).admission, GATE) for _ in range(2))
+    assert not any(a.buffered for a in _admitted(first, _job(first, NOW), _job(first, NOW)))
+    [third] = _admitted(second, _job(second, NOW + timedelta(seconds=1)))
+    [fourth] = _admitted(first, _job(first, NOW + timedelta(seconds=2)))
+    assert not third.buffered and fourth.buffered
+    [(bucket, server_a, a), (_, server_b, b)] = sorted(
+        _counters(Store(store_url)), key=lambda row: -row[2])
+    assert (a, b) == (3, 1) and server_a != server_b and bucket == GATE.bucket(NOW)
+
+
+@pytest.mark.backends(*SQL_BACKENDS)
+def test_triggers_buffered_uncounted_are_written_by_the_next_transaction_that_counts(
+        store: Store, make_workflow) -> None:
+    """Buffered by the guarded statement in the trip's first half, the triggers wait in this
+    server's memory; its first admission of the last half writes them to its counters, so
+    every server's count of the window includes them."""
+    make_workflow(environment="acme")
+    service = IngestService(store.admission, GATE)
+    _tripped(store, service)  # 4 counted at NOW, tripped until NOW + 60 s
+    for _ in range(3):
+        _admitted(service, _job(service, NOW + timedelta(seconds=10)))
+    assert sum(n for _, _, n in _counters(store)) == 4
+    _admitted(service, _job(service, NOW + timedelta(seconds=40)))
+    assert [(bucket, n) for bucket, _, n in _counters(store)] == [
+        (GATE.bucket(NOW), 4), (GATE.bucket(NOW + timedelta(seconds=10)), 3),
+        (GATE.bucket(NOW + timedelta(seconds=40)), 1)]
+
+
+@pytest.mark.backends(*SQL_BACKENDS)
+def test_counters_that_left_the_window_are_deleted(store: Store, make_workflow) -> None:
+    make_workflow(environment="acme")
+    service = IngestService(store.admission, GATE)
+    _admitted(service, _job(service, NOW))
+    later = NOW + GATE.window + GATE.bucket_width
+    _admitted(service, _job(service, later))
+    assert [(bucket, n) for bucket, _, n in _counters(store)] == [(GATE.bucket(later), 1)]
+
+
+@pytest.mark.backends(*SQL_BACKENDS)
+def test_jobs_of_different_policies_in_one_transaction_each_count_their_own_window(
+        store: Store, make_workflow) -> None:
+    make_workflow(environment="acme")
+    make_workflow(environment="beta")
+    strict = replace(GATE, environments=frozenset({"beta"}), threshold=1,
+                     window=timedelta(seconds=10))
+    lenient, tight = IngestService(store.admission, GATE), IngestService(store.admission, strict)
+    _admitted(lenient, _job(lenient, NOW), _job(lenient, NOW))
+    _admitted(tight, _job(tight, NOW, environment="beta"))
+    results = store.admission.admit_jobs([_job(lenient, NOW), _job(lenient, NOW),
+                                          _job(tight, NOW, environment="beta")])
+    assert [[a.buffered for a in result] for result in results] == [  # type: ignore[union-attr]
+        [False], [True], [True]]

@@ -101,8 +101,11 @@ class MemoryAdmission:
                 if len(jobs) == 1:
                     raise
                 results[i] = exc
-        trips = self.state.table("burst_trips")
+        trips, counts = self.state.table("burst_trips"), self.state.table("burst_counts")
         for environment, window in windows.items():
+            if window.admitted:
+                key = (environment, window.policy.bucket(window.now))
+                counts[key] = {"count": counts.get(key, {"count": 0})["count"] + window.admitted}
             until = window.trip_to_store()
             stored = trips.get(environment)
             if until is not None and (stored is None or stored["tripped_until"] < until):
@@ -110,17 +113,20 @@ class MemoryAdmission:
         return [result for result in results if result is not None]
 
     def _windows(self, jobs: Sequence[AdmissionJob], now: datetime) -> dict[str, BurstWindow]:
-        """As ``store/burst.py``'s: the environment's triggers created within the window."""
+        """As ``store/burst.py``'s: the sum of the environment's counters in the window (one
+        server here, which reads it in every transaction)."""
         windows = {}
+        counts = self.state.table("burst_counts")
         for environment, policy in sorted({j.environment: j.gate for j in jobs
                                            if j.gate is not None}.items()):
-            horizon = BurstWindow.horizon(policy, now)
-            counted = sum(1 for table in ("executions", "buffer")
-                          for row in self.state.table(table).values()
-                          if row["environment"] == environment and row["created_at"] > horizon)
+            first = BurstWindow.first_bucket(policy, now)
+            for key in [key for key in counts if key[0] == environment and key[1] < first]:
+                del counts[key]
+            buckets = [(bucket, row["count"]) for (env, bucket), row in counts.items()
+                       if env == environment]
             trip = self.state.table("burst_trips").get(environment)
             windows[environment] = BurstWindow(
-                policy, now, counted=counted,
+                policy, now, counted=BurstWindow.count(policy, now, buckets),
                 tripped_until=trip["tripped_until"] if trip else None)
         return windows
 

@@ -26,8 +26,8 @@ Row = dict[str, Any]
 
 TABLES = ("workflows", "workflow_versions", "schedules", "executions", "blocks", "queued",
           "alerts", "alert_executions", "api_keys", "webhooks", "receipts", "idempotency",
-          "burst_trips", "debounces", "buffer", "run_batches", "environments", "prune_totals",
-          "backfills")
+          "burst_trips", "burst_counts", "debounces", "buffer", "run_batches", "environments",
+          "prune_totals", "backfills")
 
 
 class Refused(Exception):
