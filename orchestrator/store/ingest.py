@@ -49,6 +49,7 @@ from orchestrator.store.burst import (
     BurstCounts,
     PendingCounts,
     buffer_while_tripped,
+    precount,
     read_windows,
     store_windows,
     window_parameters,
@@ -145,11 +146,15 @@ class IngestStore:
         pairs = sorted({(job.environment, job.workflow) for job in jobs})
         window = window_parameters(jobs)
         params: dict[str, Any] = window or {}
-        rows = (prepared.execute(conn, _live_workflows(len(pairs), window is not None),
-                                 {**pair_values(pairs), **params})
-                if len(pairs) <= LIVE_PAIRS_PREPARED
-                else conn.execute(_LIVE_WORKFLOWS[window is not None],
-                                  {"pairs": pairs, **params})).all()
+        if len(pairs) <= LIVE_PAIRS_PREPARED:
+            counting = (precount(jobs, counts) if window is not None
+                        and conn.dialect.name == "postgresql" else None)
+            rows = prepared.execute(
+                conn, _live_workflows(len(pairs), window is not None, counting is not None),
+                {**pair_values(pairs), **params, **(counting or {})}).all()
+        else:
+            rows = conn.execute(_LIVE_WORKFLOWS[window is not None],
+                                {"pairs": pairs, **params}).all()
         live = {(row.environment, row.name) for row in rows}
         for i, job in enumerate(jobs):
             if (job.environment, job.workflow) not in live:
@@ -494,13 +499,13 @@ _LIVE_WORKFLOWS = {counted: with_trips(
 LIVE_PAIRS_PREPARED = 8  # a group of more pairs reads them with the statement above
 
 
-@lru_cache(maxsize=2 * LIVE_PAIRS_PREPARED)
-def _live_workflows(pairs: int, counted: bool) -> prepared.Prepared:
+@lru_cache(maxsize=3 * LIVE_PAIRS_PREPARED)
+def _live_workflows(pairs: int, counted: bool, precounted: bool) -> prepared.Prepared:
     """:data:`_LIVE_WORKFLOWS` for ``pairs`` pairs, of a fixed shape (prepared once)."""
     return prepared.Prepared("live", with_trips(
         sa.select(t.workflows.c.environment, t.workflows.c.name).where(
             live_workflows(pair_parameters(pairs))), t.workflows.c.environment,
-        counted=counted))
+        counted=counted, precounted=precounted))
 
 # A plain job's rows, in bulk: executions, queued triggers, burst buffer.
 _PLAIN_TABLES = (t.executions, t.queued_triggers, t.burst_buffer)
