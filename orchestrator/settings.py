@@ -48,7 +48,7 @@ def _blank(raw: Any) -> bool:
     return raw is None or (isinstance(raw, str) and not raw.strip())
 
 
-def _whole(raw: Any, minimum: int) -> int:
+def _whole(raw: Any, minimum: int, maximum: int | None = None) -> int:
     if _blank(raw):
         raise PydanticUseDefault()
     if isinstance(raw, int) and not isinstance(raw, bool):
@@ -58,8 +58,9 @@ def _whole(raw: Any, minimum: int) -> int:
             value = int(raw)
         except (TypeError, ValueError):
             value = minimum - 1
-    if value < minimum:
-        raise _problem(f"{raw!r} is not allowed; use a whole number >= {minimum}")
+    if value < minimum or (maximum is not None and value > maximum):
+        allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise _problem(f"{raw!r} is not allowed; use a whole number {allowed}")
     return value
 
 
@@ -68,11 +69,12 @@ def at_least(minimum: int) -> BeforeValidator:
     return BeforeValidator(lambda raw: _whole(raw, minimum))
 
 
-def seconds(minimum: int) -> BeforeValidator:
-    """A duration given in whole seconds >= ``minimum`` (``Annotated[timedelta, seconds(0)]``);
-    a ``timedelta`` passed in code is taken as it is."""
+def seconds(minimum: int, maximum: timedelta | None = None) -> BeforeValidator:
+    """A duration given in whole seconds >= ``minimum`` and at most ``maximum``
+    (``Annotated[timedelta, seconds(0)]``); a ``timedelta`` passed in code is taken as it is."""
+    most = None if maximum is None else int(maximum.total_seconds())
     return BeforeValidator(lambda raw: raw if isinstance(raw, timedelta)
-                           else timedelta(seconds=_whole(raw, minimum)))
+                           else timedelta(seconds=_whole(raw, minimum, most)))
 
 
 def http_url(*, trailing_slash: bool = True) -> BeforeValidator:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic_settings import NoDecode
 
-from orchestrator.domain.burst import BurstPolicy
+from orchestrator.domain.burst import MAX_WINDOW, BurstPolicy
 from orchestrator.settings import (
     EnvSettings,
     Settings,
@@ -32,7 +32,7 @@ class BurstSettings(EnvSettings):
     burst_gate: Annotated[bool, flag()] = _DEFAULT.enabled
     burst_gate_environments: Annotated[frozenset[str], names(), NoDecode] = frozenset({"*"})
     burst_threshold: Annotated[int, at_least(1)] = _DEFAULT.threshold
-    burst_window: Annotated[timedelta, seconds(1),
+    burst_window: Annotated[timedelta, seconds(1, MAX_WINDOW),
                             env_var("ORCHESTRATOR_BURST_WINDOW_SECONDS")] = \
         _DEFAULT.window
     burst_hold: Annotated[timedelta, seconds(0),

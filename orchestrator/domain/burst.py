@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 BUCKETS = 10  # counters per window
+MAX_WINDOW = timedelta(days=1)  # housekeeping removes counters older than this
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from orchestrator.domain.burst import MAX_WINDOW
 from orchestrator.domain.records import ExecutionStatus, TriggerStatus
 from orchestrator.store import tables as t
 from orchestrator.store.interfaces import Expired
@@ -130,7 +131,7 @@ class SqlRetention:
     def prune_housekeeping(self, now: datetime, limit: int, *,
                            dry_run: bool = False) -> dict[str, int]:
         e, q, k = t.executions, t.queued_triggers, t.idempotency_keys
-        d, buf = t.debounces, t.burst_buffer
+        d, buf, bc = t.debounces, t.burst_buffer, t.burst_counts
         kinds: list[tuple[str, sa.Table, list[sa.Column], sa.ColumnElement[bool]]] = [
             ("idempotency_keys", k, [k.c.environment, k.c.workflow, k.c.key],
              k.c.expires_at < now),
@@ -143,6 +144,9 @@ class SqlRetention:
                  e.c.execution_id == q.c.execution_id, e.c.status.in_(TERMINAL)))),
             ("buffer", buf, [buf.c.execution_id],
              sa.exists().where(e.c.execution_id == buf.c.execution_id)),
+            # (an environment admitting again sweeps its own; these are the ones that stopped)
+            ("burst_counts", bc, [bc.c.environment, bc.c.bucket, bc.c.server],
+             bc.c.bucket < now - MAX_WINDOW),
         ]
         counts: Counter[str] = Counter()
         with self.db.write() as conn:

@@ -9,12 +9,14 @@ from datetime import timedelta
 
 import pytest
 
+from orchestrator.domain.burst import BurstPolicy
 from orchestrator.domain.correlation import Correlation, Source
 from orchestrator.domain.ingest import Debounce, TriggerRequest
 from orchestrator.domain.records import BlockEntry, ExecutionStatus, Outcome, TriggerStatus
 from orchestrator.exceptions import InvalidInput, NotFound
 from orchestrator.lifecycle.prune import prune
 from orchestrator.lifecycle.retention import parse_retention
+from orchestrator.services.triggers import IngestService, TriggerInput
 from orchestrator.store import Store
 from tests.conftest import ALL_BACKENDS, NOW
 
@@ -157,6 +159,28 @@ def test_housekeeping_removes_only_what_nothing_can_read(store: Store, make_work
     queued = {q.execution_id: q.status for q in store.queued_triggers(100)}
     assert queued == {"waiting": TriggerStatus.QUEUED, "expired-key": TriggerStatus.QUEUED}
     assert _exists(store, finished)  # only its queue row went
+
+
+def test_housekeeping_removes_the_burst_counters_of_environments_that_went_quiet(
+        store: Store, make_workflow) -> None:
+    """An environment admitting again sweeps its own old counters; one that stopped leaves
+    them to the prune, which removes those older than the longest window allowed (a day)."""
+    make_workflow()
+    make_workflow(environment="quiet")
+    gate = BurstPolicy(enabled=True, environments=frozenset({"*"}), threshold=100,
+                       window=timedelta(minutes=1))
+    service = IngestService(store.admission, gate)
+    for environment, at in (("quiet", NOW - timedelta(days=2)),
+                            ("default", NOW - timedelta(hours=1))):
+        service.admit([service.prepare(environment=environment, workflow="digest",
+                                       items=(TriggerInput(payload={}),), request_id=None,
+                                       source=Source.API, now=at)])
+    assert prune(store, now=NOW, default_retention=KEEP, dry_run=True).removed[
+        "burst_counts"] == 1
+    assert prune(store, now=NOW, default_retention=KEEP).removed["burst_counts"] == 1
+    assert prune(store, now=NOW, default_retention=KEEP).removed["burst_counts"] == 0
+    assert prune(store, now=NOW + timedelta(days=1), default_retention=KEEP).removed[
+        "burst_counts"] == 1
 
 
 def test_a_prune_is_bounded_and_the_next_one_goes_on(store: Store, make_workflow) -> None:

@@ -93,4 +93,9 @@ def test_burst_gate_variables(tmp_path: Path) -> None:
         ApiSettings.from_env({**home, "ORCHESTRATOR_BURST_WINDOW_SECONDS": "0"})
     [problem] = caught.value.problems
     assert (problem.field, problem.message) == (
-        "ORCHESTRATOR_BURST_WINDOW_SECONDS", "'0' is not allowed; use a whole number >= 1")
+        "ORCHESTRATOR_BURST_WINDOW_SECONDS",
+        "'0' is not allowed; use a whole number from 1 to 86400")
+    with pytest.raises(InvalidInput) as caught:  # housekeeping keeps a day of counters
+        ApiSettings.from_env({**home, "ORCHESTRATOR_BURST_WINDOW_SECONDS": "86401"})
+    assert caught.value.problems[0].message == \
+        "'86401' is not allowed; use a whole number from 1 to 86400"

@@ -105,7 +105,8 @@ class MemoryAdmission:
         for environment, window in windows.items():
             if window.admitted:
                 key = (environment, window.policy.bucket(window.now))
-                counts[key] = {"count": counts.get(key, {"count": 0})["count"] + window.admitted}
+                counts[key] = {"bucket": key[1], "count": counts.get(key, {"count": 0})["count"]
+                               + window.admitted}
             until = window.trip_to_store()
             stored = trips.get(environment)
             if until is not None and (stored is None or stored["tripped_until"] < until):

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from orchestrator.domain.burst import MAX_WINDOW
 from orchestrator.domain.records import ExecutionStatus, TriggerStatus
 from orchestrator.store.interfaces import Expired
 from orchestrator.store.memory.state import MemoryState, Row
@@ -93,6 +94,7 @@ class MemoryRetention:
                  and r["execution_id"] in executions
                  and executions[r["execution_id"]]["status"] in TERMINAL),
                 ("buffer", "buffer", lambda r: r["execution_id"] in executions),
+                ("burst_counts", "burst_counts", lambda r: r["bucket"] < now - MAX_WINDOW),
             ]
             for kind, table, gone in kinds:
                 rows = s.table(table)
