@@ -131,9 +131,9 @@ def with_trips(query: sa.Select[Any], environment: sa.ColumnElement[str], *,
     if not counted:
         return query
     first = sa.bindparam("window_first", type_=t.UTCDateTime)
-    weighed = sa.case((_c.c.bucket == first,
-                       _c.c.count * sa.bindparam("window_first_weight", type_=sa.Float)),
-                      else_=_c.c.count)
+    # (cast: a prepared statement would take the parameter for an integer, as the count is)
+    share = sa.cast(sa.bindparam("window_first_weight", type_=sa.Float), sa.Float)
+    weighed = sa.case((_c.c.bucket == first, _c.c.count * share), else_=_c.c.count)
     return query.add_columns(sa.select(sa.func.coalesce(sa.func.sum(weighed), 0)).where(
         _c.c.environment == environment, _c.c.bucket >= first).scalar_subquery()
         .label("burst_counted"))

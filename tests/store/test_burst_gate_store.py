@@ -327,3 +327,32 @@ def test_on_postgresql_the_read_of_an_open_window_also_writes_its_count(
     executed = [s.split()[1].rsplit("_", 1)[0] for s in seen if not s.startswith("PREPARE")]
     assert executed == ["orch_live", "orch_insert_2", "orch_insert_2"], seen
     assert [n for _, _, n in _counters(store)] == [3]
+
+
+def test_the_bucket_the_window_starts_in_counts_by_its_share_inside(
+        store: Store, make_workflow) -> None:
+    """Six triggers in the first tenth (6 s) of a 60 s window; 63 s later half that tenth is
+    still inside, so they count as three: with threshold 10 the eighth trigger then trips."""
+    make_workflow(environment="acme")
+    service = IngestService(store.admission, replace(GATE, threshold=10))
+    start = GATE.bucket(NOW)
+    _admitted(service, *(_job(service, start) for _ in range(6)))
+    later = start + timedelta(seconds=63)
+    admitted = _admitted(service, *(_job(service, later) for _ in range(8)))
+    assert [a.buffered for a in admitted] == [False] * 7 + [True]
+
+
+@pytest.mark.backends(*SQL_BACKENDS)
+def test_a_group_of_more_workflows_than_prepared_reads_the_same_window(
+        store: Store, make_workflow) -> None:
+    """Nine workflows in one transaction (more pairs than the prepared statements hold): the
+    window is read and counted as for one."""
+    names = [f"w{i}" for i in range(9)]
+    for name in ["digest", *names]:
+        make_workflow(name, environment="acme")
+    service = IngestService(store.admission, GATE)
+    _admitted(service, _job(service, NOW), _job(service, NOW))  # "digest": 2 in the window
+    jobs = [service.prepare(environment="acme", workflow=name, items=(TriggerInput(payload={}),),
+                            request_id=None, source=Source.API, now=NOW) for name in names]
+    assert [a.buffered for a in _admitted(service, *jobs)] == [False] + [True] * 8
+    assert sum(n for _, _, n in _counters(store)) == 11
