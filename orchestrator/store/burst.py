@@ -235,9 +235,7 @@ def store_windows(conn: sa.Connection, windows: dict[str, BurstWindow],
         written[environment, policy.bucket(now)] += admitted
         for (_, bucket), n in sorted(written.items()):
             if n and bucket >= first:  # (older ones have left the window)
-                prepared.execute(conn, _upsert(conn.dialect.name), {
-                    "environment": environment, "bucket": bucket, "server": counts.server,
-                    "count": n})
+                _add_count(conn, environment, bucket, counts.server, n)
         if counts.sweep_due(environment, now, policy):
             conn.execute(_SWEEP, {"environment": environment, "first": first})
     _store_trips(conn, windows)
@@ -253,9 +251,27 @@ def _count_upsert(dialect: str, prefix: str = "") -> postgresql.Insert | sqlite.
                                         set_={"count": _c.c.count + insert.excluded.count})
 
 
-@lru_cache(maxsize=4)
-def _upsert(dialect: str) -> prepared.Prepared:
-    return prepared.Prepared("count", _count_upsert(dialect))
+_UPSERT = prepared.Prepared("count", _count_upsert("postgresql"))
+# SQLite: an update, else an insert (behind the file's write lock, nothing comes between); the
+# dialects' INSERT ... ON CONFLICT has no cache key, so SQLAlchemy would compile it every time.
+# (parameters not named as columns: an update's would be taken for SET values)
+_key = sa.and_(_c.c.environment == sa.bindparam("env"), _c.c.bucket == sa.bindparam("at"),
+               _c.c.server == sa.bindparam("by"))
+_ADD = _c.update().where(_key).values(count=_c.c.count + sa.bindparam("n"))
+_NEW = _c.insert().values(environment=sa.bindparam("env"), bucket=sa.bindparam("at"),
+                          server=sa.bindparam("by"), count=sa.bindparam("n"))
+
+
+def _add_count(conn: sa.Connection, environment: str, bucket: datetime, server: str,
+               n: int) -> None:
+    """Add ``n`` to this server's counter of ``environment`` and ``bucket``."""
+    if conn.dialect.name == "postgresql":
+        prepared.execute(conn, _UPSERT, {"environment": environment, "bucket": bucket,
+                                         "server": server, "count": n})
+        return
+    params = {"env": environment, "at": bucket, "by": server, "n": n}
+    if not conn.execute(_ADD, params).rowcount:
+        conn.execute(_NEW, params)
 
 
 def _store_trips(conn: sa.Connection, windows: dict[str, BurstWindow]) -> None:
