@@ -91,7 +91,8 @@ class PendingCounts:
         self.counts = counts
         self.taken: Counter[_Key] = Counter()  # written by the transaction
         self.left: Counter[_Key] = Counter()  # to write later
-        self.precounted: dict[str, int] = {}  # written by the transaction's first statement
+        # (bucket, triggers) by environment, written by the transaction's first statement
+        self.precounted: dict[str, tuple[datetime, int]] = {}
 
     @property
     def server(self) -> str:
@@ -165,8 +166,9 @@ def precount(jobs: Sequence[AdmissionJob], counts: PendingCounts) -> dict[str, A
     if not n:
         return None
     policy = next(job.gate for job in jobs if job.gate is not None)
-    counts.precounted[environment] = n
-    return {"count_environment": environment, "count_bucket": policy.bucket(jobs[0].now),
+    bucket = policy.bucket(jobs[0].now)
+    counts.precounted[environment] = (bucket, n)
+    return {"count_environment": environment, "count_bucket": bucket,
             "count_server": counts.server, "count_count": n}
 
 
@@ -223,9 +225,12 @@ def store_windows(conn: sa.Connection, windows: dict[str, BurstWindow],
     before, unwritten, where the window was read; elsewhere it waits in memory), and the
     trips they started or extended (a later one stored meanwhile by another server is
     kept)."""
+    for environment, (bucket, n) in counts.precounted.items():
+        if environment not in windows:  # its jobs were refused (no workflow of theirs is live)
+            _add_count(conn, environment, bucket, counts.server, -n)
     for environment, window in windows.items():
         policy, now = window.policy, window.now
-        admitted = window.admitted - counts.precounted.get(environment, 0)
+        admitted = window.admitted - counts.precounted.get(environment, (now, 0))[1]
         if not window.read:
             if admitted:
                 counts.leave(environment, policy.bucket(now), admitted)
@@ -260,18 +265,22 @@ _key = sa.and_(_c.c.environment == sa.bindparam("env"), _c.c.bucket == sa.bindpa
 _ADD = _c.update().where(_key).values(count=_c.c.count + sa.bindparam("n"))
 _NEW = _c.insert().values(environment=sa.bindparam("env"), bucket=sa.bindparam("at"),
                           server=sa.bindparam("by"), count=sa.bindparam("n"))
+_EMPTY = _c.delete().where(_key, _c.c.count <= 0)
 
 
 def _add_count(conn: sa.Connection, environment: str, bucket: datetime, server: str,
                n: int) -> None:
-    """Add ``n`` to this server's counter of ``environment`` and ``bucket``."""
+    """Add ``n`` to this server's counter of ``environment`` and ``bucket``; a counter taken
+    back to 0 (a precounted job that was refused) is removed, so a refused call leaves no
+    row."""
+    params = {"env": environment, "at": bucket, "by": server, "n": n}
     if conn.dialect.name == "postgresql":
         prepared.execute(conn, _UPSERT, {"environment": environment, "bucket": bucket,
                                          "server": server, "count": n})
-        return
-    params = {"env": environment, "at": bucket, "by": server, "n": n}
-    if not conn.execute(_ADD, params).rowcount:
+    elif not conn.execute(_ADD, params).rowcount:
         conn.execute(_NEW, params)
+    if n < 0:
+        conn.execute(_EMPTY, params)
 
 
 def _store_trips(conn: sa.Connection, windows: dict[str, BurstWindow]) -> None:

@@ -356,3 +356,20 @@ def test_a_group_of_more_workflows_than_prepared_reads_the_same_window(
                             request_id=None, source=Source.API, now=NOW) for name in names]
     assert [a.buffered for a in _admitted(service, *jobs)] == [False] + [True] * 8
     assert sum(n for _, _, n in _counters(store)) == 11
+
+
+@pytest.mark.backends(*SQL_BACKENDS)
+def test_a_trigger_refused_for_an_unknown_workflow_leaves_no_counter(
+        store: Store, make_workflow) -> None:
+    """On PostgreSQL the read counts a group's plain triggers before it knows their workflows;
+    a refused one is taken back, and the counter it made is gone."""
+    make_workflow(environment="acme")
+    service = IngestService(store.admission, GATE)
+    missing = service.prepare(environment="acme", workflow="nope",
+                              items=(TriggerInput(payload={}),), request_id=None,
+                              source=Source.API, now=NOW)
+    [refused] = service.admit([missing])
+    assert isinstance(refused, NotFound) and _counters(store) == []
+    [refused, [admitted]] = service.admit([missing, _job(service, NOW)])  # type: ignore[misc]
+    assert isinstance(refused, NotFound) and not admitted.buffered
+    assert [n for _, _, n in _counters(store)] == [1]
