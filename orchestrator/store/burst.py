@@ -127,7 +127,7 @@ def with_trips(query: sa.Select[Any], environment: sa.ColumnElement[str], *,
     query = query.outerjoin(trips, trips.c.environment == environment).add_columns(
         trips.c.tripped_until.label("burst_tripped_until"))
     if precounted:
-        query = query.add_cte(_count_upsert("postgresql", "count_").returning(_c.c.count)
+        query = query.add_cte(_count_upsert("count_").returning(_c.c.count)
                               .cte("precounted"))
     if not counted:
         return query
@@ -246,17 +246,17 @@ def store_windows(conn: sa.Connection, windows: dict[str, BurstWindow],
     _store_trips(conn, windows)
 
 
-def _count_upsert(dialect: str, prefix: str = "") -> postgresql.Insert | sqlite.Insert:
-    """Add the parameter ``<prefix>count`` to the counter (``<prefix>environment``,
+def _count_upsert(prefix: str = "") -> postgresql.Insert:
+    """PostgreSQL: add the parameter ``<prefix>count`` to the counter (``<prefix>environment``,
     ``<prefix>bucket``, ``<prefix>server``)."""
-    insert = (postgresql.insert(_c) if dialect == "postgresql" else sqlite.insert(_c)).values(
+    insert = postgresql.insert(_c).values(
         {column: sa.bindparam(prefix + column) for column in ("environment", "bucket", "server",
                                                               "count")})
     return insert.on_conflict_do_update(index_elements=["environment", "bucket", "server"],
                                         set_={"count": _c.c.count + insert.excluded.count})
 
 
-_UPSERT = prepared.Prepared("count", _count_upsert("postgresql"))
+_UPSERT = prepared.Prepared("count", _count_upsert())
 # SQLite: an update, else an insert (behind the file's write lock, nothing comes between); the
 # dialects' INSERT ... ON CONFLICT has no cache key, so SQLAlchemy would compile it every time.
 # (parameters not named as columns: an update's would be taken for SET values)
