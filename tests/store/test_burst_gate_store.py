@@ -2,7 +2,10 @@
 threshold, and while more than half its hold remains its plain triggers are buffered without
 counting the window, by one statement guarded by what the full admission would read (the
 workflow live, the trip in the store); its last half counts again and extends the trip. A
-server process warms these statements up before its first request, keeping nothing."""
+server process warms these statements up before its first request, keeping nothing. The window
+is the sum of each server's counters (a row per environment, tenth of the window and server):
+what a server buffered uncounted it writes later, a refused trigger leaves no counter, and old
+counters are swept."""
 
 from __future__ import annotations
 
