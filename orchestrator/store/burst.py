@@ -6,7 +6,7 @@ The window is the sum of the environment's counters in ``orch_burst_counts`` (on
 the window and server process: :mod:`orchestrator.domain.burst`), read in one statement; a
 transaction that reads it adds what it admitted to this process's own counter, so no two
 processes write one row. The trip is a row of ``orch_burst_trips`` per environment, read with
-the transaction's workflows (:func:`with_trips`: no round trip of its own). While an
+the transaction's workflows (:func:`live_with_windows`: no round trip of its own). While an
 environment is tripped with more than half its hold to go, nothing is read: its plain triggers
 are buffered by one guarded statement (:func:`buffer_while_tripped`, used by
 ``ingest.IngestStore``) and counted in this process's memory (:class:`BurstCounts`), until the
@@ -116,12 +116,12 @@ class PendingCounts:
 _c = t.burst_counts
 
 
-def with_trips(query: sa.Select[Any], environment: sa.ColumnElement[str], *,
-               counted: bool = False, precounted: bool = False) -> sa.Select[Any]:
+def _with_trips(query: sa.Select[Any], environment: sa.ColumnElement[str], *,
+                counted: bool = False, precounted: bool = False) -> sa.Select[Any]:
     """``query`` with each row's environment's trip end, ``burst_tripped_until`` (None: not
     tripped), and if ``counted`` its window's count, ``burst_counted`` (parameters of
-    :func:`window_parameters`), as :func:`read_windows` wants the rows. ``precounted``
-    (PostgreSQL): the statement also adds to a counter, as :func:`precount` says (its count
+    :func:`_window_parameters`), as :func:`read_windows` wants the rows. ``precounted``
+    (PostgreSQL): the statement also adds to a counter, as :func:`_precount` says (its count
     does not see that: one snapshot)."""
     trips = t.burst_trips
     query = query.outerjoin(trips, trips.c.environment == environment).add_columns(
@@ -140,8 +140,8 @@ def with_trips(query: sa.Select[Any], environment: sa.ColumnElement[str], *,
         .label("burst_counted"))
 
 
-def window_parameters(jobs: Sequence[AdmissionJob]) -> dict[str, Any] | None:
-    """The parameters of :func:`with_trips`'s count for ``jobs`` (the policy of every gated
+def _window_parameters(jobs: Sequence[AdmissionJob]) -> dict[str, Any] | None:
+    """The parameters of :func:`_with_trips`'s count for ``jobs`` (the policy of every gated
     one: the window's first bucket and the share of it inside), None if no job is gated or
     their policies differ (:func:`read_windows` then reads each window on its own)."""
     policies = {job.gate for job in jobs if job.gate is not None}
@@ -153,8 +153,8 @@ def window_parameters(jobs: Sequence[AdmissionJob]) -> dict[str, Any] | None:
             "window_first_weight": BurstWindow.first_weight(policy, now)}
 
 
-def precount(jobs: Sequence[AdmissionJob], counts: PendingCounts) -> dict[str, Any] | None:
-    """The parameters of :func:`with_trips`'s ``precounted`` for ``jobs``: when they gate one
+def _precount(jobs: Sequence[AdmissionJob], counts: PendingCounts) -> dict[str, Any] | None:
+    """The parameters of :func:`_with_trips`'s ``precounted`` for ``jobs``: when they gate one
     environment, the requests of its plain jobs (each counts if admitted, so the statement that
     reads the window also writes them, and :func:`store_windows` writes only a difference: one
     statement less per transaction); None otherwise."""
@@ -168,8 +168,40 @@ def precount(jobs: Sequence[AdmissionJob], counts: PendingCounts) -> dict[str, A
     policy = next(job.gate for job in jobs if job.gate is not None)
     bucket = policy.bucket(jobs[0].now)
     counts.precounted[environment] = (bucket, n)
-    return {"count_environment": environment, "count_bucket": bucket,
-            "count_server": counts.server, "count_count": n}
+    return _count_parameters(environment, bucket, counts.server, n, "count_")
+
+
+# The workflows of an admission transaction, with their environments' burst trips and (where a
+# job is gated) windows: one statement, built once.
+_LIVE_WORKFLOWS = {counted: _with_trips(
+    sa.select(t.workflows.c.environment, t.workflows.c.name).where(
+        live_workflows(sa.bindparam("pairs", expanding=True))), t.workflows.c.environment,
+    counted=counted) for counted in (False, True)}
+LIVE_PAIRS_PREPARED = 8  # a group of more pairs reads them with the statement above
+
+
+@lru_cache(maxsize=3 * LIVE_PAIRS_PREPARED)
+def _live_workflows(pairs: int, counted: bool, precounted: bool) -> prepared.Prepared:
+    """:data:`_LIVE_WORKFLOWS` for ``pairs`` pairs, of a fixed shape (prepared once)."""
+    return prepared.Prepared("live", _with_trips(
+        sa.select(t.workflows.c.environment, t.workflows.c.name).where(
+            live_workflows(pair_parameters(pairs))), t.workflows.c.environment,
+        counted=counted, precounted=precounted))
+
+
+def live_with_windows(conn: sa.Connection, jobs: Sequence[AdmissionJob],
+                      counts: PendingCounts) -> Sequence[Any]:
+    """The live workflows of ``jobs`` (rows of ``environment``, ``name``), each with its
+    environment's trip and, where a job is gated, its window's count, for
+    :func:`read_windows`; on PostgreSQL the same statement counts the jobs' plain triggers."""
+    pairs = sorted({(job.environment, job.workflow) for job in jobs})
+    window = _window_parameters(jobs) or {}
+    if len(pairs) > LIVE_PAIRS_PREPARED:
+        return conn.execute(_LIVE_WORKFLOWS[bool(window)], {"pairs": pairs, **window}).all()
+    counting = (_precount(jobs, counts) if window and conn.dialect.name == "postgresql"
+                else None)
+    return prepared.execute(conn, _live_workflows(len(pairs), bool(window), bool(counting)),
+                            {**pair_values(pairs), **window, **(counting or {})}).all()
 
 
 def tripped_beyond(environments: Sequence[sa.BindParameter[str]]) -> sa.ColumnElement[bool]:
@@ -191,9 +223,10 @@ _SWEEP = _c.delete().where(_c.c.environment == sa.bindparam("environment"),
 
 def read_windows(conn: sa.Connection, rows: Iterable[Any], jobs: Sequence[AdmissionJob],
                  now: datetime, counts: PendingCounts) -> dict[str, BurstWindow]:
-    """The window of every environment of ``rows`` (of :func:`with_trips`: the transaction's
-    live workflows) in which a job is gated; its count (the rows' own, else read here) is used
-    only where it decides something, with what this server counted but has not written."""
+    """The window of every environment of ``rows`` (of :func:`live_with_windows`: the
+    transaction's live workflows) in which a job is gated; its count (the rows' own, else read
+    here) is used only where it decides something, with what this server counted but has not
+    written."""
     policies: dict[str, BurstPolicy] = {job.environment: job.gate for job in jobs
                                         if job.gate is not None}
     trips = {row.environment: (row.burst_tripped_until, getattr(row, "burst_counted", None))
@@ -246,12 +279,19 @@ def store_windows(conn: sa.Connection, windows: dict[str, BurstWindow],
     _store_trips(conn, windows)
 
 
+# The counter statements' parameters (not named as columns: an update's would be taken for SET
+# values): environment ``env``, bucket ``at``, server ``by``, triggers ``n``.
+def _count_parameters(environment: str, bucket: datetime, server: str, n: int,
+                      prefix: str = "") -> dict[str, Any]:
+    return {f"{prefix}env": environment, f"{prefix}at": bucket, f"{prefix}by": server,
+            f"{prefix}n": n}
+
+
 def _count_upsert(prefix: str = "") -> postgresql.Insert:
-    """PostgreSQL: add the parameter ``<prefix>count`` to the counter (``<prefix>environment``,
-    ``<prefix>bucket``, ``<prefix>server``)."""
+    """PostgreSQL: add ``n`` to the counter (of :func:`_count_parameters`, names prefixed)."""
     insert = postgresql.insert(_c).values(
-        {column: sa.bindparam(prefix + column) for column in ("environment", "bucket", "server",
-                                                              "count")})
+        environment=sa.bindparam(prefix + "env"), bucket=sa.bindparam(prefix + "at"),
+        server=sa.bindparam(prefix + "by"), count=sa.bindparam(prefix + "n"))
     return insert.on_conflict_do_update(index_elements=["environment", "bucket", "server"],
                                         set_={"count": _c.c.count + insert.excluded.count})
 
@@ -259,7 +299,6 @@ def _count_upsert(prefix: str = "") -> postgresql.Insert:
 _UPSERT = prepared.Prepared("count", _count_upsert())
 # SQLite: an update, else an insert (behind the file's write lock, nothing comes between); the
 # dialects' INSERT ... ON CONFLICT has no cache key, so SQLAlchemy would compile it every time.
-# (parameters not named as columns: an update's would be taken for SET values)
 _key = sa.and_(_c.c.environment == sa.bindparam("env"), _c.c.bucket == sa.bindparam("at"),
                _c.c.server == sa.bindparam("by"))
 _ADD = _c.update().where(_key).values(count=_c.c.count + sa.bindparam("n"))
@@ -273,10 +312,9 @@ def _add_count(conn: sa.Connection, environment: str, bucket: datetime, server: 
     """Add ``n`` to this server's counter of ``environment`` and ``bucket``; a counter taken
     back to 0 (a precounted job that was refused) is removed, so a refused call leaves no
     row."""
-    params = {"env": environment, "at": bucket, "by": server, "n": n}
+    params = _count_parameters(environment, bucket, server, n)
     if conn.dialect.name == "postgresql":
-        prepared.execute(conn, _UPSERT, {"environment": environment, "bucket": bucket,
-                                         "server": server, "count": n})
+        prepared.execute(conn, _UPSERT, params)
     elif not conn.execute(_ADD, params).rowcount:
         conn.execute(_NEW, params)
     if n < 0:

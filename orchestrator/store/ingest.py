@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,11 +49,9 @@ from orchestrator.store.burst import (
     BurstCounts,
     PendingCounts,
     buffer_while_tripped,
-    precount,
+    live_with_windows,
     read_windows,
     store_windows,
-    window_parameters,
-    with_trips,
 )
 from orchestrator.store.executions import execution_row, insert_execution, queued_row
 from orchestrator.store.interfaces import (
@@ -64,7 +62,6 @@ from orchestrator.store.interfaces import (
 )
 from orchestrator.store.prepared import INSERT_ROWS_MAX
 from orchestrator.store.uow import Database, store_error, translated
-from orchestrator.store.workflows import live_workflows, pair_parameters, pair_values
 
 __all__ = ["RECEIPT_RETENTION", "IngestStore", "JobResult", "replayed"]
 
@@ -143,18 +140,7 @@ class IngestStore:
                     counts: PendingCounts) -> list[JobResult]:
         results: list[JobResult | None] = [None] * len(jobs)
         now = jobs[0].now
-        pairs = sorted({(job.environment, job.workflow) for job in jobs})
-        window = window_parameters(jobs)
-        params: dict[str, Any] = window or {}
-        if len(pairs) <= LIVE_PAIRS_PREPARED:
-            counting = (precount(jobs, counts) if window is not None
-                        and conn.dialect.name == "postgresql" else None)
-            rows = prepared.execute(
-                conn, _live_workflows(len(pairs), window is not None, counting is not None),
-                {**pair_values(pairs), **params, **(counting or {})}).all()
-        else:
-            rows = conn.execute(_LIVE_WORKFLOWS[window is not None],
-                                {"pairs": pairs, **params}).all()
+        rows = live_with_windows(conn, jobs, counts)
         live = {(row.environment, row.name) for row in rows}
         for i, job in enumerate(jobs):
             if (job.environment, job.workflow) not in live:
@@ -489,23 +475,6 @@ class IngestStore:
                    reverse=True)
         return found[:limit]
 
-
-# The workflows of an admission transaction, with their environments' burst trips: one
-# statement, built once; with their windows' counts where a job is gated.
-_LIVE_WORKFLOWS = {counted: with_trips(
-    sa.select(t.workflows.c.environment, t.workflows.c.name).where(
-        live_workflows(sa.bindparam("pairs", expanding=True))), t.workflows.c.environment,
-    counted=counted) for counted in (False, True)}
-LIVE_PAIRS_PREPARED = 8  # a group of more pairs reads them with the statement above
-
-
-@lru_cache(maxsize=3 * LIVE_PAIRS_PREPARED)
-def _live_workflows(pairs: int, counted: bool, precounted: bool) -> prepared.Prepared:
-    """:data:`_LIVE_WORKFLOWS` for ``pairs`` pairs, of a fixed shape (prepared once)."""
-    return prepared.Prepared("live", with_trips(
-        sa.select(t.workflows.c.environment, t.workflows.c.name).where(
-            live_workflows(pair_parameters(pairs))), t.workflows.c.environment,
-        counted=counted, precounted=precounted))
 
 # A plain job's rows, in bulk: executions, queued triggers, burst buffer.
 _PLAIN_TABLES = (t.executions, t.queued_triggers, t.burst_buffer)
