@@ -263,7 +263,8 @@ def store_windows(conn: sa.Connection, windows: dict[str, BurstWindow],
             _add_count(conn, environment, bucket, counts.server, -n)
     for environment, window in windows.items():
         policy, now = window.policy, window.now
-        admitted = window.admitted - counts.precounted.get(environment, (now, 0))[1]
+        _, precounted = counts.precounted.get(environment, (None, 0))
+        admitted = window.admitted - precounted  # (negative: precounted triggers refused)
         if not window.read:
             if admitted:
                 counts.leave(environment, policy.bucket(now), admitted)

@@ -512,7 +512,6 @@ def _key_of(c: Correlation) -> tuple[Any, ...]:
             k.c.key == c.idempotency_key)
 
 
-
 def buffered_visible(row: Any) -> Visible:
     """A burst-buffer row (any object with its columns as attributes) as readers see it."""
     return Visible(execution=BufferedTrigger(
