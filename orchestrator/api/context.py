@@ -37,7 +37,8 @@ class Api:
         self.keys = KeyCache(self.access)
         self.triggers = IngestService(self.store.admission, settings.burst)
         self.admissions: GroupCommit[AdmissionJob, list[Admission]] = GroupCommit(
-            self.triggers.admit, name="trigger-admission")
+            self.triggers.admit, name="trigger-admission",
+            turn=self.store.admission.writer_turn)
         self.metrics = ApiMetrics(self.store.queue, clock, self.store.retention)
         self.schedules = ScheduleService.on(self.store)
         self.executions = ExecutionService(self.store.executions, self.store.admission,

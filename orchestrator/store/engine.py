@@ -108,45 +108,51 @@ def dispose_all() -> None:
 
 # ------------------------------------------------------------------------- SQLite write lock
 
-# How often a process waiting for another process's write transaction looks again (seconds).
-WRITE_LOCK_POLL = 0.0005
-WRITE_LOCK_MAX_POLL = 0.002
-
-
 class _WriteLock:
     """Writers of one SQLite file, one at a time and woken promptly: the threads of a process
-    queue on a thread lock, and the one at its head takes an ``flock`` on ``<file>-writer.lock``
-    that other processes poll every half to two milliseconds.
+    queue on a thread lock, and the one at its head takes an ``flock`` on ``<file>-writer.lock``;
+    when another process holds it, a blocking ``flock`` (:class:`_FlockWaiter`) waits, which the
+    kernel wakes the moment the holder lets go. Held again by the thread that holds it, it is
+    not taken twice (the API's writer holds it while it gathers a group and opens the group's
+    transaction inside: ``IngestStore.writer_turn``).
 
     Without it, writers of several processes (``orchestrator serve --workers 4``, the daemon's
     sensors and run workers) queue on SQLite's busy handler, which sleeps 1, 2, 5, ... up to
     100 ms between tries: a gated burst on four server processes had a p99 of 400-500 ms, a
-    tenth of a second per missed wake-up. Whatever waits here longer than the busy timeout goes
-    on to SQLite's own locking (which then waits or fails as before), so a stuck holder never
-    blocks a writer longer than it did. The kernel drops an flock when its holder exits, even
-    by SIGKILL."""
+    tenth of a second per missed wake-up; polling the ``flock`` every 0.5-2 ms instead still
+    left a p99 wait of 19 ms, a waiter asleep while others took the lock in turn. Whatever
+    waits here longer than the busy timeout goes on to SQLite's own locking (which then waits or
+    fails as before), so a stuck holder never blocks a writer longer than it did. The kernel
+    drops an flock when its holder exits, even by SIGKILL."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._threads = threading.Lock()
+        self._owner: int | None = None  # the thread holding it
         self._fd: int | None = None
         self._pid = 0
+        self._waiter = _FlockWaiter()
 
     def _descriptor(self) -> int:
         # A forked child (a Celery pool process) shares its parent's descriptor, and with it the
-        # lock: it opens its own.
+        # lock: it opens its own (and waits on a thread of its own: the parent's is not there).
         if self._fd is None or self._pid != os.getpid():
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             self._pid = os.getpid()
+            self._waiter = _FlockWaiter()
         return self._fd
 
     @contextmanager
     def held(self) -> Iterator[None]:
+        if self._owner == threading.get_ident():
+            yield  # this thread holds it already
+            return
         timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
         deadline = time.monotonic() + timeout
         if not self._threads.acquire(timeout=timeout):
             yield  # SQLite's own locking decides
             return
+        self._owner = threading.get_ident()
         try:
             fd = self._locked(deadline)
             try:
@@ -155,6 +161,7 @@ class _WriteLock:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
+            self._owner = None
             self._threads.release()
 
     def _locked(self, deadline: float) -> int | None:
@@ -162,16 +169,57 @@ class _WriteLock:
             fd = self._descriptor()
         except OSError:
             return None  # a read-only directory: SQLite's own locking decides
-        pause = WRITE_LOCK_POLL
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            return fd if self._waiter.wait(fd, deadline) else None
+
+
+class _FlockWaiter:
+    """A thread of its own blocked in ``flock(LOCK_EX)`` for the process's next writer, which
+    waits for it until a deadline: a blocking ``flock`` cannot time out, and a writer must not
+    wait past its busy timeout. A lock the thread gets after its writer gave up is let go at
+    once (or handed to the next writer that came meanwhile)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._wanted: int | None = None  # the descriptor a writer waits to lock
+        self._taken = False  # the thread locked it for that writer
+        self._thread: threading.Thread | None = None
+
+    def wait(self, fd: int, deadline: float) -> bool:
+        """Whether ``fd`` is locked for the caller by ``deadline``."""
+        with self._changed:
+            self._wanted = fd
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="sqlite-write-lock")
+                self._thread.start()
+            self._changed.notify_all()
+            while not self._taken:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._wanted = None
+                    return False
+                self._changed.wait(remaining)
+            self._taken = False
+            self._wanted = None
+            return True
+
+    def _run(self) -> None:
         while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    return None
-                time.sleep(pause)
-                pause = min(pause * 2, WRITE_LOCK_MAX_POLL)
+            with self._changed:
+                while self._wanted is None or self._taken:
+                    self._changed.wait()
+                fd = self._wanted
+            fcntl.flock(fd, fcntl.LOCK_EX)  # (the GIL is let go while it blocks)
+            with self._changed:
+                if self._wanted == fd:
+                    self._taken = True
+                    self._changed.notify_all()
+                else:  # its writer gave up: no one here wants it now
+                    fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 _write_locks: dict[str, _WriteLock | None] = {}  # by store URL

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -167,6 +168,11 @@ class IngestStore:
                              for environment, window in windows.items()
                              if window.tripped_until is not None)
         return [result for result in results if result is not None]
+
+    def writer_turn(self) -> AbstractContextManager[object]:
+        """(SQLite: the file's write lock, :meth:`Database.write_turn
+        <orchestrator.store.uow.Database.write_turn>`.)"""
+        return self.db.write_turn()
 
     @translated("warm up trigger admission")
     def warm_up(self, now: datetime) -> None:

@@ -29,6 +29,7 @@ Every method raises :class:`~orchestrator.exceptions.StoreError` for a failure o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -299,6 +300,11 @@ class AdmissionRepository(Protocol):
 
     def warm_up(self, now: datetime) -> None:
         """Prepare for the first admission (SQL: run its statements once, keeping nothing)."""
+
+    def writer_turn(self) -> AbstractContextManager[object]:
+        """Held by the API's writer while it gathers a group of jobs and admits them: on
+        SQLite the file's write lock (the jobs that come while it waits for other processes'
+        writers join its group), else nothing."""
 
     def find(self, execution_id: str, environment: str | None) -> Visible:
         """The execution of ``environment`` (None: of any), in the log or the buffer (else

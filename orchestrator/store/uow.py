@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
@@ -74,6 +74,12 @@ class Database:
         SQLite, behind the file's write lock: ``engine.sqlite_write_lock``)."""
         with sqlite_write_lock(self.url), self.engine.begin() as conn:
             yield conn
+
+    def write_turn(self) -> AbstractContextManager[None]:
+        """Held by one thread across several :meth:`write` transactions, so none of them waits
+        for another writer: on SQLite the file's write lock, taken once; nothing on
+        PostgreSQL."""
+        return sqlite_write_lock(self.url)
 
     @contextmanager
     def rolled_back(self) -> Iterator[sa.Connection]:

@@ -5,6 +5,10 @@ takes all of them (up to ``max_jobs``) in one call of ``commit``. Under load, N 
 one transaction (one commit, one fsync, a few round trips) instead of N; a lone request goes at
 once, with no added wait. Each caller gets its own job's result or error, and only after the
 transaction holding it has committed, so an answer never promises what was not written.
+
+A ``turn`` (SQLite: the file's write lock, which other processes' writers hold in turn) is
+taken before the group is gathered: the jobs that arrive while the writer waits for it join the
+group, so the more writers contend, the fewer transactions they take turns for.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
@@ -24,11 +29,14 @@ _STOP = object()
 
 class GroupCommit(Generic[J, R]):
     """``commit(jobs)`` returns one result per job; a result that is an exception is raised to
-    that job's caller. ``commit`` raising fails every job of the group."""
+    that job's caller. ``commit`` raising fails every job of the group. ``turn()`` is held while
+    a group is gathered and committed."""
 
     def __init__(self, commit: Callable[[Sequence[J]], Sequence[R | BaseException]], *,
-                 max_jobs: int = 200, name: str = "group-commit") -> None:
+                 max_jobs: int = 200, name: str = "group-commit",
+                 turn: Callable[[], AbstractContextManager[object]] = nullcontext) -> None:
         self._commit = commit
+        self._turn = turn
         self._max_jobs = max_jobs
         self._name = name
         self._queue: queue.SimpleQueue[tuple[J, Future[R]] | object] = queue.SimpleQueue()
@@ -59,33 +67,55 @@ class GroupCommit(Generic[J, R]):
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            group: list[tuple[J, Future[R]]] = []
             item = self._queue.get()
-            while True:
-                if item is _STOP:
-                    stopping = True
-                else:
-                    group.append(item)  # type: ignore[arg-type]
-                if len(group) >= self._max_jobs:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if group:
-                self._write(group)
+            if item is _STOP:  # (closed: nothing comes after it)
+                return
+            group: list[tuple[J, Future[R]]] = [item]  # type: ignore[list-item]
+            outcome: Sequence[R | BaseException] | BaseException
+            try:
+                with self._turn():
+                    stopping = self._gather(group)
+                    outcome = self._write(group)
+            except BaseException as exc:  # taking or letting go of the turn failed
+                log.exception("%s: the writer's turn failed", self._name)
+                outcome = exc
+            self._answer(group, outcome)
 
-    def _write(self, group: list[tuple[J, Future[R]]]) -> None:
+    def _gather(self, group: list[tuple[J, Future[R]]]) -> bool:
+        """What else is queued into ``group`` (up to ``max_jobs`` in all); whether the writer is
+        to stop after it."""
+        while len(group) < self._max_jobs:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is _STOP:
+                return True
+            group.append(item)  # type: ignore[arg-type]
+        return False
+
+    def _write(self, group: list[tuple[J, Future[R]]]
+               ) -> Sequence[R | BaseException] | BaseException:
+        """The group's results, or what failed every job of it."""
         try:
             results = self._commit([job for job, _ in group])
             if len(results) != len(group):
                 raise RuntimeError(f"{self._name}: {len(results)} results for {len(group)} jobs")
         except BaseException as exc:  # every caller must hear back
             log.exception("%s: a group of %d jobs failed", self._name, len(group))
+            return exc
+        return results
+
+    @staticmethod
+    def _answer(group: list[tuple[J, Future[R]]],
+                outcome: Sequence[R | BaseException] | BaseException) -> None:
+        """Each caller hears back (once the turn is let go: a caller's next job may be
+        waiting for it)."""
+        if isinstance(outcome, BaseException):
             for _, future in group:
-                future.set_exception(exc)
+                future.set_exception(outcome)
             return
-        for (_, future), result in zip(group, results, strict=True):
+        for (_, future), result in zip(group, outcome, strict=True):
             if isinstance(result, BaseException):
                 future.set_exception(result)
             else:

@@ -4,14 +4,18 @@ commits; every caller hears its own job's result only once it is written."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
+from harness.processes import wait_for
 from orchestrator.domain.correlation import Source
 from orchestrator.domain.ingest import AdmissionJob
 from orchestrator.exceptions import Conflict, InvalidInput, NotFound, StoreError
@@ -178,4 +182,61 @@ def test_a_failing_commit_fails_each_caller_of_its_group() -> None:
     with pytest.raises(ZeroDivisionError):
         writer.submit(0).result(5)
     assert writer.submit(2).result(5) == 5  # the writer lives on
+    writer.close()
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from orchestrator.store.engine import sqlite_write_lock
+with sqlite_write_lock(sys.argv[1]):
+    Path(sys.argv[2]).write_text("held")
+    while not Path(sys.argv[3]).exists():
+        time.sleep(0.01)
+"""
+
+
+@pytest.mark.backends("sqlite")
+def test_jobs_that_come_while_another_process_writes_join_the_writers_group(
+        store: Store, make_workflow, tmp_path) -> None:
+    """SQLite: while another process holds the file's write lock, the writer waits for its
+    turn with the queue open, so the jobs that come meanwhile are admitted in its one
+    transaction (not one transaction for the first job and another for the rest)."""
+    make_workflow()
+    service = IngestService(store.admission)
+    groups: list[int] = []
+
+    def commit(jobs: Sequence[AdmissionJob]) -> list[JobResult]:
+        groups.append(len(jobs))
+        return service.admit(jobs)
+
+    held, release = tmp_path / "held", tmp_path / "release"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, store.url, str(held),
+                               str(release)])
+    wait_for(held.exists, 30, "the other process to hold the write lock")
+    writer: GroupCommit[AdmissionJob, list] = GroupCommit(
+        commit, turn=store.admission.writer_turn)
+    futures = [writer.submit(_job(service, TriggerInput(payload={"i": i}))) for i in range(10)]
+    release.write_text("")
+    assert holder.wait(timeout=30) == 0
+    admitted = [future.result(30)[0].execution_id for future in futures]
+    writer.close()
+    assert groups == [10]
+    assert [store.get_execution(e).payload for e in admitted] == [{"i": i} for i in range(10)]
+
+
+def test_a_turn_that_fails_fails_its_group_and_the_writer_lives_on() -> None:
+    turns = iter([OSError("no locks available"), None])
+
+    @contextmanager
+    def turn() -> Iterator[None]:
+        error = next(turns, None)
+        if error is not None:
+            raise error
+        yield
+
+    writer: GroupCommit[int, int] = GroupCommit(lambda jobs: [j * 2 for j in jobs], turn=turn)
+    with pytest.raises(OSError, match="no locks"):
+        writer.submit(1).result(5)
+    assert writer.submit(2).result(5) == 4
     writer.close()

@@ -83,3 +83,34 @@ def test_a_stuck_holder_delays_a_writer_no_longer_than_the_busy_timeout(tmp_path
                                  "postgresql+psycopg2://u@127.0.0.1:5432/db"])
 def test_nothing_to_lock_for_memory_databases_and_postgresql(url):
     assert isinstance(sqlite_write_lock(url), nullcontext)
+
+
+def test_the_thread_holding_the_lock_takes_it_again_and_others_wait_for_the_outer_hold(
+        tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    with sqlite_write_lock(url):
+        with sqlite_write_lock(url):  # (the API's writer: its turn, then each transaction)
+            pass
+        acquired = _acquire_in_thread(url)
+        assert not acquired.wait(0.3), "another thread took the lock inside the outer hold"
+    assert acquired.wait(30)
+
+
+def test_a_writer_that_gave_up_leaves_the_lock_to_the_next_process(tmp_path, monkeypatch):
+    """A writer gives up behind a stuck holder; its wait for the lock, still pending in the
+    kernel, must not keep the lock once the holder lets go: another process takes it."""
+    monkeypatch.setattr(engine, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    (tmp_path / "1").mkdir()
+    first, _, release = _holder(tmp_path / "1", url)
+    assert _acquire_in_thread(url).wait(30)  # gave up after 0.3 s
+    release.write_text("")
+    assert first.wait(timeout=30) == 0
+    (tmp_path / "2").mkdir()
+    second, _, release = _holder(tmp_path / "2", url)  # waits until it holds the lock
+    try:
+        acquired = _acquire_in_thread(url)
+        assert not acquired.wait(0.2), "took the lock while the second process held it"
+    finally:
+        release.write_text("")
+        assert second.wait(timeout=30) == 0

@@ -4,6 +4,7 @@ whose docstring states the rules; this follows it step by step)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from functools import partial
 from types import SimpleNamespace
@@ -63,6 +64,10 @@ class MemoryAdmission:
 
     def warm_up(self, now: datetime) -> None:
         """Nothing to prepare in memory."""
+
+    def writer_turn(self) -> AbstractContextManager[object]:
+        """No other process writes here."""
+        return nullcontext()
 
     def admit_jobs(self, jobs: Sequence[AdmissionJob]) -> list[JobResult]:
         try:
