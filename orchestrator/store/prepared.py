@@ -100,10 +100,10 @@ def slots_for(rows: int) -> int:
 
 
 def values_insert(table: sa.Table, columns: Sequence[str], rows: int, dialect: sa.Dialect,
-                  *where: sa.ColumnElement[bool]) -> sa.Insert:
+                  *where: sa.ColumnElement[bool], prefix: str = "") -> sa.Insert:
     """``INSERT INTO <table> (<columns>) SELECT * FROM (VALUES <rows>) WHERE <where>``, with
-    parameters ``<column>_<row>`` (:func:`values_parameters`); rows whose first NOT NULL column
-    is NULL are slots left empty (:func:`slots_for`).
+    parameters ``<prefix><column>_<row>`` (:func:`values_parameters`); rows whose first NOT NULL
+    column is NULL are slots left empty (:func:`slots_for`).
 
     VALUES, not a UNION of SELECTs: PostgreSQL plans a UNION of 8 rows in 0.9 ms, VALUES in
     0.2 ms. Its first row tells PostgreSQL each column's type (a string without its length:
@@ -114,17 +114,17 @@ def values_insert(table: sa.Table, columns: Sequence[str], rows: int, dialect: s
 
     def placeholder(column: str, kind: Any, row: int) -> str:
         if not postgres or row:
-            return f":{column}_{row}"
+            return f":{prefix}{column}_{row}"
         kind = sa.String() if isinstance(kind, sa.String) else kind
-        return f"CAST(:{column}_{row} AS {kind.compile(dialect=dialect)})"
+        return f"CAST(:{prefix}{column}_{row} AS {kind.compile(dialect=dialect)})"
 
     text = sa.text("VALUES " + ", ".join(
         "(" + ", ".join(placeholder(column, kind, row) for column, kind in zip(
             columns, types, strict=True)) + ")" for row in range(rows))).bindparams(*(
-            sa.bindparam(f"{column}_{row}", type_=kind)
+            sa.bindparam(f"{prefix}{column}_{row}", type_=kind)
             for row in range(rows) for column, kind in zip(columns, types, strict=True)))
     values = text.columns(*(sa.column(f"column{i + 1}", kind)
-                            for i, kind in enumerate(types))).subquery("v")
+                            for i, kind in enumerate(types))).subquery(f"{prefix}v")
     filled = values.c[_required(table, columns)]
     return table.insert().from_select(list(columns),
                                       sa.select(*values.c).where(filled.is_not(None), *where))
@@ -135,12 +135,13 @@ def _required(table: sa.Table, columns: Sequence[str]) -> int:
     return next((i for i, column in enumerate(columns) if not table.c[column].nullable), -1)
 
 
-def values_parameters(columns: Sequence[str], rows: Sequence[Mapping[str, Any]], slots: int
-                      ) -> dict[str, Any]:
+def values_parameters(columns: Sequence[str], rows: Sequence[Mapping[str, Any]], slots: int,
+                      prefix: str = "") -> dict[str, Any]:
     """The parameters of a :func:`values_insert` of ``slots`` rows holding ``rows``."""
-    params = {f"{column}_{i}": row.get(column) for i, row in enumerate(rows)
+    params = {f"{prefix}{column}_{i}": row.get(column) for i, row in enumerate(rows)
               for column in columns}
-    params.update((f"{column}_{i}", None) for i in range(len(rows), slots) for column in columns)
+    params.update((f"{prefix}{column}_{i}", None) for i in range(len(rows), slots)
+                  for column in columns)
     return params
 
 
@@ -148,20 +149,48 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
     """Insert ``rows`` (each of the same columns) into ``table``: on PostgreSQL, up to
     :data:`INSERT_ROWS_MAX`, by a prepared :func:`values_insert`; otherwise one multi-row
     insert."""
-    columns = tuple(rows[0])
-    if conn.dialect.name != "postgresql" or len(rows) > INSERT_ROWS_MAX \
-            or _required(table, columns) < 0 or any(tuple(row) != columns for row in rows):
-        conn.execute(table.insert(), list(rows))
+    insert_tables(conn, [(table, rows)])
+
+
+def insert_tables(conn: sa.Connection,
+                  inserts: Sequence[tuple[sa.Table, Sequence[Mapping[str, Any]]]]) -> None:
+    """Insert rows into several tables (each table's rows of the same columns). On PostgreSQL,
+    where each holds up to :data:`INSERT_ROWS_MAX` rows, one prepared statement writes them all
+    (every insert but the last a data-modifying ``WITH``: one round trip, where an admission
+    inserting its executions and their queue entries took two); otherwise an insert per table
+    (:func:`insert_rows`' rules)."""
+    inserts = [(table, rows) for table, rows in inserts if rows]
+    shapes = [(table, tuple(rows[0])) for table, rows in inserts]
+    if conn.dialect.name != "postgresql" or any(
+            len(rows) > INSERT_ROWS_MAX or _required(table, columns) < 0
+            or any(tuple(row) != columns for row in rows)
+            for (table, rows), (_, columns) in zip(inserts, shapes, strict=True)):
+        for table, rows in inserts:
+            conn.execute(table.insert(), list(rows))
         return
-    slots = slots_for(len(rows))
-    execute(conn, _insert(table, columns, slots, conn.dialect),
-            values_parameters(columns, rows, slots))
+    if not inserts:
+        return
+    slots = tuple(slots_for(len(rows)) for _, rows in inserts)
+    params: dict[str, Any] = {}
+    for i, ((_, rows), (_, columns)) in enumerate(zip(inserts, shapes, strict=True)):
+        params.update(values_parameters(columns, rows, slots[i], _prefix(i, len(inserts))))
+    execute(conn, _insert(tuple(shapes), slots, conn.dialect), params)
+
+
+def _prefix(i: int, inserts: int) -> str:
+    return "" if inserts == 1 else f"t{i}_"
 
 
 @lru_cache(maxsize=64)
-def _insert(table: sa.Table, columns: tuple[str, ...], rows: int, dialect: sa.Dialect
-            ) -> Prepared:
-    return Prepared(f"insert_{rows}", values_insert(table, columns, rows, dialect))
+def _insert(shapes: tuple[tuple[sa.Table, tuple[str, ...]], ...], slots: tuple[int, ...],
+            dialect: sa.Dialect) -> Prepared:
+    statements = [values_insert(table, columns, rows, dialect, prefix=_prefix(i, len(shapes)))
+                  for i, ((table, columns), rows) in enumerate(zip(shapes, slots, strict=True))]
+    *first, last = statements
+    for i, statement in enumerate(first):
+        last = last.add_cte(statement.cte(f"inserted_{i}"))
+    label = "insert_" + "_".join(map(str, slots))
+    return Prepared(label, last)
 
 
 def _names(conn: sa.Connection) -> set[str] | None:

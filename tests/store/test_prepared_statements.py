@@ -133,3 +133,28 @@ def test_more_rows_than_one_prepared_statement_holds_are_one_plain_insert(
         prepared.insert_rows(conn, t.workflows, _rows(prepared.INSERT_ROWS_MAX + 1))
     assert sent[-1] == "INSERT" and "EXECUTE" not in sent
     assert _count(engine) == prepared.INSERT_ROWS_MAX + 1
+
+
+def _trips(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return sorted(conn.execute(sa.select(t.burst_trips.c.environment)).scalars())
+
+
+def test_rows_of_two_tables_are_one_statement_on_postgresql_and_all_or_none(
+        engine: sa.Engine, store_url: str) -> None:
+    """The executions of an admission and their queue entries are one insert: on PostgreSQL one
+    ``EXECUTE`` (the first table's rows a data-modifying ``WITH``), elsewhere one insert per
+    table; a row either table refuses leaves both as they were."""
+    trips = [{"environment": e, "tripped_until": NOW} for e in ("acme", "beta")]
+    sent = _sent(engine)
+    with engine.begin() as conn:
+        prepared.insert_tables(conn, [(t.workflows, _rows(3)), (t.burst_trips, trips)])
+    postgres = store_url.startswith("postgresql")
+    assert [s for s in sent if s not in ("PREPARE", "BEGIN")] == (
+        ["EXECUTE"] if postgres else ["INSERT", "INSERT"])
+    assert _count(engine) == 3 and _trips(engine) == ["acme", "beta"]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        prepared.insert_tables(conn, [(t.workflows, _rows(2, first=3)),
+                                      (t.burst_trips, [{"environment": "acme",
+                                                        "tripped_until": NOW}])])
+    assert _count(engine) == 3 and _trips(engine) == ["acme", "beta"]
