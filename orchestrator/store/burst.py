@@ -272,9 +272,9 @@ def store_windows(conn: sa.Connection, windows: dict[str, BurstWindow],
         first = BurstWindow.first_bucket(policy, now)
         written = counts.take(environment)
         written[environment, policy.bucket(now)] += admitted
-        for (_, bucket), n in sorted(written.items()):
-            if n and bucket >= first:  # (older ones have left the window)
-                _add_count(conn, environment, bucket, counts.server, n)
+        add_counts(conn, environment, counts.server, [
+            (bucket, n) for (_, bucket), n in sorted(written.items())
+            if n and bucket >= first])  # (older ones have left the window)
         if counts.sweep_due(environment, now, policy):
             conn.execute(_SWEEP, {"environment": environment, "first": first})
     _store_trips(conn, windows)
@@ -322,15 +322,76 @@ def _add_count(conn: sa.Connection, environment: str, bucket: datetime, server: 
         conn.execute(_EMPTY, params)
 
 
+# Counters one statement adds to, on PostgreSQL (more: a statement per this many). A server
+# that buffered with the guarded statement writes its counters of the whole window (a tenth
+# each) when it next reads the window: one statement, where a statement per counter made that
+# transaction 10 ms long (2.8 ms of CPU), and every server reads its window at once when a
+# trip is due to be extended.
+COUNTS_MAX = 16
+_COUNT_COLUMNS = ("environment", "bucket", "server", "count")
+
+
+@lru_cache(maxsize=8)
+def _counts_upsert(dialect: sa.Dialect, slots: int) -> prepared.Prepared:
+    insert = prepared.values_insert(_c, _COUNT_COLUMNS, slots, dialect,
+                                    insert=postgresql.insert)
+    return prepared.Prepared(f"counts_{slots}", insert.on_conflict_do_update(
+        index_elements=["environment", "bucket", "server"],
+        set_={"count": _c.c.count + insert.excluded.count}))
+
+
+def add_counts(conn: sa.Connection, environment: str, server: str,
+               buckets: Sequence[tuple[datetime, int]]) -> None:
+    """Add ``n`` to this server's counter of each ``(bucket, n)`` (distinct buckets, ``n`` > 0):
+    on PostgreSQL one statement per :data:`COUNTS_MAX`, else one per counter."""
+    if conn.dialect.name != "postgresql":
+        for bucket, n in buckets:
+            _add_count(conn, environment, bucket, server, n)
+        return
+    for start in range(0, len(buckets), COUNTS_MAX):
+        chunk = buckets[start:start + COUNTS_MAX]
+        slots = prepared.slots_for(len(chunk))
+        rows = [{"environment": environment, "bucket": bucket, "server": server, "count": n}
+                for bucket, n in chunk]
+        prepared.execute(conn, _counts_upsert(conn.dialect, slots),
+                         prepared.values_parameters(_COUNT_COLUMNS, rows, slots))
+
+
+def warm_up_counts(conn: sa.Connection, environment: str, server: str, now: datetime,
+                   policy: BurstPolicy) -> None:
+    """Run each shape of :func:`add_counts` once (the caller rolls it back)."""
+    width = policy.bucket_width
+    for slots in sorted({prepared.slots_for(n) for n in range(1, COUNTS_MAX + 1)}):
+        add_counts(conn, environment, server, [(policy.bucket(now) - i * width, 1)
+                                               for i in range(slots)])
+
+
+def _trip_upsert() -> postgresql.Insert:
+    trips = t.burst_trips
+    insert = postgresql.insert(trips).values(
+        environment=sa.bindparam("trip_env", type_=trips.c.environment.type),
+        tripped_until=sa.bindparam("trip_until", type_=t.UTCDateTime))
+    return insert.on_conflict_do_update(
+        index_elements=["environment"], set_={"tripped_until": insert.excluded.tripped_until},
+        where=trips.c.tripped_until < insert.excluded.tripped_until)
+
+
+_TRIP = prepared.Prepared("trip", _trip_upsert())
+
+
 def _store_trips(conn: sa.Connection, windows: dict[str, BurstWindow]) -> None:
+    """Each trip started or extended (a later end another server stored meanwhile is kept):
+    on PostgreSQL a prepared statement (an ``ON CONFLICT`` has no cache key: SQLAlchemy would
+    compile it each time, ~1 ms)."""
     trips = t.burst_trips
     for environment, window in windows.items():
         until = window.trip_to_store()
         if until is None:
             continue
-        insert = (postgresql.insert(trips) if conn.dialect.name == "postgresql"
-                  else sqlite.insert(trips)).values(environment=environment,
-                                                    tripped_until=until)
+        if conn.dialect.name == "postgresql":
+            prepared.execute(conn, _TRIP, {"trip_env": environment, "trip_until": until})
+            continue
+        insert = sqlite.insert(trips).values(environment=environment, tripped_until=until)
         conn.execute(insert.on_conflict_do_update(
             index_elements=["environment"], set_={"tripped_until": insert.excluded.tripped_until},
             where=trips.c.tripped_until < insert.excluded.tripped_until))

@@ -53,6 +53,7 @@ from orchestrator.store.burst import (
     live_with_windows,
     read_windows,
     store_windows,
+    warm_up_counts,
 )
 from orchestrator.store.executions import execution_row, insert_execution, queued_row
 from orchestrator.store.interfaces import (
@@ -210,6 +211,7 @@ class IngestStore:
             for rows in shapes:
                 self._admit_jobs(conn, [job(rows)], counts)
                 self._buffer_while_tripped(conn, [job(rows)], counts)
+            warm_up_counts(conn, environment, counts.server, now, gate)
         self._tripped.pop(environment, None)
 
     def _while_tripped(self, jobs: Sequence[AdmissionJob]) -> bool:

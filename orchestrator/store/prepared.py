@@ -20,13 +20,14 @@ connection). ``PREPARE`` outlives a rollback, so a warm-up's rolled-back transac
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import psycopg2
 
+InsertT = TypeVar("InsertT", bound=sa.Insert)
 _KEPT = "orchestrator_prepared"  # the pooled connection's info: (DBAPI connection, names | None)
 _DUPLICATE = "42P05"  # duplicate_prepared_statement
 _UNKNOWN = "26000"  # invalid_sql_statement_name: no such prepared statement
@@ -100,13 +101,15 @@ def slots_for(rows: int) -> int:
 
 
 def values_insert(table: sa.Table, columns: Sequence[str], rows: int, dialect: sa.Dialect,
-                  *where: sa.ColumnElement[bool], prefix: str = "") -> sa.Insert:
+                  *where: sa.ColumnElement[bool], prefix: str = "",
+                  insert: Callable[[sa.Table], InsertT] = sa.insert) -> InsertT:  # type: ignore[assignment]
     """``INSERT INTO <table> (<columns>) SELECT * FROM (VALUES <rows>) WHERE <where>``, with
     parameters ``<prefix><column>_<row>`` (:func:`values_parameters`); rows whose first NOT NULL
     column is NULL are slots left empty (:func:`slots_for`).
 
     VALUES, not a UNION of SELECTs: PostgreSQL plans a UNION of 8 rows in 0.9 ms, VALUES in
-    0.2 ms. Its first row tells PostgreSQL each column's type (a string without its length:
+    0.2 ms. ``insert`` makes the insert (a dialect's, for its ``ON CONFLICT``). Its first row
+    tells PostgreSQL each column's type (a string without its length:
     the column checks it); SQLite takes the values as given. No expanding parameter: each
     execution would render the whole statement again."""
     postgres = dialect.name == "postgresql"
@@ -126,8 +129,8 @@ def values_insert(table: sa.Table, columns: Sequence[str], rows: int, dialect: s
     values = text.columns(*(sa.column(f"column{i + 1}", kind)
                             for i, kind in enumerate(types))).subquery(f"{prefix}v")
     filled = values.c[_required(table, columns)]
-    return table.insert().from_select(list(columns),
-                                      sa.select(*values.c).where(filled.is_not(None), *where))
+    return insert(table).from_select(list(columns),
+                                     sa.select(*values.c).where(filled.is_not(None), *where))
 
 
 def _required(table: sa.Table, columns: Sequence[str]) -> int:
@@ -184,8 +187,9 @@ def _prefix(i: int, inserts: int) -> str:
 @lru_cache(maxsize=64)
 def _insert(shapes: tuple[tuple[sa.Table, tuple[str, ...]], ...], slots: tuple[int, ...],
             dialect: sa.Dialect) -> Prepared:
-    statements = [values_insert(table, columns, rows, dialect, prefix=_prefix(i, len(shapes)))
-                  for i, ((table, columns), rows) in enumerate(zip(shapes, slots, strict=True))]
+    statements: list[sa.Insert] = [
+        values_insert(table, columns, rows, dialect, prefix=_prefix(i, len(shapes)))
+        for i, ((table, columns), rows) in enumerate(zip(shapes, slots, strict=True))]
     *first, last = statements
     for i, statement in enumerate(first):
         last = last.add_cte(statement.cte(f"inserted_{i}"))

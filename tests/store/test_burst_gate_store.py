@@ -376,3 +376,24 @@ def test_a_trigger_refused_for_an_unknown_workflow_leaves_no_counter(
     [refused, [admitted]] = service.admit([missing, _job(service, NOW)])  # type: ignore[misc]
     assert isinstance(refused, NotFound) and not admitted.buffered
     assert [n for _, _, n in _counters(store)] == [1]
+
+
+@pytest.mark.backends("postgres")
+def test_on_postgresql_counters_of_many_buckets_are_written_by_one_statement(
+        store: Store, make_workflow) -> None:
+    """Buffered uncounted across four buckets, then the window is read (the trip is due to be
+    extended): the four counters are one statement, as every server does at that moment."""
+    make_workflow(environment="acme")
+    service = IngestService(store.admission, GATE)
+    _tripped(store, service)
+    seconds = (6, 12, 18, 24)  # a bucket each (6 s) after NOW's, in the trip's first half
+    for s in seconds:
+        [admission] = _admitted(service, _job(service, NOW + timedelta(seconds=s)))
+        assert admission.buffered
+    with _statements(store) as seen:
+        _admitted(service, _job(service, NOW + timedelta(seconds=40)))
+    counted = [s for s in seen if s.startswith("EXECUTE orch_counts_")]
+    assert len(counted) == 1, seen
+    assert [(bucket, n) for bucket, _, n in _counters(store)] == [
+        (GATE.bucket(NOW), 4), *((GATE.bucket(NOW + timedelta(seconds=s)), 1) for s in seconds),
+        (GATE.bucket(NOW + timedelta(seconds=40)), 1)]
