@@ -10,7 +10,9 @@ the transaction's workflows (:func:`live_with_windows`: no round trip of its own
 environment is tripped with more than half its hold to go, nothing is read: its plain triggers
 are buffered by one guarded statement (:func:`buffer_while_tripped`, used by
 ``ingest.IngestStore``) and counted in this process's memory (:class:`BurstCounts`), until the
-next transaction that reads the window writes them.
+next transaction that reads the window writes them. On PostgreSQL, a plain group of an
+environment that is not tripped and whose window has room for it is queued by one guarded
+statement too (:func:`queue_while_open`), which adds the group to the counter itself.
 """
 
 from __future__ import annotations
@@ -77,11 +79,15 @@ class BurstCounts:
     def sweep_due(self, environment: str, now: datetime, policy: BurstPolicy) -> bool:
         """Whether this process should delete the environment's counters that left the window
         (at most once per window)."""
-        last = self._swept.get(environment)
-        if last is not None and now - last < policy.window:
+        if not self.sweep_pending(environment, now, policy):
             return False
         self._swept[environment] = now
         return True
+
+    def sweep_pending(self, environment: str, now: datetime, policy: BurstPolicy) -> bool:
+        """Whether :meth:`sweep_due` would say so (nothing noted)."""
+        last = self._swept.get(environment)
+        return last is None or now - last >= policy.window
 
 
 class PendingCounts:
@@ -131,13 +137,19 @@ def _with_trips(query: sa.Select[Any], environment: sa.ColumnElement[str], *,
                               .cte("precounted"))
     if not counted:
         return query
+    return query.add_columns(_window_count(environment).label("burst_counted"))
+
+
+def _window_count(environment: sa.ColumnElement[str]) -> sa.ScalarSelect[Any]:
+    """The count of ``environment``'s window: its counters' sum, the bucket the window starts
+    in weighed by its share inside (parameters of :func:`_window_parameters`), as
+    :meth:`BurstWindow.count <orchestrator.domain.burst.BurstWindow.count>` sums them."""
     first = sa.bindparam("window_first", type_=t.UTCDateTime)
     # (cast: a prepared statement would take the parameter for an integer, as the count is)
     share = sa.cast(sa.bindparam("window_first_weight", type_=sa.Float), sa.Float)
     weighed = sa.case((_c.c.bucket == first, _c.c.count * share), else_=_c.c.count)
-    return query.add_columns(sa.select(sa.func.coalesce(sa.func.sum(weighed), 0)).where(
+    return sa.select(sa.func.coalesce(sa.func.sum(weighed), 0)).where(
         _c.c.environment == environment, _c.c.bucket >= first).scalar_subquery()
-        .label("burst_counted"))
 
 
 def _window_parameters(jobs: Sequence[AdmissionJob]) -> dict[str, Any] | None:
@@ -148,7 +160,10 @@ def _window_parameters(jobs: Sequence[AdmissionJob]) -> dict[str, Any] | None:
     if len(policies) != 1:
         return None
     [policy] = policies
-    now = jobs[0].now
+    return _window_parameters_of(policy, jobs[0].now)
+
+
+def _window_parameters_of(policy: BurstPolicy, now: datetime) -> dict[str, Any]:
     return {"window_first": BurstWindow.first_bucket(policy, now),
             "window_first_weight": BurstWindow.first_weight(policy, now)}
 
@@ -438,3 +453,81 @@ def buffer_while_tripped(conn: sa.Connection, rows: Sequence[dict[str, Any]],
     params["until"] = until
     statement = _guarded(conn.dialect, slots, len(pairs), len(environments))
     return prepared.execute(conn, statement, params).rowcount == len(rows)
+
+
+# A plain group admitted by one statement in autocommit (PostgreSQL), guarded by what the full
+# path would read: every workflow live and, where an environment is gated, the environment not
+# tripped and its window with room for the whole group (the window's count plus the group at
+# most the threshold); the statement also adds the group to this server's counter. When the
+# guard does not hold, nothing is written and the full path decides (it trips, buffers or
+# refuses). One round trip, where the full path's transaction takes four (begin, the workflows
+# with the window, the inserts, commit).
+OPEN_ROWS_MAX = GUARDED_ROWS_MAX
+OPEN_PAIRS_MAX = 4
+
+
+def _open_guard(pairs: int, gated: bool) -> sa.ColumnElement[bool]:
+    live = sa.select(sa.func.count()).select_from(t.workflows).where(
+        live_workflows(pair_parameters(pairs))).scalar_subquery() == pairs
+    if not gated:
+        return live
+    trips = t.burst_trips
+    environment = sa.bindparam("open_env", type_=sa.String)
+    counted = sa.func.floor(_window_count(environment))  # (BurstWindow.count's int())
+    tripped = sa.exists().where(trips.c.environment == environment,
+                                trips.c.tripped_until > sa.bindparam("open_now",
+                                                                     type_=t.UTCDateTime))
+    room = counted + sa.cast(sa.bindparam("open_n", type_=sa.Integer), sa.Integer) \
+        <= sa.cast(sa.bindparam("open_threshold", type_=sa.Integer), sa.Integer)
+    return sa.and_(live, ~tripped, room)
+
+
+def _guarded_count(guard: sa.ColumnElement[bool]) -> postgresql.Insert:
+    """Add ``count_n`` to this server's counter (:func:`_count_parameters`, prefix ``count_``)
+    if ``guard`` holds."""
+    values = sa.select(*(sa.cast(sa.bindparam(f"count_{name}", type_=kind), kind)
+                         for name, kind in (("env", sa.String()), ("at", t.UTCDateTime()),
+                                            ("by", sa.String()), ("n", sa.Integer())))
+                       ).where(guard)
+    insert = postgresql.insert(_c).from_select(list(_COUNT_COLUMNS), values)
+    return insert.on_conflict_do_update(index_elements=["environment", "bucket", "server"],
+                                        set_={"count": _c.c.count + insert.excluded.count})
+
+
+@lru_cache(maxsize=64)
+def _opened(dialect: sa.Dialect, execution_columns: tuple[str, ...],
+            queue_columns: tuple[str, ...], rows: int, pairs: int, gated: bool
+            ) -> prepared.Prepared:
+    guard = _open_guard(pairs, gated)
+    executions: sa.Insert = prepared.values_insert(
+        t.executions, execution_columns, rows, dialect, guard, prefix="t0_")
+    statement: sa.Insert = prepared.values_insert(
+        t.queued_triggers, queue_columns, rows, dialect, guard, prefix="t1_"
+    ).add_cte(executions.cte("opened"))
+    if gated:
+        statement = statement.add_cte(_guarded_count(guard).cte("opened_count"))
+    return prepared.Prepared("open", statement)
+
+
+def queue_while_open(conn: sa.Connection, executions: Sequence[dict[str, Any]],
+                     queued: Sequence[dict[str, Any]], pairs: Sequence[tuple[str, str]],
+                     gate: tuple[str, BurstPolicy, int] | None, now: datetime,
+                     server: str) -> bool:
+    """Insert the executions and queue rows of a plain group (at most :data:`OPEN_ROWS_MAX`,
+    each row's columns the same) in one statement, if every (environment, workflow) of
+    ``pairs`` is live and, where ``gate`` = (environment, policy, triggers of that environment)
+    is given, the environment is not tripped and its window has room for the triggers (then
+    counted for ``server``); whether it did (all of them, or none)."""
+    slots = prepared.slots_for(len(executions))
+    execution_columns, queue_columns = tuple(executions[0]), tuple(queued[0])
+    params = prepared.values_parameters(execution_columns, executions, slots, "t0_")
+    params.update(prepared.values_parameters(queue_columns, queued, slots, "t1_"))
+    params.update(pair_values(pairs))
+    if gate is not None:
+        environment, policy, n = gate
+        params.update(open_env=environment, open_now=now, open_n=n,
+                      open_threshold=policy.threshold, **_window_parameters_of(policy, now),
+                      **_count_parameters(environment, policy.bucket(now), server, n, "count_"))
+    statement = _opened(conn.dialect, execution_columns, queue_columns, slots, len(pairs),
+                        gate is not None)
+    return prepared.execute(conn, statement, params).rowcount == len(queued)

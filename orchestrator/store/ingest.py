@@ -3,7 +3,9 @@ triggers (one, or a whole batch) are admitted all or none, so a failure leaves n
 written; several calls' jobs may share one transaction (group commit, each job in a savepoint,
 plain ones inserted in bulk). While an environment is tripped with more than half its hold to
 go, its plain jobs are buffered by one statement, guarded by what the full transaction would
-read (the workflows live, the trip in the store), with no other round trip. Reads of executions
+read (the workflows live, the trip in the store), with no other round trip; on PostgreSQL,
+plain jobs are queued so too while nothing trips (the workflows live, no trip, room in the
+window), and the full transaction decides whenever a guard does not hold. Reads of executions
 fall back to the burst buffer, so a buffered execution is visible at once.
 
 The idempotency claim is the primary key of ``orch_idempotency_keys``: of concurrent requests
@@ -47,10 +49,13 @@ from orchestrator.store import tables as t
 from orchestrator.store.burst import (
     GUARDED_PAIRS_MAX,
     GUARDED_ROWS_MAX,
+    OPEN_PAIRS_MAX,
+    OPEN_ROWS_MAX,
     BurstCounts,
     PendingCounts,
     buffer_while_tripped,
     live_with_windows,
+    queue_while_open,
     read_windows,
     store_windows,
     warm_up_counts,
@@ -124,6 +129,11 @@ class IngestStore:
                     buffered = self._buffer_while_tripped(conn, jobs, counts)
                 if buffered is not None:
                     return buffered
+            elif self._while_open(jobs):
+                with self.db.single() as conn:
+                    queued = self._queue_while_open(conn, jobs)
+                if queued is not None:
+                    return queued
             with self._counts.transaction() as counts, self.db.write() as conn:
                 return self._admit_jobs(conn, jobs, counts)
         except OrchestratorError as exc:  # a lone job refused: its writes rolled back
@@ -178,8 +188,9 @@ class IngestStore:
     @translated("warm up trigger admission")
     def warm_up(self, now: datetime) -> None:
         """Run every plain admission statement once in a transaction that is rolled back (a
-        synthetic workflow of an environment of this process's own, queued, tripped, then
-        buffered by each shape of the guarded statement): a server process
+        synthetic workflow of an environment of this process's own, queued by the full path
+        and by each shape of the open statement, tripped, then buffered by each shape of the
+        guarded statement): a server process
         compiles them and opens a connection before its first request. A process that first
         met them in a burst spent 60-80 ms of CPU on them, and its event loop stalled up to
         220 ms. Nothing is kept."""
@@ -206,6 +217,9 @@ class IngestStore:
                              for n in range(1, max(GUARDED_ROWS_MAX, INSERT_ROWS_MAX) + 1)})
             for rows in shapes:
                 self._admit_jobs(conn, [job(rows, gated=False)], counts)
+                if conn.dialect.name == "postgresql":  # (and by the one statement, open)
+                    self._queue_while_open(conn, [job(rows, gated=False)])
+                    self._queue_while_open(conn, [job(rows)])
             self._admit_jobs(conn, [job(1, gated=False), job(1, gated=False), job(1), job(1)],
                              counts)
             for rows in shapes:
@@ -229,6 +243,50 @@ class IngestStore:
                     or not job.plain or not all(map(job.gated, range(len(job.requests)))):
                 return False
         return True
+
+    def _while_open(self, jobs: Sequence[AdmissionJob]) -> bool:
+        """Whether the jobs may be queued by :meth:`_queue_while_open`'s one statement
+        (PostgreSQL): every job plain and none of its triggers sent to the buffer by its
+        caller, few enough rows and workflows, at most one environment
+        gated (by one policy), and for it nothing this process still has to write (counters
+        buffered uncounted, the sweep of old ones) nor a trip it last saw."""
+        if self.db.engine.dialect.name != "postgresql" \
+                or not all(job.plain and not any(map(job.to_buffer, range(len(job.requests))))
+                           for job in jobs) \
+                or sum(len(job.requests) for job in jobs) > OPEN_ROWS_MAX \
+                or len({(job.environment, job.workflow) for job in jobs}) > OPEN_PAIRS_MAX:
+            return False
+        gated = {(job.environment, job.gate) for job in jobs if job.gate is not None}
+        if not gated:
+            return True
+        if len(gated) > 1:
+            return False
+        [(environment, policy)] = gated
+        now = jobs[0].now
+        until = self._tripped.get(environment)
+        return (until is None or until <= now) and not self._counts.pending(environment) \
+            and not self._counts.sweep_pending(environment, now, policy)
+
+    def _queue_while_open(self, conn: sa.Connection, jobs: Sequence[AdmissionJob]
+                          ) -> list[JobResult] | None:
+        """Queue the jobs of :meth:`_while_open` with one statement guarded by what the full
+        path would read (:func:`~orchestrator.store.burst.queue_while_open`); None, having
+        written nothing, when the guard does not hold."""
+        now = jobs[0].now
+        rows = [_plain_rows(request, job.now) for job in jobs for request in job.requests]
+        gate = None
+        for job in jobs:
+            if job.gate is not None:
+                n = sum(len(j.requests) for j in jobs if j.environment == job.environment)
+                gate = (job.environment, job.gate, n)
+                break
+        if not queue_while_open(conn, [e for e, _ in rows], [q for _, q in rows],
+                                sorted({(job.environment, job.workflow) for job in jobs}),
+                                gate, now, self._counts.server):
+            return None
+        return [[Admission(execution_id=r.correlation.execution_id,
+                           request_id=r.correlation.request_id, buffered=False)
+                 for r in job.requests] for job in jobs]
 
     def _buffer_while_tripped(self, conn: sa.Connection, jobs: Sequence[AdmissionJob],
                               counts: PendingCounts) -> list[JobResult] | None:
@@ -279,16 +337,9 @@ class IngestStore:
                 if gated:
                     buffered.append(buffer_row(request, job.now))
                 else:
-                    executions.append(execution_row(c, job.now, batch_id=request.batch_id,
-                                                    not_before=request.not_before,
-                                                    expires_at=request.expires_at,
-                                                    priority=request.priority,
-                                                    concurrency_key=request.concurrency_key,
-                                                    pinned_version=request.pinned_version))
-                    queued.append(queued_row(c, job.now, available_at=request.not_before,
-                                             priority=request.priority,
-                                             concurrency_key=request.concurrency_key,
-                                             pinned_version=request.pinned_version))
+                    execution, queue = _plain_rows(request, job.now)
+                    executions.append(execution)
+                    queued.append(queue)
                 admissions.append(Admission(execution_id=c.execution_id,
                                             request_id=c.request_id, buffered=gated))
             results.append(admissions)
@@ -484,6 +535,19 @@ class IngestStore:
         found.sort(key=lambda v: (v.execution.created_at, v.execution.execution_id),
                    reverse=True)
         return found[:limit]
+
+
+def _plain_rows(request: TriggerRequest, now: datetime) -> tuple[dict[str, Any],
+                                                                 dict[str, Any]]:
+    """A plain trigger's rows: its execution and its queue entry."""
+    c = request.correlation
+    return (execution_row(c, now, batch_id=request.batch_id, not_before=request.not_before,
+                          expires_at=request.expires_at, priority=request.priority,
+                          concurrency_key=request.concurrency_key,
+                          pinned_version=request.pinned_version),
+            queued_row(c, now, available_at=request.not_before, priority=request.priority,
+                       concurrency_key=request.concurrency_key,
+                       pinned_version=request.pinned_version))
 
 
 def to_buffer(windows: dict[str, BurstWindow], job: AdmissionJob, index: int) -> bool:

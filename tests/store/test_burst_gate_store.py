@@ -316,11 +316,11 @@ def test_jobs_of_different_policies_in_one_transaction_each_count_their_own_wind
 
 
 @pytest.mark.backends("postgres")
-def test_on_postgresql_the_read_of_an_open_window_also_writes_its_count(
+def test_on_postgresql_a_plain_group_of_an_open_window_is_one_statement(
         store: Store, make_workflow) -> None:
-    """A group of plain triggers of a gated environment, below the threshold: the statement
-    that reads the workflows and the window adds the group to this server's counter, and one
-    statement inserts the group's executions with their queue rows: two statements in all."""
+    """A group of plain triggers of a gated environment, below the threshold: one statement
+    checks the workflow, the trip and the window's room, inserts the group's executions with
+    their queue rows and adds the group to this server's counter."""
     make_workflow(environment="acme")
     service = IngestService(store.admission, GATE)
     _admitted(service, _job(service, NOW))
@@ -328,7 +328,7 @@ def test_on_postgresql_the_read_of_an_open_window_also_writes_its_count(
         assert not any(a.buffered for a in _admitted(service, _job(service, NOW), _job(
             service, NOW)))
     executed = [s.split()[1].rsplit("_", 1)[0] for s in seen if not s.startswith("PREPARE")]
-    assert executed == ["orch_live", "orch_insert_2_2"], seen
+    assert executed == ["orch_open"], seen
     assert [n for _, _, n in _counters(store)] == [3]
 
 
@@ -397,3 +397,17 @@ def test_on_postgresql_counters_of_many_buckets_are_written_by_one_statement(
     assert [(bucket, n) for bucket, _, n in _counters(store)] == [
         (GATE.bucket(NOW), 4), *((GATE.bucket(NOW + timedelta(seconds=s)), 1) for s in seconds),
         (GATE.bucket(NOW + timedelta(seconds=40)), 1)]
+
+
+@pytest.mark.backends(*SQL_BACKENDS)
+def test_a_trip_another_server_stored_is_honoured_by_a_server_that_never_saw_it(
+        store_url: str, make_workflow) -> None:
+    """The first server trips the environment; the second, which admitted nothing since, buffers
+    its next trigger (on PostgreSQL its one-statement path finds the trip and writes nothing,
+    and the full path buffers)."""
+    make_workflow(environment="acme")
+    first, second = (IngestService(Store(store_url).admission, GATE) for _ in range(2))
+    _tripped(Store(store_url), first)
+    [admission] = _admitted(second, _job(second, NOW + timedelta(seconds=1)))
+    assert admission.buffered
+    assert admission.execution_id in _buffered(Store(store_url))
