@@ -247,9 +247,9 @@ class IngestStore:
     def _while_open(self, jobs: Sequence[AdmissionJob]) -> bool:
         """Whether the jobs may be queued by :meth:`_queue_while_open`'s one statement
         (PostgreSQL): every job plain and none of its triggers sent to the buffer by its
-        caller, few enough rows and workflows, at most one environment
-        gated (by one policy), and for it nothing this process still has to write (counters
-        buffered uncounted, the sweep of old ones) nor a trip it last saw."""
+        caller, few enough rows and workflows, at most one environment gated (by one policy),
+        and for it nothing this process still has to write (counters buffered uncounted, the
+        sweep of old ones) nor a trip it last saw."""
         if self.db.engine.dialect.name != "postgresql" \
                 or not all(job.plain and not any(map(job.to_buffer, range(len(job.requests))))
                            for job in jobs) \
