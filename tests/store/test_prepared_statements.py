@@ -158,3 +158,15 @@ def test_rows_of_two_tables_are_one_statement_on_postgresql_and_all_or_none(
                                       (t.burst_trips, [{"environment": "acme",
                                                         "tripped_until": NOW}])])
     assert _count(engine) == 3 and _trips(engine) == ["acme", "beta"]
+
+
+def test_a_parameter_left_out_is_refused_by_name_and_nothing_is_written(
+        engine: sa.Engine) -> None:
+    statement = prepared.Prepared("test_missing", t.workflows.insert().values(
+        environment=sa.bindparam("env"), name=sa.bindparam("workflow"), current_version=1,
+        created_at=sa.bindparam("at", type_=t.UTCDateTime),
+        updated_at=sa.bindparam("at", type_=t.UTCDateTime)))
+    with pytest.raises(sa.exc.SQLAlchemyError, match="required for bind parameter 'workflow'"), \
+            engine.begin() as conn:
+        prepared.execute(conn, statement, {"env": "acme", "at": NOW})
+    assert _count(engine) == 0
