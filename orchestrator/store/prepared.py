@@ -43,9 +43,9 @@ class Prepared:
     ``EXECUTE`` text, its values put through their types' bind processors here
     (:meth:`driver`): SQLAlchemy's execution of the clause (its compiled cache, the
     parameters' processing, the compiled execution context) was a fifth of the admission
-    writer's CPU for a group of one or two triggers (0.24-0.33 ms against 0.18-0.25 ms a
-    group, in-process). A statement that returns rows keeps the clause: SQLAlchemy types its
-    results."""
+    writer's CPU for a group of one or two triggers (in-process, CPU per group of 1 and 2:
+    0.24-0.26 and 0.31-0.33 ms through the clause, 0.22-0.24 and 0.21-0.28 ms so). A
+    statement that returns rows keeps the clause: SQLAlchemy types its results."""
 
     def __init__(self, label: str, statement: sa.Insert | sa.Select[Any]) -> None:
         self.label = label
