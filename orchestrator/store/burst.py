@@ -8,18 +8,19 @@ transaction that reads it adds what it admitted to this process's own counter, s
 processes write one row. The trip is a row of ``orch_burst_trips`` per environment, read with
 the transaction's workflows (:func:`live_with_windows`: no round trip of its own). While an
 environment is tripped with more than half its hold to go, nothing is read: its plain triggers
-are buffered by one guarded statement (:func:`buffer_while_tripped`, used by
+are buffered by one guarded statement (``guarded.buffer_while_tripped``, used by
 ``ingest.IngestStore``) and counted in this process's memory (:class:`BurstCounts`), until the
 next transaction that reads the window writes them. On PostgreSQL, a plain group of an
 environment that is not tripped and whose window has room for it is queued by one guarded
-statement too (:func:`queue_while_open`), which adds the group to the counter itself.
+statement too, which adds the group to the counter itself (both statements:
+:mod:`orchestrator.store.guarded`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
@@ -137,10 +138,10 @@ def _with_trips(query: sa.Select[Any], environment: sa.ColumnElement[str], *,
                               .cte("precounted"))
     if not counted:
         return query
-    return query.add_columns(_window_count(environment).label("burst_counted"))
+    return query.add_columns(window_count(environment).label("burst_counted"))
 
 
-def _window_count(environment: sa.ColumnElement[str]) -> sa.ScalarSelect[Any]:
+def window_count(environment: sa.ColumnElement[str]) -> sa.ScalarSelect[Any]:
     """The count of ``environment``'s window: its counters' sum, the bucket the window starts
     in weighed by its share inside (parameters of :func:`_window_parameters`), as
     :meth:`BurstWindow.count <orchestrator.domain.burst.BurstWindow.count>` sums them."""
@@ -160,10 +161,10 @@ def _window_parameters(jobs: Sequence[AdmissionJob]) -> dict[str, Any] | None:
     if len(policies) != 1:
         return None
     [policy] = policies
-    return _window_parameters_of(policy, jobs[0].now)
+    return window_bounds(policy, jobs[0].now)
 
 
-def _window_parameters_of(policy: BurstPolicy, now: datetime) -> dict[str, Any]:
+def window_bounds(policy: BurstPolicy, now: datetime) -> dict[str, Any]:
     return {"window_first": BurstWindow.first_bucket(policy, now),
             "window_first_weight": BurstWindow.first_weight(policy, now)}
 
@@ -183,7 +184,7 @@ def _precount(jobs: Sequence[AdmissionJob], counts: PendingCounts) -> dict[str, 
     policy = next(job.gate for job in jobs if job.gate is not None)
     bucket = policy.bucket(jobs[0].now)
     counts.precounted[environment] = (bucket, n)
-    return _count_parameters(environment, bucket, counts.server, n, "count_")
+    return count_parameters(environment, bucket, counts.server, n, "count_")
 
 
 # The workflows of an admission transaction, with their environments' burst trips and (where a
@@ -217,15 +218,6 @@ def live_with_windows(conn: sa.Connection, jobs: Sequence[AdmissionJob],
                 else None)
     return prepared.execute(conn, _live_workflows(len(pairs), bool(window), bool(counting)),
                             {**pair_values(pairs), **window, **(counting or {})}).all()
-
-
-def tripped_beyond(environments: Sequence[sa.BindParameter[str]]) -> sa.ColumnElement[bool]:
-    """Every one of ``environments`` is tripped beyond the parameter ``until``: the guard of an
-    admission that buffers without counting."""
-    trips = t.burst_trips
-    return sa.select(sa.func.count()).select_from(trips).where(
-        trips.c.environment.in_(environments),
-        trips.c.tripped_until > sa.bindparam("until")).scalar_subquery() == len(environments)
 
 
 # An environment's counters still in its window, summed over the servers, by bucket.
@@ -297,19 +289,24 @@ def store_windows(conn: sa.Connection, windows: dict[str, BurstWindow],
 
 # The counter statements' parameters (not named as columns: an update's would be taken for SET
 # values): environment ``env``, bucket ``at``, server ``by``, triggers ``n``.
-def _count_parameters(environment: str, bucket: datetime, server: str, n: int,
+def count_parameters(environment: str, bucket: datetime, server: str, n: int,
                       prefix: str = "") -> dict[str, Any]:
     return {f"{prefix}env": environment, f"{prefix}at": bucket, f"{prefix}by": server,
             f"{prefix}n": n}
 
 
-def _count_upsert(prefix: str = "") -> postgresql.Insert:
-    """PostgreSQL: add ``n`` to the counter (of :func:`_count_parameters`, names prefixed)."""
-    insert = postgresql.insert(_c).values(
-        environment=sa.bindparam(prefix + "env"), bucket=sa.bindparam(prefix + "at"),
-        server=sa.bindparam(prefix + "by"), count=sa.bindparam(prefix + "n"))
+def adding(insert: postgresql.Insert) -> postgresql.Insert:
+    """``insert`` into ``orch_burst_counts`` (PostgreSQL) adding its counts to the counters
+    that exist."""
     return insert.on_conflict_do_update(index_elements=["environment", "bucket", "server"],
                                         set_={"count": _c.c.count + insert.excluded.count})
+
+
+def _count_upsert(prefix: str = "") -> postgresql.Insert:
+    """PostgreSQL: add ``n`` to the counter (of :func:`count_parameters`, names prefixed)."""
+    return adding(postgresql.insert(_c).values(
+        environment=sa.bindparam(prefix + "env"), bucket=sa.bindparam(prefix + "at"),
+        server=sa.bindparam(prefix + "by"), count=sa.bindparam(prefix + "n")))
 
 
 _UPSERT = prepared.Prepared("count", _count_upsert())
@@ -328,7 +325,7 @@ def _add_count(conn: sa.Connection, environment: str, bucket: datetime, server: 
     """Add ``n`` to this server's counter of ``environment`` and ``bucket``; a counter taken
     back to 0 (a precounted job that was refused) is removed, so a refused call leaves no
     row."""
-    params = _count_parameters(environment, bucket, server, n)
+    params = count_parameters(environment, bucket, server, n)
     if conn.dialect.name == "postgresql":
         prepared.execute(conn, _UPSERT, params)
     elif not conn.execute(_ADD, params).rowcount:
@@ -343,16 +340,13 @@ def _add_count(conn: sa.Connection, environment: str, bucket: datetime, server: 
 # transaction 10 ms long (2.8 ms of CPU), and every server reads its window at once when a
 # trip is due to be extended.
 COUNTS_MAX = 16
-_COUNT_COLUMNS = ("environment", "bucket", "server", "count")
+COUNT_COLUMNS = ("environment", "bucket", "server", "count")
 
 
 @lru_cache(maxsize=8)
 def _counts_upsert(dialect: sa.Dialect, slots: int) -> prepared.Prepared:
-    insert = prepared.values_insert(_c, _COUNT_COLUMNS, slots, dialect,
-                                    insert=postgresql.insert)
-    return prepared.Prepared(f"counts_{slots}", insert.on_conflict_do_update(
-        index_elements=["environment", "bucket", "server"],
-        set_={"count": _c.c.count + insert.excluded.count}))
+    return prepared.Prepared(f"counts_{slots}", adding(prepared.values_insert(
+        _c, COUNT_COLUMNS, slots, dialect, insert=postgresql.insert)))
 
 
 def add_counts(conn: sa.Connection, environment: str, server: str,
@@ -369,7 +363,7 @@ def add_counts(conn: sa.Connection, environment: str, server: str,
         rows = [{"environment": environment, "bucket": bucket, "server": server, "count": n}
                 for bucket, n in chunk]
         prepared.execute(conn, _counts_upsert(conn.dialect, slots),
-                         prepared.values_parameters(_COUNT_COLUMNS, rows, slots))
+                         prepared.values_parameters(COUNT_COLUMNS, rows, slots))
 
 
 def warm_up_counts(conn: sa.Connection, environment: str, server: str, now: datetime,
@@ -381,153 +375,31 @@ def warm_up_counts(conn: sa.Connection, environment: str, server: str, now: date
                                                for i in range(slots)])
 
 
-def _trip_upsert() -> postgresql.Insert:
+def _trip_upsert(insert: Callable[[sa.Table], Any]) -> Any:
+    """Store the trip of ``trip_env`` until ``trip_until``, unless a later one is stored
+    (``insert``: a dialect's, for its ``ON CONFLICT``)."""
     trips = t.burst_trips
-    insert = postgresql.insert(trips).values(
+    statement = insert(trips).values(
         environment=sa.bindparam("trip_env", type_=trips.c.environment.type),
         tripped_until=sa.bindparam("trip_until", type_=t.UTCDateTime))
-    return insert.on_conflict_do_update(
-        index_elements=["environment"], set_={"tripped_until": insert.excluded.tripped_until},
-        where=trips.c.tripped_until < insert.excluded.tripped_until)
+    return statement.on_conflict_do_update(
+        index_elements=["environment"], set_={"tripped_until": statement.excluded.tripped_until},
+        where=trips.c.tripped_until < statement.excluded.tripped_until)
 
 
-_TRIP = prepared.Prepared("trip", _trip_upsert())
+_TRIP = prepared.Prepared("trip", _trip_upsert(postgresql.insert))
 
 
 def _store_trips(conn: sa.Connection, windows: dict[str, BurstWindow]) -> None:
     """Each trip started or extended (a later end another server stored meanwhile is kept):
-    on PostgreSQL a prepared statement (an ``ON CONFLICT`` has no cache key: SQLAlchemy would
-    compile it each time, ~1 ms)."""
-    trips = t.burst_trips
+    on PostgreSQL a prepared statement (an ``ON CONFLICT`` has no cache key: SQLAlchemy
+    compiles it each time, ~1 ms, as it still does on SQLite, twice per hold)."""
     for environment, window in windows.items():
         until = window.trip_to_store()
         if until is None:
             continue
+        params = {"trip_env": environment, "trip_until": until}
         if conn.dialect.name == "postgresql":
-            prepared.execute(conn, _TRIP, {"trip_env": environment, "trip_until": until})
-            continue
-        insert = sqlite.insert(trips).values(environment=environment, tripped_until=until)
-        conn.execute(insert.on_conflict_do_update(
-            index_elements=["environment"], set_={"tripped_until": insert.excluded.tripped_until},
-            where=trips.c.tripped_until < insert.excluded.tripped_until))
-
-
-# Rows and (environment, workflow) pairs buffered at most by one guarded statement (more take
-# the full path). Its parameters cost more Python than a multi-row insert's: in-process on
-# PostgreSQL it took less CPU per group of 16 (4.4 against 5.2 ms), more per group of 40 (10.4
-# against 8.5 ms), where the round trips it saves weigh less.
-GUARDED_ROWS_MAX = 16
-GUARDED_PAIRS_MAX = 4
-_BUFFER_COLUMNS = tuple(column.name for column in t.burst_buffer.columns)
-
-
-def _guarded_insert(dialect: sa.Dialect, rows: int, pairs: int, environments: int
-                    ) -> sa.Insert:
-    """``INSERT INTO orch_burst_buffer SELECT * FROM (VALUES <rows>) WHERE <all pairs live> AND
-    <all environments tripped beyond until>`` (:func:`prepared.values_insert
-    <orchestrator.store.prepared.values_insert>`), with parameters ``<column>_<row>``,
-    ``live_environment_<i>``, ``live_workflow_<i>``, ``tripped_<i>`` and ``until`` (none of them
-    a row's ``<column>_<row>``: a name shared is one parameter)."""
-    live = sa.select(sa.func.count()).select_from(t.workflows).where(
-        live_workflows(pair_parameters(pairs))).scalar_subquery() == pairs
-    tripped = tripped_beyond([sa.bindparam(f"tripped_{i}") for i in range(environments)])
-    return prepared.values_insert(t.burst_buffer, _BUFFER_COLUMNS, rows, dialect, live, tripped)
-
-
-@lru_cache(maxsize=64)
-def _guarded(dialect: sa.Dialect, rows: int, pairs: int, environments: int
-             ) -> prepared.Prepared:
-    return prepared.Prepared("buffer", _guarded_insert(dialect, rows, pairs, environments))
-
-
-def buffer_while_tripped(conn: sa.Connection, rows: Sequence[dict[str, Any]],
-                         pairs: Sequence[tuple[str, str]], until: datetime) -> bool:
-    """Insert burst-buffer ``rows`` (at most :data:`GUARDED_ROWS_MAX`) in one statement if
-    every (environment, workflow) of ``pairs`` is live and each of their environments is
-    tripped beyond ``until``; whether it did (all of them, or none)."""
-    environments = sorted({environment for environment, _ in pairs})
-    slots = prepared.slots_for(len(rows))
-    params = prepared.values_parameters(_BUFFER_COLUMNS, rows, slots)
-    params.update(pair_values(pairs))
-    params.update((f"tripped_{i}", environment) for i, environment in enumerate(environments))
-    params["until"] = until
-    statement = _guarded(conn.dialect, slots, len(pairs), len(environments))
-    return prepared.execute(conn, statement, params).rowcount == len(rows)
-
-
-# A plain group admitted by one statement in autocommit (PostgreSQL), guarded by what the full
-# path would read: every workflow live and, where an environment is gated, the environment not
-# tripped and its window with room for the whole group (the window's count plus the group at
-# most the threshold); the statement also adds the group to this server's counter. When the
-# guard does not hold, nothing is written and the full path decides (it trips, buffers or
-# refuses). One round trip, where the full path's transaction takes four (begin, the workflows
-# with the window, the inserts, commit).
-OPEN_ROWS_MAX = GUARDED_ROWS_MAX
-OPEN_PAIRS_MAX = 4
-
-
-def _open_guard(pairs: int, gated: bool) -> sa.ColumnElement[bool]:
-    live = sa.select(sa.func.count()).select_from(t.workflows).where(
-        live_workflows(pair_parameters(pairs))).scalar_subquery() == pairs
-    if not gated:
-        return live
-    trips = t.burst_trips
-    environment = sa.bindparam("open_env", type_=sa.String)
-    counted = sa.func.floor(_window_count(environment))  # (BurstWindow.count's int())
-    tripped = sa.exists().where(trips.c.environment == environment,
-                                trips.c.tripped_until > sa.bindparam("open_now",
-                                                                     type_=t.UTCDateTime))
-    room = counted + sa.cast(sa.bindparam("open_n", type_=sa.Integer), sa.Integer) \
-        <= sa.cast(sa.bindparam("open_threshold", type_=sa.Integer), sa.Integer)
-    return sa.and_(live, ~tripped, room)
-
-
-def _guarded_count(guard: sa.ColumnElement[bool]) -> postgresql.Insert:
-    """Add ``count_n`` to this server's counter (:func:`_count_parameters`, prefix ``count_``)
-    if ``guard`` holds."""
-    values = sa.select(*(sa.cast(sa.bindparam(f"count_{name}", type_=kind), kind)
-                         for name, kind in (("env", sa.String()), ("at", t.UTCDateTime()),
-                                            ("by", sa.String()), ("n", sa.Integer())))
-                       ).where(guard)
-    insert = postgresql.insert(_c).from_select(list(_COUNT_COLUMNS), values)
-    return insert.on_conflict_do_update(index_elements=["environment", "bucket", "server"],
-                                        set_={"count": _c.c.count + insert.excluded.count})
-
-
-@lru_cache(maxsize=64)
-def _opened(dialect: sa.Dialect, execution_columns: tuple[str, ...],
-            queue_columns: tuple[str, ...], rows: int, pairs: int, gated: bool
-            ) -> prepared.Prepared:
-    guard = _open_guard(pairs, gated)
-    executions: sa.Insert = prepared.values_insert(
-        t.executions, execution_columns, rows, dialect, guard, prefix="t0_")
-    statement: sa.Insert = prepared.values_insert(
-        t.queued_triggers, queue_columns, rows, dialect, guard, prefix="t1_"
-    ).add_cte(executions.cte("opened"))
-    if gated:
-        statement = statement.add_cte(_guarded_count(guard).cte("opened_count"))
-    return prepared.Prepared("open", statement)
-
-
-def queue_while_open(conn: sa.Connection, executions: Sequence[dict[str, Any]],
-                     queued: Sequence[dict[str, Any]], pairs: Sequence[tuple[str, str]],
-                     gate: tuple[str, BurstPolicy, int] | None, now: datetime,
-                     server: str) -> bool:
-    """Insert the executions and queue rows of a plain group (at most :data:`OPEN_ROWS_MAX`,
-    each row's columns the same) in one statement, if every (environment, workflow) of
-    ``pairs`` is live and, where ``gate`` = (environment, policy, triggers of that environment)
-    is given, the environment is not tripped and its window has room for the triggers (then
-    counted for ``server``); whether it did (all of them, or none)."""
-    slots = prepared.slots_for(len(executions))
-    execution_columns, queue_columns = tuple(executions[0]), tuple(queued[0])
-    params = prepared.values_parameters(execution_columns, executions, slots, "t0_")
-    params.update(prepared.values_parameters(queue_columns, queued, slots, "t1_"))
-    params.update(pair_values(pairs))
-    if gate is not None:
-        environment, policy, n = gate
-        params.update(open_env=environment, open_now=now, open_n=n,
-                      open_threshold=policy.threshold, **_window_parameters_of(policy, now),
-                      **_count_parameters(environment, policy.bucket(now), server, n, "count_"))
-    statement = _opened(conn.dialect, execution_columns, queue_columns, slots, len(pairs),
-                        gate is not None)
-    return prepared.execute(conn, statement, params).rowcount == len(queued)
+            prepared.execute(conn, _TRIP, params)
+        else:
+            conn.execute(_trip_upsert(sqlite.insert), params)

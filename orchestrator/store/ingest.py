@@ -47,20 +47,20 @@ from orchestrator.exceptions import (
 from orchestrator.store import prepared
 from orchestrator.store import tables as t
 from orchestrator.store.burst import (
-    GUARDED_PAIRS_MAX,
-    GUARDED_ROWS_MAX,
-    OPEN_PAIRS_MAX,
-    OPEN_ROWS_MAX,
     BurstCounts,
     PendingCounts,
-    buffer_while_tripped,
     live_with_windows,
-    queue_while_open,
     read_windows,
     store_windows,
     warm_up_counts,
 )
 from orchestrator.store.executions import execution_row, insert_execution, queued_row
+from orchestrator.store.guarded import (
+    GUARDED_PAIRS_MAX,
+    GUARDED_ROWS_MAX,
+    buffer_while_tripped,
+    queue_while_open,
+)
 from orchestrator.store.interfaces import (
     BufferedTrigger,
     ExecutionRepository,
@@ -234,8 +234,7 @@ class IngestStore:
         uncounted (as :func:`~orchestrator.store.burst.read_windows` decides), and
         :meth:`_buffer_while_tripped` may write them in one statement."""
         now = jobs[0].now
-        if sum(len(job.requests) for job in jobs) > GUARDED_ROWS_MAX \
-                or len({(job.environment, job.workflow) for job in jobs}) > GUARDED_PAIRS_MAX:
+        if not _one_statement(jobs):
             return False
         for job in jobs:
             until = self._tripped.get(job.environment)
@@ -250,11 +249,9 @@ class IngestStore:
         caller, few enough rows and workflows, at most one environment gated (by one policy),
         and for it nothing this process still has to write (counters buffered uncounted, the
         sweep of old ones) nor a trip it last saw."""
-        if self.db.engine.dialect.name != "postgresql" \
+        if self.db.engine.dialect.name != "postgresql" or not _one_statement(jobs) \
                 or not all(job.plain and not any(map(job.to_buffer, range(len(job.requests))))
-                           for job in jobs) \
-                or sum(len(job.requests) for job in jobs) > OPEN_ROWS_MAX \
-                or len({(job.environment, job.workflow) for job in jobs}) > OPEN_PAIRS_MAX:
+                           for job in jobs):
             return False
         gated = {(job.environment, job.gate) for job in jobs if job.gate is not None}
         if not gated:
@@ -270,7 +267,7 @@ class IngestStore:
     def _queue_while_open(self, conn: sa.Connection, jobs: Sequence[AdmissionJob]
                           ) -> list[JobResult] | None:
         """Queue the jobs of :meth:`_while_open` with one statement guarded by what the full
-        path would read (:func:`~orchestrator.store.burst.queue_while_open`); None, having
+        path would read (:func:`~orchestrator.store.guarded.queue_while_open`); None, having
         written nothing, when the guard does not hold."""
         now = jobs[0].now
         rows = [_plain_rows(request, job.now) for job in jobs for request in job.requests]
@@ -535,6 +532,12 @@ class IngestStore:
         found.sort(key=lambda v: (v.execution.created_at, v.execution.execution_id),
                    reverse=True)
         return found[:limit]
+
+
+def _one_statement(jobs: Sequence[AdmissionJob]) -> bool:
+    """Whether ``jobs`` are few enough, in rows and workflows, for one guarded statement."""
+    return sum(len(job.requests) for job in jobs) <= GUARDED_ROWS_MAX \
+        and len({(job.environment, job.workflow) for job in jobs}) <= GUARDED_PAIRS_MAX
 
 
 def _plain_rows(request: TriggerRequest, now: datetime) -> tuple[dict[str, Any],
